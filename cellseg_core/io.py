@@ -1,0 +1,271 @@
+"""Reading images and masks from paths or bytes, and writing results atomically.
+
+Internally an image is a float32 array in [0, 1] of shape ``(M, N)`` (one channel)
+or ``(M, N, 3)`` (RGB). Every reader raises `ValueError` with a message a person
+understands when the input is not a usable image.
+"""
+from __future__ import annotations
+
+import io as _io
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from PIL import Image, UnidentifiedImageError
+
+__all__ = [
+    "MAX_PIXELS",
+    "IMAGE_SUFFIXES",
+    "read_image",
+    "read_mask",
+    "read_instances",
+    "as_float_image",
+    "write_tiff",
+    "write_bytes_atomic",
+]
+
+#: Largest image (in pixels) any reader accepts; also Pillow's decompression-bomb limit.
+#: Set the environment variable ``CELLSEG_MAX_PIXELS`` to change it.
+MAX_PIXELS = int(os.environ.get("CELLSEG_MAX_PIXELS", 100_000_000))
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+#: File name endings the dataset and batch readers pick up.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".npy", ".bmp")
+
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _read_bytes(source) -> tuple[bytes, str]:
+    """Return the bytes and a display name of a path, bytes or binary file object."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source), "uploaded data"
+    if hasattr(source, "read"):
+        name = getattr(source, "name", "uploaded file")
+        data = source.read()
+        if hasattr(source, "seek"):
+            source.seek(0)
+        return data, str(name)
+    path = Path(source)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    return path.read_bytes(), path.name
+
+
+def _decode(data: bytes, name: str) -> np.ndarray:
+    """Decode bytes into the array they hold, whatever the file format."""
+    if len(data) == 0:
+        raise ValueError(f"{name}: the file is empty (0 bytes)")
+    try:
+        if data.startswith(_NPY_MAGIC):
+            array = np.load(_io.BytesIO(data), allow_pickle=False)
+        elif data[:4] in _TIFF_MAGIC:
+            with tifffile.TiffFile(_io.BytesIO(data)) as tif:
+                if len(tif.pages) > 1 and len(tif.series[0].shape) > 3:
+                    raise ValueError(
+                        f"{name}: a multi-page TIFF of shape {tif.series[0].shape}; "
+                        "save the plane you want as its own image")
+                array = tif.pages[0].asarray()
+        else:
+            with Image.open(_io.BytesIO(data)) as im:
+                _check_size(im.width * im.height, name)
+                array = _pil_to_array(im)
+    except ValueError as err:
+        if str(err).startswith(name):
+            raise
+        raise ValueError(f"{name}: not a readable image ({err})") from None
+    except Image.DecompressionBombError:
+        raise ValueError(
+            f"{name}: the image claims more than {MAX_PIXELS:,} pixels; refused "
+            "(set CELLSEG_MAX_PIXELS to allow larger images)") from None
+    except (UnidentifiedImageError, OSError, EOFError, SyntaxError, KeyError, IndexError) as err:
+        raise ValueError(
+            f"{name}: not a readable image (PNG, JPEG, TIFF or NPY expected; {err})") from None
+    if array.dtype == object or array.dtype.kind not in "biuf":
+        raise ValueError(f"{name}: holds data of type {array.dtype}, not pixel values")
+    _check_size(array.size, name)
+    return array
+
+
+def _check_size(n_pixels, name):
+    if n_pixels > MAX_PIXELS:
+        raise ValueError(
+            f"{name}: {n_pixels:,} pixels is more than the limit of {MAX_PIXELS:,} "
+            "(set CELLSEG_MAX_PIXELS to allow larger images)")
+
+
+def _pil_to_array(im: Image.Image) -> np.ndarray:
+    im.load()
+    if im.mode in ("P", "PA"):
+        im = im.convert("RGBA" if "transparency" in im.info or im.mode == "PA" else "RGB")
+    if im.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        im = im.convert("RGB")
+    if im.mode == "LA":
+        im = im.convert("L")
+    if im.mode == "1":
+        im = im.convert("L")
+    return np.asarray(im)
+
+
+def _to_float(array: np.ndarray, name: str) -> np.ndarray:
+    """Scale integer types by their range; floats must already be finite."""
+    if array.dtype == np.bool_:
+        return array.astype(np.float32)
+    if array.dtype.kind in "ui":
+        info = np.iinfo(array.dtype)
+        if array.dtype.kind == "i" and array.min() < 0:
+            raise ValueError(f"{name}: negative pixel values in a {array.dtype} image")
+        top = 255 if array.dtype.itemsize == 1 else info.max
+        return (array.astype(np.float32) / np.float32(top)).astype(np.float32)
+    array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name}: the image contains NaN or infinite values")
+    low, high = float(array.min()), float(array.max())
+    if low < 0 or high > 1:
+        # Float data in another range (e.g. a float32 microscope export): map to [0, 1].
+        span = high - low
+        array = (array - low) / span if span > 0 else np.zeros_like(array)
+    return array
+
+
+def as_float_image(image, *, name: str = "image") -> np.ndarray:
+    """Validate an array and return it as float32 ``(M, N)`` or ``(M, N, 3)`` in [0, 1].
+
+    Accepts channel-last ``(M, N[, 3 or 4])`` and channel-first ``(3, M, N)`` arrays
+    (as the VocEd course stores them); alpha is dropped. A float32 input already in
+    range is returned as is (never modified).
+
+    Raises
+    ------
+    ValueError
+        For the wrong number of dimensions or channels, an empty image, NaN or Inf.
+    """
+    array = np.asarray(image)
+    if array.dtype == object or array.dtype.kind not in "biuf":
+        raise ValueError(f"{name}: pixel values must be numbers, got dtype {array.dtype}")
+    if array.ndim == 3 and array.shape[0] in (3, 4) and array.shape[-1] not in (3, 4):
+        array = np.moveaxis(array, 0, -1)
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim == 3 and array.shape[-1] == 4:
+        array = array[..., :3]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] != 3):
+        raise ValueError(
+            f"{name}: expected a 2-D gray or RGB image (M, N[, 3]), got shape {array.shape}")
+    if array.size == 0 or min(array.shape[:2]) < 1:
+        raise ValueError(f"{name}: the image is empty (shape {array.shape})")
+    if array.dtype == np.float32 and np.isfinite(array).all() and \
+            array.min() >= 0 and array.max() <= 1:
+        return array
+    return _to_float(array, name)
+
+
+def read_image(source) -> np.ndarray:
+    """Read an image file (path, bytes or file object) as float32 in [0, 1].
+
+    Parameters
+    ----------
+    source : str, Path, bytes or binary file object
+        PNG, JPEG, BMP, TIFF (8/16-bit, float, gray, RGB, RGBA, palette) or ``.npy``
+        (``(3, M, N)`` float as in the VocEd course, or ``(M, N[, 3])``).
+
+    Returns
+    -------
+    image : (M, N[, 3]) ndarray of float32
+
+    Raises
+    ------
+    ValueError
+        When the file is empty, not an image, too large, or holds NaN/Inf.
+
+    Examples
+    --------
+    >>> import numpy as np, io
+    >>> buf = io.BytesIO(); np.save(buf, np.zeros((3, 4, 5), np.float32))
+    >>> read_image(buf.getvalue()).shape
+    (4, 5, 3)
+    """
+    data, name = _read_bytes(source)
+    return as_float_image(_decode(data, name), name=name)
+
+
+def read_instances(source) -> np.ndarray:
+    """Read a label image of object instances (0 background) as an int32 array."""
+    data, name = _read_bytes(source)
+    labels = _decode(data, name)
+    if labels.ndim == 3 and labels.shape[0] == 1:
+        labels = labels[0]
+    if labels.ndim != 2:
+        raise ValueError(
+            f"{name}: a mask must be a single-channel 2-D label image, got shape {labels.shape}")
+    if labels.dtype.kind == "f":
+        if not np.isfinite(labels).all() or (labels != np.round(labels)).any():
+            raise ValueError(f"{name}: a mask must hold whole-number labels")
+    if labels.min() < 0:
+        raise ValueError(f"{name}: a mask cannot hold negative labels")
+    return labels.astype(np.int32)
+
+
+def read_mask(source, *, shape=None) -> np.ndarray:
+    """Read a class mask (0 background, 1 cytoplasm, 2 nucleus) as uint8.
+
+    Parameters
+    ----------
+    source : path, bytes or binary file object
+    shape : tuple, optional
+        The ``(M, N)`` of the image the mask belongs to; a different shape raises.
+
+    Raises
+    ------
+    ValueError
+        For an RGB mask, labels other than 0, 1, 2, or a shape mismatch.
+    """
+    labels = read_instances(source)
+    name = _read_bytes(source)[1] if not isinstance(source, (bytes, bytearray)) else "mask"
+    bad = np.setdiff1d(np.unique(labels), [0, 1, 2])
+    if bad.size:
+        raise ValueError(
+            f"{name}: a class mask may hold only 0 (background), 1 (cytoplasm) and "
+            f"2 (nucleus); found {bad[:5].tolist()}")
+    if shape is not None and labels.shape != tuple(shape[:2]):
+        raise ValueError(
+            f"{name}: mask shape {labels.shape} does not match the image shape {tuple(shape[:2])}")
+    return labels.astype(np.uint8)
+
+
+def write_bytes_atomic(path, data: bytes) -> Path:
+    """Write `data` to `path` through a temporary file and a rename.
+
+    An interrupted run never leaves a half-written file under `path`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def tiff_bytes(labels: np.ndarray) -> bytes:
+    """Encode a label image as a plain TIFF (no colour table): uint8, uint16 or uint32."""
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "ui":
+        raise TypeError(f"`labels` must be an integer array, got {labels.dtype}")
+    if labels.dtype not in (np.uint8, np.uint16, np.uint32):
+        top = int(labels.max()) if labels.size else 0
+        labels = labels.astype(np.uint16 if top < 65536 else np.uint32)
+    buf = _io.BytesIO()
+    tifffile.imwrite(buf, labels, photometric="minisblack", compression="zlib")
+    return buf.getvalue()
+
+
+def write_tiff(path, labels: np.ndarray) -> Path:
+    """Write a label image as a plain TIFF, atomically."""
+    return write_bytes_atomic(path, tiff_bytes(labels))

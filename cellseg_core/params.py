@@ -1,0 +1,339 @@
+"""The one parameter model of the pipeline.
+
+Every setting of :func:`cellseg_core.segment` lives here, in frozen dataclasses with
+str-Enum choices, so that parameters are hashable (cache keys), comparable, and
+serialise to JSON as they are. Widgets, presets, URL query parameters, the optimiser
+and the command line all go through :meth:`Params.from_dict` / :meth:`Params.with_values`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field, fields
+from enum import Enum
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Mode",
+    "Channel",
+    "BlurKind",
+    "ThresholdMethod",
+    "BackgroundMethod",
+    "BlurParams",
+    "ThresholdParams",
+    "CleanupParams",
+    "WatershedParams",
+    "Params",
+]
+
+SCHEMA_VERSION = 1
+
+
+class Mode(str, Enum):
+    """What the labels mean: cytology (0/1/2) or fluorescence nuclei (0/2)."""
+
+    CYTOLOGY = "cytology"
+    FLUORESCENCE = "fluorescence"
+
+
+class Channel(str, Enum):
+    """Which single channel the thresholds apply to."""
+
+    GRAY = "gray"
+    RED = "red"
+    GREEN = "green"
+    BLUE = "blue"
+    HEMATOXYLIN = "hematoxylin"
+
+
+class BlurKind(str, Enum):
+    NONE = "none"
+    GAUSSIAN = "gaussian"
+    MEDIAN = "median"
+    MEAN = "mean"
+
+
+class ThresholdMethod(str, Enum):
+    """Manual thresholds, a global automatic method, or a local (adaptive) one."""
+
+    MANUAL = "manual"
+    OTSU = "otsu"
+    MULTIOTSU = "multiotsu"
+    LI = "li"
+    YEN = "yen"
+    TRIANGLE = "triangle"
+    ISODATA = "isodata"
+    MEAN = "mean"
+    MINIMUM = "minimum"
+    LOCAL = "local"
+
+
+class BackgroundMethod(str, Enum):
+    """How an automatic cytology method finds the cell/background threshold `t_bg`.
+
+    ``same``: the method itself on the whole channel; ``peak``: below the bright
+    background mode by six robust standard deviations of the background (bright-field
+    slides have a bright, even background); ``manual``: the `t_bg` given.
+    """
+
+    SAME = "same"
+    PEAK = "peak"
+    MANUAL = "manual"
+
+
+def _check(condition, name, expected, value):
+    if not condition:
+        raise ValueError(f"`{name}` must be {expected}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class BlurParams:
+    """Smoothing of the channel before thresholding.
+
+    `sigma` is used by the gaussian blur, `size` (window side in pixels) by median and mean.
+    """
+
+    kind: BlurKind = BlurKind.NONE
+    sigma: float = 1.0
+    size: int = 3
+
+    def __post_init__(self):
+        _check(math.isfinite(self.sigma) and self.sigma >= 0, "blur.sigma", ">= 0", self.sigma)
+        _check(1 <= self.size <= 101, "blur.size", "between 1 and 101", self.size)
+
+
+@dataclass(frozen=True)
+class ThresholdParams:
+    """Thresholds on the (blurred) channel.
+
+    Cytology: nucleus where value < `t_nuc`, cytoplasm where `t_nuc` <= value < `t_bg`.
+    Fluorescence: object where value > `t_object`. With an automatic `method` the
+    thresholds are computed per image and the manual values are ignored. In
+    cytology a one-threshold method splits nucleus from cytoplasm inside the cell,
+    and `background` says where `t_bg` comes from; ``local``
+    compares each pixel with the weighted mean of its `block_size` neighbourhood
+    minus `offset`.
+    """
+
+    method: ThresholdMethod = ThresholdMethod.MANUAL
+    background: BackgroundMethod = BackgroundMethod.SAME
+    t_nuc: float = 0.45
+    t_bg: float = 0.85
+    t_object: float = 0.5
+    block_size: int = 51
+    offset: float = 0.0
+
+    def __post_init__(self):
+        _check(0.0 <= self.t_nuc <= 1.0, "threshold.t_nuc", "in [0, 1]", self.t_nuc)
+        _check(0.0 <= self.t_bg <= 1.0, "threshold.t_bg", "in [0, 1]", self.t_bg)
+        _check(self.t_nuc < self.t_bg, "threshold.t_nuc", f"< t_bg ({self.t_bg})", self.t_nuc)
+        _check(math.isfinite(self.t_object), "threshold.t_object", "a finite number", self.t_object)
+        _check(self.block_size >= 3 and self.block_size % 2 == 1,
+               "threshold.block_size", "an odd integer >= 3", self.block_size)
+        _check(math.isfinite(self.offset), "threshold.offset", "a finite number", self.offset)
+
+
+@dataclass(frozen=True)
+class CleanupParams:
+    """Morphological clean-up of the thresholded classes; 0 / False switches a step off.
+
+    Order: opening, closing (each class mask, disk of the given radius), removal of
+    nucleus pieces smaller than `min_nucleus_size` (they become cytoplasm) and of
+    cytoplasm pieces smaller than `min_cytoplasm_size` (they become background),
+    then filling of holes inside nuclei.
+    """
+
+    opening_radius: int = 0
+    closing_radius: int = 0
+    min_nucleus_size: int = 0
+    min_cytoplasm_size: int = 0
+    fill_holes: bool = False
+
+    def __post_init__(self):
+        for name in ("opening_radius", "closing_radius"):
+            value = getattr(self, name)
+            _check(0 <= value <= 50, f"cleanup.{name}", "between 0 and 50", value)
+        for name in ("min_nucleus_size", "min_cytoplasm_size"):
+            value = getattr(self, name)
+            _check(value >= 0, f"cleanup.{name}", ">= 0", value)
+
+
+@dataclass(frozen=True)
+class WatershedParams:
+    """Split touching nuclei: distance transform, peaks, watershed within the mask.
+
+    Peaks are at least `min_distance` pixels apart and maximal within a square
+    `footprint` (side in pixels).
+    """
+
+    enabled: bool = False
+    min_distance: int = 5
+    footprint: int = 3
+
+    def __post_init__(self):
+        _check(self.min_distance >= 1, "watershed.min_distance", ">= 1", self.min_distance)
+        _check(self.footprint >= 1, "watershed.footprint", ">= 1", self.footprint)
+
+
+_SECTIONS = {
+    "blur": BlurParams,
+    "threshold": ThresholdParams,
+    "cleanup": CleanupParams,
+    "watershed": WatershedParams,
+}
+
+
+@dataclass(frozen=True)
+class Params:
+    """All parameters of :func:`cellseg_core.segment`.
+
+    Examples
+    --------
+    >>> p = Params().with_values({"threshold.t_nuc": 0.39, "threshold.t_bg": 0.99})
+    >>> Params.from_json(p.to_json()) == p
+    True
+    """
+
+    mode: Mode = Mode.CYTOLOGY
+    channel: Channel = Channel.GRAY
+    blur: BlurParams = field(default_factory=BlurParams)
+    threshold: ThresholdParams = field(default_factory=ThresholdParams)
+    cleanup: CleanupParams = field(default_factory=CleanupParams)
+    watershed: WatershedParams = field(default_factory=WatershedParams)
+
+    # --- flat, dotted view: "threshold.t_nuc" -> value ---------------------------------
+    def flat(self) -> dict:
+        """Return every parameter under its dotted name, values as JSON types."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if dataclasses.is_dataclass(value):
+                for g in fields(value):
+                    out[f"{f.name}.{g.name}"] = _plain(getattr(value, g.name))
+            else:
+                out[f.name] = _plain(value)
+        return out
+
+    def get(self, name: str):
+        """Value of a dotted parameter name such as ``"threshold.t_nuc"``."""
+        flat = self.flat()
+        if name not in flat:
+            raise ValueError(f"unknown parameter {name!r}; valid: {sorted(flat)}")
+        return flat[name]
+
+    def with_values(self, values: dict) -> "Params":
+        """Return a copy with dotted-name parameters replaced (values validated)."""
+        flat = self.flat()
+        unknown = sorted(set(values) - set(flat))
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {unknown}; valid: {sorted(flat)}")
+        flat.update(values)
+        return Params.from_flat(flat)
+
+    @classmethod
+    def from_flat(cls, flat: dict) -> "Params":
+        nested: dict = {}
+        for name, value in flat.items():
+            head, _, tail = name.partition(".")
+            if tail:
+                nested.setdefault(head, {})[tail] = value
+            else:
+                nested[head] = value
+        return cls.from_dict(nested)
+
+    # --- JSON ------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        out = {"schema_version": SCHEMA_VERSION}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if dataclasses.is_dataclass(value):
+                out[f.name] = {g.name: _plain(getattr(value, g.name)) for g in fields(value)}
+            else:
+                out[f.name] = _plain(value)
+        return out
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Params":
+        """Build and validate params from a (possibly partial) nested dict.
+
+        Missing keys take their defaults; unknown keys, wrong types and a schema
+        version newer than this library's raise `ValueError`.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"parameters must be a JSON object, got {type(data).__name__}")
+        data = dict(data)
+        version = data.pop("schema_version", SCHEMA_VERSION)
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise ValueError(f"`schema_version` must be a positive integer, got {version!r}")
+        if version > SCHEMA_VERSION:
+            raise ValueError(
+                f"parameters were saved with schema_version {version}, newer than this "
+                f"version of cellseg understands ({SCHEMA_VERSION}); upgrade cellseg")
+        kwargs = {}
+        known = {f.name: f for f in fields(cls)}
+        for name, value in data.items():
+            if name not in known:
+                raise ValueError(f"unknown parameter {name!r}; valid: {sorted(known)}")
+            if name in _SECTIONS:
+                kwargs[name] = _build_section(_SECTIONS[name], name, value)
+            else:
+                kwargs[name] = _coerce(known[name].type, name, value)
+        return cls(**kwargs)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "Params":
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"parameters file is not valid JSON: {err}") from None
+        return cls.from_dict(data)
+
+
+def _plain(value):
+    return value.value if isinstance(value, Enum) else value
+
+
+_ENUMS = {"Mode": Mode, "Channel": Channel, "BlurKind": BlurKind,
+          "ThresholdMethod": ThresholdMethod, "BackgroundMethod": BackgroundMethod}
+
+
+def _build_section(section_cls, section_name, value):
+    if not isinstance(value, dict):
+        raise ValueError(f"`{section_name}` must be an object, got {value!r}")
+    known = {f.name: f for f in fields(section_cls)}
+    kwargs = {}
+    for name, item in value.items():
+        if name not in known:
+            raise ValueError(
+                f"unknown parameter '{section_name}.{name}'; valid: "
+                f"{sorted(section_name + '.' + k for k in known)}")
+        kwargs[name] = _coerce(known[name].type, f"{section_name}.{name}", item)
+    return section_cls(**kwargs)
+
+
+def _coerce(type_name, name, value):
+    """Check a JSON value against a field's annotated type (a string under PEP 563)."""
+    if type_name in _ENUMS:
+        enum = _ENUMS[type_name]
+        try:
+            return enum(value)
+        except ValueError:
+            raise ValueError(
+                f"`{name}` must be one of {[e.value for e in enum]}, got {value!r}") from None
+    if type_name == "bool":
+        if not isinstance(value, bool):
+            raise ValueError(f"`{name}` must be true or false, got {value!r}")
+        return value
+    if type_name == "int":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+            raise ValueError(f"`{name}` must be an integer, got {value!r}")
+        return int(value)
+    if type_name == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"`{name}` must be a number, got {value!r}")
+        return float(value)
+    raise TypeError(f"no coercion for field type {type_name!r}")  # pragma: no cover

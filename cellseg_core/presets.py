@@ -1,0 +1,49 @@
+"""Built-in parameter sets by name; the names are a contract users' scripts rely on."""
+from __future__ import annotations
+
+from .params import Params
+
+__all__ = ["PRESETS", "DESCRIPTIONS", "get_preset", "preset_names"]
+
+_LAB02 = {"threshold.t_nuc": 0.3904, "threshold.t_bg": 0.99}
+
+_VALUES = {
+    "lab01": ({"threshold.t_nuc": 0.45, "threshold.t_bg": 0.85},
+              "Course Lab 01: gray, hand-picked thresholds 0.45 / 0.85, nothing else."),
+    "lab02": (_LAB02,
+              "Course Lab 02: gray, Bayesian-optimised thresholds 0.3904 / 0.99."),
+    "lab03v2": ({**_LAB02, "cleanup.min_nucleus_size": 200, "cleanup.min_cytoplasm_size": 200,
+                 "cleanup.fill_holes": True},
+                "Course Lab 03-v2: Lab 02 thresholds, then nucleus and cytoplasm pieces "
+                "under 200 px removed and holes in nuclei filled."),
+    "auto-cytology": ({"threshold.method": "li", "threshold.background": "peak",
+                       "cleanup.min_nucleus_size": 200, "cleanup.min_cytoplasm_size": 200,
+                       "cleanup.fill_holes": True},
+                      "No tuning, for bright-field H&E / Pap cells: background threshold from "
+                      "the bright background peak, nucleus by Li's method inside the cell, "
+                      "then the Lab 03-v2 clean-up."),
+    "auto-fluorescence": ({"mode": "fluorescence", "blur.kind": "gaussian", "blur.sigma": 2.0,
+                           "threshold.method": "otsu", "cleanup.min_nucleus_size": 30,
+                           "cleanup.fill_holes": True, "watershed.enabled": True,
+                           "watershed.min_distance": 5, "watershed.footprint": 3},
+                          "Fluorescence nuclei (DAPI): gaussian smoothing (sigma 2), Otsu "
+                          "threshold, objects under 30 px removed, holes filled, touching "
+                          "nuclei split by a distance-transform watershed."),
+}
+
+#: Preset name → Params.
+PRESETS = {name: Params().with_values(values) for name, (values, _) in _VALUES.items()}
+#: Preset name → one-line description.
+DESCRIPTIONS = {name: text for name, (_, text) in _VALUES.items()}
+
+
+def preset_names() -> list[str]:
+    return list(PRESETS)
+
+
+def get_preset(name: str) -> Params:
+    """The built-in params called `name`; unknown names list the valid ones."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; valid: {preset_names()}") from None
