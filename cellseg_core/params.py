@@ -329,7 +329,8 @@ def _coerce(type_name, name, value):
             raise ValueError(f"`{name}` must be true or false, got {value!r}")
         return value
     if type_name == "int":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                not math.isfinite(value) or value != int(value):
             raise ValueError(f"`{name}` must be an integer, got {value!r}")
         return int(value)
     if type_name == "float":
