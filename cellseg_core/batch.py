@@ -1,0 +1,583 @@
+"""Batch processing: one method (params or a learned model) over many images.
+
+The command line (``cellseg segment``) and the app's Batch page both call
+:func:`run_batch`; one image's work is :func:`process_image`. An output folder holds::
+
+    labels/<stem>.tif     uint8 classes (0 background, 1 cytoplasm, 2 nucleus)
+    nuclei/<stem>.tif     uint16 (uint32 above 65535 objects) nucleus instances
+    images.csv            one row per image, sorted by image name
+    objects.csv           one row per nucleus / cell, sorted by image then label
+    params.json           exactly what ran, with the cellseg version
+    .parts/<stem>.json    per-image rows, the marker that an image is done (``--resume``)
+
+Every file is written through a temporary file and a rename, so an interrupted run
+never leaves a half-written TIFF or CSV. Work runs in this process (``jobs=1``), in a
+local process pool (``jobs > 1``) or on a Dask distributed cluster; the outputs are the
+same bytes whichever runs them, because the workers only compute and this process
+writes every file.
+"""
+from __future__ import annotations
+
+import hashlib
+import io as _io
+import json
+import sys
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .io import IMAGE_SUFFIXES, read_image, read_mask, tiff_bytes, write_bytes_atomic
+from .measure import OBJECT_COLUMNS
+from .metrics import score_labels
+from .params import Params
+from .pipeline import segment
+from .presets import get_preset
+
+__all__ = [
+    "IMAGE_COLUMNS",
+    "OBJECTS_COLUMNS",
+    "BatchItem",
+    "BatchResult",
+    "find_inputs",
+    "load_params",
+    "load_method",
+    "describe_method",
+    "process_image",
+    "run_batch",
+    "zip_outputs",
+]
+
+_SCORE_COLUMNS = ["mean_dice", "dice_cytoplasm", "dice_nucleus", "iou_cytoplasm",
+                  "iou_nucleus", "mean_iou", "pixel_accuracy", "nc_true", "nc_error"]
+
+#: Columns of ``images.csv``, in order; the score columns are empty without a mask.
+IMAGE_COLUMNS = ["image", "file", "status", "height", "width", "background_area",
+                 "cytoplasm_area", "nucleus_area", "nc_ratio", "n_nuclei", "n_cells",
+                 "t_nuc", "t_bg", "t_object", "has_mask", *_SCORE_COLUMNS]
+
+#: Columns of ``objects.csv``, in order.
+OBJECTS_COLUMNS = ["image", *OBJECT_COLUMNS]
+
+_PARTS = ".parts"
+_INT_COLUMNS = ["height", "width", "background_area", "cytoplasm_area", "nucleus_area",
+                "n_nuclei", "n_cells", "label", "cell_area"]
+
+
+# --- inputs --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BatchItem:
+    """One image to process: its output stem, image source and optional mask source.
+
+    `image` and `mask` are paths, or bytes (uploads, or data sent to a remote worker).
+    """
+
+    stem: str
+    image: object
+    mask: object = None
+    name: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.name or self.stem
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+
+
+def _mask_for(image: Path) -> Path | None:
+    """The mask with the same stem in a sibling ``masks/`` folder, if any."""
+    masks = image.parent.parent / "masks"
+    if image.parent.name != "images" or not masks.is_dir():
+        return None
+    for suffix in (image.suffix, *IMAGE_SUFFIXES):
+        candidate = masks / (image.stem + suffix)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def find_inputs(inputs, *, masks: bool = True) -> list[BatchItem]:
+    """Expand image files and folders into a sorted list of :class:`BatchItem`.
+
+    Parameters
+    ----------
+    inputs : iterable of str, Path or (name, bytes)
+        Image files; folders (their images, or those of their ``images/`` subfolder
+        when it exists, as in a dataset folder); or ``(file name, bytes)`` pairs.
+    masks : bool
+        Look for a mask with the same stem in a sibling ``masks/`` folder.
+
+    Returns
+    -------
+    list of BatchItem, sorted by stem
+
+    Raises
+    ------
+    ValueError
+        When an input does not exist, a folder holds no image, nothing is given, or
+        two inputs share a stem (their outputs would overwrite each other).
+    """
+    items = []
+    for source in inputs:
+        if isinstance(source, tuple):
+            name, data = source
+            items.append(BatchItem(Path(name).stem, bytes(data), None, Path(name).name))
+            continue
+        path = Path(source)
+        if path.is_dir():
+            folder = path / "images" if (path / "images").is_dir() else path
+            found = _images_in(folder)
+            if not found:
+                raise ValueError(f"{path}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+        elif path.is_file():
+            found = [path]
+        else:
+            raise ValueError(f"{path}: no such file or folder")
+        for image in found:
+            items.append(BatchItem(image.stem, image, _mask_for(image) if masks else None,
+                                   str(image)))
+    if not items:
+        raise ValueError("no input images given")
+    items.sort(key=lambda item: item.stem)
+    stems = [item.stem for item in items]
+    dupes = sorted({s for s, n in zip(stems, stems[1:]) if s == n})
+    if dupes:
+        raise ValueError(f"several inputs share the name(s) {dupes[:5]}: their outputs would "
+                         "overwrite each other; process them into separate --out folders")
+    return items
+
+
+# --- method ----------------------------------------------------------------------------
+def load_params(source) -> Params:
+    """Params from a JSON file (path) or text: a params object or a ``params.json``.
+
+    A ``params.json`` written by :func:`run_batch` (``{"params": {...}, ...}``) is
+    accepted, so a run can be repeated with ``--params OUT/params.json``.
+    """
+    if isinstance(source, (str, Path)) and not str(source).lstrip().startswith("{"):
+        path = Path(source)
+        if not path.is_file():
+            raise ValueError(f"{path}: no such parameters file")
+        text = path.read_text(encoding="utf-8")
+        where = f"{path}: "
+    else:
+        text = source.decode() if isinstance(source, bytes) else str(source)
+        where = ""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{where}not valid JSON ({err})") from None
+    if isinstance(data, dict) and "cellseg_version" in data:
+        if "params" not in data:
+            raise ValueError(f"{where}was written for a learned model, not parameters; "
+                             "use --model with the model file it names")
+        data = data["params"]
+    try:
+        return Params.from_dict(data)
+    except ValueError as err:
+        raise ValueError(f"{where}{err}") from None
+
+
+def load_method(*, preset: str | None = None, params=None, model=None):
+    """The method a batch runs: a preset, a params file / object, or a learned model.
+
+    At most one may be given; none means ``Params()`` (the course's Lab 01
+    thresholds). A model file is loaded by
+    ``cellseg_core.learn.load_model`` (learn helper), which must return an object with
+    ``.segment(image) -> Segmentation``.
+    """
+    given = [name for name, v in (("--preset", preset), ("--params", params), ("--model", model))
+             if v is not None]
+    if len(given) > 1:
+        raise ValueError(f"give only one of --preset, --params, --model (got {', '.join(given)})")
+    if preset is not None:
+        return get_preset(preset)
+    if isinstance(params, Params):
+        return params
+    if params is not None:
+        return load_params(params)
+    if model is not None:
+        if not hasattr(model, "segment") or isinstance(model, (str, Path)):
+            try:
+                from .learn import load_model  # the learn helper's module
+            except ImportError:
+                raise ValueError("--model needs cellseg_core.learn, which this version "
+                                 "of cellseg does not have yet") from None
+            path = Path(model)
+            if not path.is_file():
+                raise ValueError(f"{path}: no such model file")
+            return load_model(path)
+        return model
+    return Params()
+
+
+def describe_method(method, *, preset: str | None = None, model_path=None) -> dict:
+    """What goes into ``params.json``: the version, and the params or the model."""
+    from . import __version__
+
+    out = {"cellseg_version": __version__, "preset": preset}
+    if isinstance(method, Params):
+        out["params"] = method.to_dict()
+    else:
+        out["model"] = str(model_path) if model_path is not None else type(method).__name__
+        if model_path is not None and Path(model_path).is_file():
+            out["model_sha256"] = hashlib.sha256(Path(model_path).read_bytes()).hexdigest()
+        inner = getattr(method, "params", None)
+        if isinstance(inner, Params):
+            out["params"] = inner.to_dict()
+    return out
+
+
+# --- one image -------------------------------------------------------------------------
+def _plain(value):
+    """numpy scalars to Python numbers, NaN kept (JSON writes it as NaN)."""
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return float(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def process_image(image, method=None, *, mask=None, name: str | None = None):
+    """Segment one image and measure it: everything a batch writes for it.
+
+    Parameters
+    ----------
+    image : path, bytes or (M, N[, 3]) ndarray
+    method : Params or object with ``.segment(image)``, optional
+        Defaults to ``Params()``.
+    mask : path, bytes or (M, N) ndarray, optional
+        Class mask (0/1/2); when given the Dice / IoU / N/C error columns are filled.
+    name : str, optional
+        The image's name in the tables (default: the file stem, or ``"image"``).
+
+    Returns
+    -------
+    labels : (M, N) ndarray of uint8
+    nuclei : (M, N) ndarray of int32
+    image_row : dict with :data:`IMAGE_COLUMNS`
+    object_rows : list of dict with :data:`OBJECTS_COLUMNS`
+
+    Raises
+    ------
+    ValueError
+        When the image or mask cannot be read or do not fit together.
+    """
+    if name is None:
+        name = Path(image).stem if isinstance(image, (str, Path)) else "image"
+    file = Path(image).name if isinstance(image, (str, Path)) else ""
+    array = image if isinstance(image, np.ndarray) else read_image(image)
+    method = Params() if method is None else method
+    seg = segment(array, method) if isinstance(method, Params) else method.segment(array)
+    labels, nuclei = seg.labels, seg.nuclei
+    truth = None
+    if mask is not None:
+        truth = mask if isinstance(mask, np.ndarray) else read_mask(mask, shape=labels.shape)
+        if truth.shape != labels.shape:
+            raise ValueError(f"mask shape {truth.shape} does not match the image shape {labels.shape}")
+    summary = seg.summary
+    objects = seg.objects
+    row = {column: None for column in IMAGE_COLUMNS}
+    row.update(image=name, file=file, status="ok", height=labels.shape[0], width=labels.shape[1],
+               n_cells=int((objects["cytoplasm_area"] > 0).sum()) if len(objects) else 0,
+               has_mask=truth is not None, **summary)
+    for key in ("t_nuc", "t_bg", "t_object"):
+        row[key] = seg.thresholds.get(key)
+    if truth is not None:
+        scores = score_labels(labels, truth)
+        row.update({k: scores[k] for k in _SCORE_COLUMNS})
+    row = {k: _plain(row[k]) for k in IMAGE_COLUMNS}
+    object_rows = [{"image": name, **{k: _plain(v) for k, v in record.items()}}
+                   for record in objects.to_dict("records")]
+    return labels, nuclei, row, object_rows
+
+
+def _failed_row(item: BatchItem, message: str) -> dict:
+    row = {column: None for column in IMAGE_COLUMNS}
+    file = Path(item.image).name if isinstance(item.image, (str, Path)) else item.name
+    row.update(image=item.stem, file=file, status=f"failed: {message}",
+               has_mask=item.mask is not None)
+    return row
+
+
+def _work(chunk, method):
+    """Worker: process a list of items; return encoded TIFFs and rows (never raises)."""
+    out = []
+    for item in chunk:
+        try:
+            labels, nuclei, row, objects = process_image(item.image, method, mask=item.mask,
+                                                         name=item.stem)
+            out.append((item.stem, tiff_bytes(labels), tiff_bytes(nuclei), row, objects, None))
+        except (ValueError, TypeError, OSError, MemoryError) as err:
+            out.append((item.stem, None, None, None, None, str(err)))
+    return out
+
+
+# --- the run ---------------------------------------------------------------------------
+@dataclass
+class BatchResult:
+    """What :func:`run_batch` did.
+
+    Attributes
+    ----------
+    images, objects : pandas.DataFrame
+        The contents of ``images.csv`` and ``objects.csv``.
+    failed : list of (name, message)
+    n_done, n_skipped : int
+        Images processed now, and images skipped by ``resume`` (outputs existed).
+    seconds : float
+    out_dir : Path
+    """
+
+    images: pd.DataFrame
+    objects: pd.DataFrame
+    failed: list = field(default_factory=list)
+    n_done: int = 0
+    n_skipped: int = 0
+    seconds: float = 0.0
+    out_dir: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    """Whole-number columns as nullable integers, so a failed image's empty cells
+    never turn ``256`` into ``256.0``."""
+    for column in _INT_COLUMNS:
+        if column in frame:
+            frame[column] = frame[column].astype("Int64")
+    return frame
+
+
+def _csv_bytes(frame: pd.DataFrame) -> bytes:
+    return frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
+
+
+def _done(out_dir: Path, stem: str) -> dict | None:
+    part = out_dir / _PARTS / f"{stem}.json"
+    if not (part.is_file() and (out_dir / "labels" / f"{stem}.tif").is_file()
+            and (out_dir / "nuclei" / f"{stem}.tif").is_file()):
+        return None
+    try:
+        return json.loads(part.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _remove_stale_temp(out_dir: Path) -> None:
+    """Temporary files of a run killed outright (kill -9) while writing."""
+    for folder in (out_dir, out_dir / "labels", out_dir / "nuclei", out_dir / _PARTS):
+        if folder.is_dir():
+            for tmp in folder.glob(".*.part"):
+                tmp.unlink(missing_ok=True)
+
+
+def _chunks(items, n_workers):
+    size = max(1, min(16, len(items) // (4 * max(n_workers, 1))))
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def _results_local(chunks, method, jobs):
+    if jobs <= 1:
+        for chunk in chunks:
+            yield from _work(chunk, method)
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    # fork: workers inherit the imported modules, so they start in milliseconds.
+    methods = mp.get_all_start_methods()
+    context = mp.get_context("fork" if "fork" in methods and sys.platform != "darwin" else None)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = [pool.submit(_work, chunk, method) for chunk in chunks]
+        try:
+            for future in as_completed(futures):
+                yield from future.result()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
+def _results_dask(chunks, method, address):
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise ValueError("--dask needs the `distributed` package: "
+                         "pip install 'dask[distributed]'") from None
+    own = not hasattr(address, "submit")
+    try:
+        client = Client(address, timeout="10s") if own else address
+    except (OSError, TimeoutError, ValueError) as err:
+        raise ValueError(f"cannot reach the Dask scheduler at {address!r}: {err}") from None
+    # Remote workers may not see this machine's files: send the bytes.
+    remote = []
+    for chunk in chunks:
+        remote.append([BatchItem(it.stem, _as_bytes(it.image), _as_bytes(it.mask), it.name)
+                       for it in chunk])
+    try:
+        [method_future] = client.scatter([method], broadcast=True)
+        futures = [client.submit(_work, chunk, method_future, pure=False) for chunk in remote]
+        try:
+            for future in as_completed(futures):
+                yield from future.result()
+        except BaseException:
+            client.cancel(futures)
+            raise
+    finally:
+        if own:
+            client.close()
+
+
+def _as_bytes(source):
+    if source is None or isinstance(source, (bytes, np.ndarray)):
+        return source
+    try:
+        return Path(source).read_bytes()
+    except OSError:
+        return source  # let the worker report it by name
+
+
+def run_batch(inputs, out_dir, method=None, *, jobs: int = 1, dask_address=None,
+              resume: bool = False, progress=None, preset: str | None = None,
+              model_path=None) -> BatchResult:
+    """Segment many images and write labels, instances, tables and params to `out_dir`.
+
+    Parameters
+    ----------
+    inputs : list of path, (name, bytes) or BatchItem
+        See :func:`find_inputs`.
+    out_dir : path
+        Created if needed.
+    method : Params or object with ``.segment(image)``, optional
+        Defaults to ``Params()``.
+    jobs : int
+        Worker processes on this machine (1: in this process).
+    dask_address : str or distributed.Client, optional
+        Run on an existing Dask cluster instead (``jobs`` is then ignored).
+    resume : bool
+        Skip images whose outputs exist from an earlier run with the same method;
+        without it, earlier per-image outputs in `out_dir` are redone.
+    progress : callable(done, total, name), optional
+        Called after each image (the app's progress bar, the CLI's tqdm).
+    preset, model_path : optional
+        Recorded in ``params.json``.
+
+    Returns
+    -------
+    BatchResult
+
+    Raises
+    ------
+    ValueError
+        For bad inputs, ``jobs < 1``, an unreachable cluster, or ``resume`` into a
+        folder that holds results of other parameters. A failing image does not
+        raise: it is recorded in ``images.csv`` (status ``failed: ...``) and in
+        ``BatchResult.failed``.
+    """
+    start = time.perf_counter()
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"`jobs` must be a positive integer, got {jobs!r}")
+    method = Params() if method is None else method
+    items = [x for x in inputs if isinstance(x, BatchItem)]
+    others = [x for x in inputs if not isinstance(x, BatchItem)]
+    if others:
+        items = sorted(items + find_inputs(others), key=lambda it: it.stem)
+    if not items:
+        raise ValueError("no input images given")
+    out_dir = Path(out_dir)
+    description = describe_method(method, preset=preset, model_path=model_path)
+    params_file = out_dir / "params.json"
+    parts = out_dir / _PARTS
+    if resume and params_file.is_file():
+        try:
+            before = json.loads(params_file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            before = None
+        keys = ("params", "model", "model_sha256")
+        if before is None or any(before.get(k) != description.get(k) for k in keys):
+            raise ValueError(f"{out_dir} holds results of other parameters (see its params.json); "
+                             "use another --out folder or run without --resume")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temp(out_dir)
+    if not resume and parts.is_dir():
+        for old in parts.glob("*.json"):
+            old.unlink()
+    write_bytes_atomic(params_file, (json.dumps(description, indent=2) + "\n").encode())
+
+    rows, object_rows, failed = {}, {}, []
+    todo = []
+    for item in items:
+        previous = _done(out_dir, item.stem) if resume else None
+        if previous is None:
+            todo.append(item)
+        else:
+            rows[item.stem], object_rows[item.stem] = previous["image"], previous["objects"]
+    n_skipped, total, done = len(items) - len(todo), len(items), len(items) - len(todo)
+    if progress is not None and n_skipped:
+        progress(done, total, None)
+
+    if todo:
+        if dask_address is not None:
+            n_workers = 1
+            if hasattr(dask_address, "nthreads"):
+                n_workers = max(1, sum(dask_address.nthreads().values()))
+            results = _results_dask(_chunks(todo, max(n_workers, 2)), method, dask_address)
+        else:
+            results = _results_local(_chunks(todo, jobs), method, jobs)
+        by_stem = {item.stem: item for item in todo}
+        for stem, labels_tif, nuclei_tif, row, objects, error in results:
+            if error is None:
+                write_bytes_atomic(out_dir / "labels" / f"{stem}.tif", labels_tif)
+                write_bytes_atomic(out_dir / "nuclei" / f"{stem}.tif", nuclei_tif)
+                # Written last: the marker that this image is complete.
+                write_bytes_atomic(parts / f"{stem}.json",
+                                   json.dumps({"image": row, "objects": objects}).encode())
+                rows[stem], object_rows[stem] = row, objects
+            else:
+                rows[stem], object_rows[stem] = _failed_row(by_stem[stem], error), []
+                failed.append((by_stem[stem].label, error))
+            done += 1
+            if progress is not None:
+                progress(done, total, stem)
+
+    stems = sorted(rows)
+    images = _typed(pd.DataFrame([rows[s] for s in stems], columns=IMAGE_COLUMNS))
+    objects = _typed(pd.DataFrame([r for s in stems for r in object_rows[s]],
+                                  columns=OBJECTS_COLUMNS))
+    write_bytes_atomic(out_dir / "images.csv", _csv_bytes(images))
+    write_bytes_atomic(out_dir / "objects.csv", _csv_bytes(objects))
+    failed.sort()
+    return BatchResult(images=images, objects=objects, failed=failed,
+                       n_done=len(todo), n_skipped=n_skipped,
+                       seconds=time.perf_counter() - start, out_dir=out_dir)
+
+
+def zip_outputs(out_dir) -> bytes:
+    """The outputs of a run as one zip (in memory): TIFFs, both CSVs and params.json.
+
+    For the app's download button; the hidden ``.parts`` folder is left out.
+    """
+    out_dir = Path(out_dir)
+    if not (out_dir / "params.json").is_file():
+        raise ValueError(f"{out_dir}: not a batch output folder (no params.json)")
+    buf = _io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name in ("params.json", "images.csv", "objects.csv"):
+            if (out_dir / name).is_file():
+                archive.write(out_dir / name, name)
+        for folder in ("labels", "nuclei"):
+            for path in sorted((out_dir / folder).glob("*.tif")):
+                # TIFFs are already compressed.
+                archive.write(path, f"{folder}/{path.name}", compress_type=zipfile.ZIP_STORED)
+    return buf.getvalue()
