@@ -110,7 +110,8 @@ def _cytology_thresholds(channel, params: ThresholdParams):
         local = skf.threshold_local(channel, params.block_size, offset=params.offset)
         return np.minimum(local, t_bg).astype(channel.dtype), t_bg
     foreground = channel[channel < t_bg]
-    t_nuc = auto_threshold(foreground, method) if foreground.size else t_bg
+    # multiotsu with a separate background threshold splits the cell in two (Otsu).
+    t_nuc = auto_threshold(foreground, base) if foreground.size else t_bg
     return t_nuc, t_bg
 
 
