@@ -72,7 +72,10 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
 def open_close(mask: np.ndarray, opening_radius: int = 0, closing_radius: int = 0) -> np.ndarray:
     """Binary opening then closing of `mask` with disks of the given radii (0 skips)."""
     if opening_radius > 0:
-        mask = ndi.binary_opening(mask, _disk(opening_radius))
+        # Pad likewise: the image border is not an edge of the object (as in skimage).
+        pad = opening_radius
+        padded = np.pad(mask, pad, mode="edge")
+        mask = ndi.binary_opening(padded, _disk(opening_radius))[pad:-pad, pad:-pad]
     if closing_radius > 0:
         # Pad so that closing does not erode pieces touching the border.
         pad = closing_radius
