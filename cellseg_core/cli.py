@@ -45,10 +45,10 @@ def _method(args):
                        model=getattr(args, "model", None))
 
 
-def _progress_bar(total: int, desc: str, *, initial: int = 0):
+def _progress_bar(total: int, desc: str, *, initial: int = 0, unit: str = "img"):
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, unit="img", file=sys.stderr,
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, file=sys.stderr,
                 dynamic_ncols=True, leave=True)
 
 
@@ -190,7 +190,7 @@ def _cmd_evaluate(args) -> int:
         result = evaluate(dataset, ids, method, progress=progress)
     finally:
         bar.close()
-    summary = {k: float(v) for k, v in result.summary.items()}
+    summary = {k: v.item() if hasattr(v, "item") else v for k, v in result.summary.items()}
     instances = _instance_scores(dataset, ids, method)
     if instances:
         summary.update(instances)
@@ -294,10 +294,11 @@ def _cmd_optimize(args) -> int:
 
     space = parse_space(args.params_space, base) if args.params_space else opt.DEFAULT_SPACE
     train = _split_ids(dataset, "train") if dataset.split else list(dataset.ids)
-    bar = _progress_bar(args.calls, "optimize")
+    bar = _progress_bar(args.calls, "optimize", unit="call")
 
-    def callback(*a, **k):
+    def callback(info):
         bar.update(1)
+        bar.set_postfix(best=f"{info['best_so_far']:.4f}", refresh=False)
 
     try:
         result = opt.optimize(dataset, train, space, base, n_calls=args.calls,
@@ -441,6 +442,11 @@ def main(argv=None) -> int:
         return int(stop.code or 0) if not isinstance(stop.code, str) else EXIT_USAGE
     try:
         return args.func(args)
+    except BrokenPipeError:  # e.g. `cellseg evaluate ... | head`
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
     except KeyboardInterrupt:
         _say("interrupted; finished images are kept, rerun with --resume to continue")
         return EXIT_INTERRUPTED
