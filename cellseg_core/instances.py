@@ -35,7 +35,7 @@ def filter_by_size(labels: np.ndarray, min_size: int = 0, max_size: int | None =
         raise ValueError(f"`min_size` must be >= 0, got {min_size}")
     labels = np.asarray(labels)
     sizes = np.bincount(labels.ravel())
-    keep = sizes >= min_size
+    keep = sizes >= max(min_size, 1)  # ids absent from `labels` never get a number
     if max_size is not None:
         keep &= sizes <= max_size
     keep[0] = False
