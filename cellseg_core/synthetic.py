@@ -426,18 +426,20 @@ def _nucleus_shape(rng, rows, cols, cell, rho_cell, centre, radius, nc_ratio):
     keeps a rim of cytoplasm (it is clipped to ``rho_cell < 0.9``).
     """
     offset = rng.uniform(-0.12, 0.12, 2) * radius * (1 - min(nc_ratio, 1.5) / 2)
-    table = _outline(rng, 0.18)
-    base = _relative_radius(rows, cols, np.asarray(centre) + offset, 1.0, table)
-    want = cell.sum() * nc_ratio / (1 + nc_ratio)
-    n_radius = radius * math.sqrt(nc_ratio / (1 + nc_ratio))
+    base = _relative_radius(rows, cols, np.asarray(centre) + offset, 1.0, _outline(rng, 0.18))
+    cell_area = np.count_nonzero(cell)
     allowed = rho_cell < 0.9
-    for _ in range(4):  # rescale until the clipped area is within 2 % of the target
-        rho = base / np.float32(n_radius)
-        nucleus = (rho < 1.0) & allowed
-        area = nucleus.sum()
-        if area == 0 or abs(area / want - 1) < 0.02:
+    # The clipped area grows with the scale: bisect the scale to hit the target area.
+    low, high = 0.0, 2.0 * radius
+    for _ in range(16):
+        n_radius = (low + high) / 2
+        area = np.count_nonzero((base < n_radius) & allowed)
+        ratio = area / max(cell_area - area, 1)
+        if abs(ratio / nc_ratio - 1) < 0.01:
             break
-        n_radius *= math.sqrt(want / area)
+        low, high = (n_radius, high) if ratio < nc_ratio else (low, n_radius)
+    rho = base / np.float32(n_radius)
+    nucleus = (rho < 1.0) & allowed
     return nucleus, rho
 
 
@@ -471,7 +473,7 @@ def cytology_image(rng=None, *, size: int = 256, nc_ratio: float | None = None
         Side of the square image (at least 32).
     nc_ratio : float, optional
         Target N/C ratio of the main cell, in (0, 4]; drawn log-uniformly from
-        ``NC_RANGE`` when None. The main cell's mask ratio is within a few per cent
+        ``NC_RANGE`` when None. The main cell's mask ratio is within 2 per cent
         of it (a second cell, when there is one, changes the image's overall ratio).
 
     Returns
