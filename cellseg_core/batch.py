@@ -84,6 +84,13 @@ class BatchItem:
     def label(self) -> str:
         return self.name or self.stem
 
+    @property
+    def file(self) -> str:
+        """The image's file name (without folders), for the ``file`` column."""
+        if self.name:
+            return Path(self.name).name
+        return Path(self.image).name if isinstance(self.image, (str, Path)) else ""
+
 
 def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir()
@@ -302,8 +309,7 @@ def process_image(image, method=None, *, mask=None, name: str | None = None):
 
 def _failed_row(item: BatchItem, message: str) -> dict:
     row = {column: None for column in IMAGE_COLUMNS}
-    file = Path(item.image).name if isinstance(item.image, (str, Path)) else item.name
-    row.update(image=item.stem, file=file, status=f"failed: {message}",
+    row.update(image=item.stem, file=item.file, status=f"failed: {message}",
                has_mask=item.mask is not None)
     return row
 
@@ -315,6 +321,7 @@ def _work(chunk, method):
         try:
             labels, nuclei, row, objects = process_image(item.image, method, mask=item.mask,
                                                          name=item.stem)
+            row["file"] = item.file  # the same whether the worker got a path or bytes
             out.append((item.stem, tiff_bytes(labels), tiff_bytes(nuclei), row, objects, None))
         except (ValueError, TypeError, OSError, MemoryError) as err:
             out.append((item.stem, None, None, None, None, str(err)))
