@@ -1,9 +1,21 @@
-"""CellSeg Explorer: the Streamlit entry point (a minimal page until the app pages land)."""
+"""CellSeg Explorer: the Streamlit entry point and router.
+
+``streamlit run app.py``. Every page is listed in :data:`PAGES` (once
+``st.navigation`` runs, ``pages/`` is not discovered automatically); the sidebar's
+image source is drawn here, once, for all pages (:func:`sources.shared_sidebar`
+keeps the chosen image in ``st.session_state[state.SOURCE_CURRENT]``).
+"""
 import streamlit as st
 
-from cellseg_core.presets import DESCRIPTIONS
+from app_support import sources
 
-st.set_page_config(page_title="CellSeg Explorer", layout="wide")
-st.title("CellSeg Explorer")
-st.write("Segmentation of microscopy images of cells. Built-in presets:")
-st.table({"preset": list(DESCRIPTIONS), "what it does": list(DESCRIPTIONS.values())})
+st.set_page_config(page_title="CellSeg Explorer", page_icon="🔬", layout="wide")
+
+#: The app's pages, in menu order. Add new pages here.
+PAGES = [
+    st.Page("pages/explore.py", title="Explore", icon="🔍", default=True),
+]
+
+page = st.navigation(PAGES)
+sources.shared_sidebar()
+page.run()

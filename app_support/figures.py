@@ -1,0 +1,291 @@
+"""Plotly figures of images, labels and histograms, built without Streamlit.
+
+Every builder takes arrays (or a :class:`cellseg_core.Segmentation`) and returns a
+``plotly.graph_objects.Figure``, so it can be tested headless. Images are sent to the
+browser as PNG data URIs at display size (at most `max_side` pixels a side), while the
+axes stay in full-resolution pixel coordinates (row/column of the original image).
+"""
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import plotly.graph_objects as go
+from PIL import Image
+from plotly.subplots import make_subplots
+
+__all__ = [
+    "CLASS_NAMES", "CLASS_COLORS", "CONFUSION_COLORS", "display_step", "to_rgb8",
+    "png_data_uri", "label_rgba", "boundaries", "overlay_rgb", "overlay_figure",
+    "steps_figure", "class_histograms", "histogram_figure", "error_map_rgb",
+    "error_map_figure", "instance_rgb",
+]
+
+CLASS_NAMES = {0: "background", 1: "cytoplasm", 2: "nucleus"}
+#: Class colours (RGB) shared by every figure and the legend.
+CLASS_COLORS = {1: (0, 200, 83), 2: (213, 0, 249)}
+#: (true class, predicted class) -> colour of that error in the error map.
+CONFUSION_COLORS = {
+    (0, 1): (255, 214, 0),     # background called cytoplasm
+    (0, 2): (255, 109, 0),     # background called nucleus
+    (1, 0): (41, 121, 255),    # cytoplasm missed
+    (1, 2): (213, 0, 249),     # cytoplasm called nucleus
+    (2, 0): (0, 229, 255),     # nucleus missed
+    (2, 1): (0, 200, 83),      # nucleus called cytoplasm
+}
+_MARGIN = dict(l=0, r=0, t=30, b=0)
+
+
+def display_step(shape, max_side: int = 1024) -> int:
+    """Integer stride that brings an image of `shape` to at most `max_side` a side."""
+    if max_side < 1:
+        raise ValueError(f"`max_side` must be >= 1, got {max_side}")
+    return max(1, int(np.ceil(max(shape[:2]) / max_side)))
+
+
+def _shrink(array: np.ndarray, step: int) -> np.ndarray:
+    return array if step == 1 else array[::step, ::step]
+
+
+def to_rgb8(image: np.ndarray) -> np.ndarray:
+    """A float image in [0, 1] (gray or RGB) as uint8 RGB ``(M, N, 3)``."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        image = (np.clip(image, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    return image
+
+
+def png_data_uri(rgb: np.ndarray) -> str:
+    """Encode a uint8 gray/RGB/RGBA array as a ``data:image/png;base64`` URI (fast zlib)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="PNG", compress_level=1)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def boundaries(labels: np.ndarray) -> np.ndarray:
+    """Pixels of a non-zero label whose 4-neighbour has another label (inner contour)."""
+    labels = np.asarray(labels)
+    edge = np.zeros(labels.shape, bool)
+    edge[1:, :] |= labels[1:, :] != labels[:-1, :]
+    edge[:-1, :] |= labels[:-1, :] != labels[1:, :]
+    edge[:, 1:] |= labels[:, 1:] != labels[:, :-1]
+    edge[:, :-1] |= labels[:, :-1] != labels[:, 1:]
+    return edge & (labels != 0)
+
+
+def label_rgba(labels: np.ndarray) -> np.ndarray:
+    """Class colours of a 0/1/2 label image as RGBA uint8, background transparent."""
+    lut = np.zeros((256, 4), np.uint8)
+    for cls, color in CLASS_COLORS.items():
+        lut[cls] = (*color, 255)
+    return lut[np.asarray(labels, np.uint8)]
+
+
+def overlay_rgb(image: np.ndarray, labels: np.ndarray, *, opacity: float = 0.4,
+                style: str = "fill", instances: np.ndarray | None = None) -> np.ndarray:
+    """Blend class colours over an image.
+
+    Parameters
+    ----------
+    image : (M, N[, 3]) ndarray, float in [0, 1] or uint8
+    labels : (M, N) ndarray of uint8, classes 0/1/2
+    opacity : float in [0, 1]
+    style : {'fill', 'contour'}
+        ``contour`` draws only class boundaries (and nucleus instance boundaries when
+        `instances` is given), fully opaque.
+    instances : (M, N) ndarray of int, optional
+
+    Returns
+    -------
+    (M, N, 3) ndarray of uint8
+    """
+    if style not in ("fill", "contour"):
+        raise ValueError(f"`style` must be 'fill' or 'contour', got {style!r}")
+    if not 0.0 <= opacity <= 1.0:
+        raise ValueError(f"`opacity` must be in [0, 1], got {opacity!r}")
+    rgb = to_rgb8(image)
+    if labels.shape != rgb.shape[:2]:
+        raise ValueError(f"`labels` (shape {labels.shape}) must have same shape as "
+                         f"`image` (shape {rgb.shape[:2]})")
+    color = label_rgba(labels)
+    if style == "fill":
+        alpha = (color[..., 3:] > 0) * np.float32(opacity)
+    else:
+        edge = boundaries(labels)
+        if instances is not None:
+            edge |= boundaries(instances)
+            color[edge & (labels == 0)] = (*CLASS_COLORS[2], 255)
+        alpha = edge[..., None] * np.float32(max(opacity, 0.8))
+    out = rgb * (1 - alpha) + color[..., :3] * alpha
+    return (out + 0.5).astype(np.uint8)
+
+
+def instance_rgb(instances: np.ndarray) -> np.ndarray:
+    """Instances in distinct pseudo-random colours, background black."""
+    instances = np.asarray(instances)
+    n = int(instances.max()) if instances.size else 0
+    rng = np.random.default_rng(0)
+    lut = np.vstack([[0, 0, 0], rng.integers(60, 256, size=(max(n, 1), 3))]).astype(np.uint8)
+    return lut[instances]
+
+
+def _image_trace(rgb: np.ndarray, step: int, name: str) -> go.Image:
+    return go.Image(source=png_data_uri(rgb), x0=0, y0=0, dx=step, dy=step, name=name,
+                    hoverinfo="skip")
+
+
+def _legend(fig: go.Figure, items: dict) -> None:
+    """Legend entries (name -> RGB) as invisible scatter points."""
+    for name, color in items.items():
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name,
+                                 marker=dict(size=12, symbol="square",
+                                             color=f"rgb{tuple(color)}"),
+                                 showlegend=True, hoverinfo="skip"))
+
+
+def _grid(titles, *, height: int) -> go.Figure:
+    fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles,
+                        horizontal_spacing=0.01)
+    # Zoom and pan shared by every panel: all axes follow the first one.
+    fig.update_xaxes(matches="x", showticklabels=False)
+    fig.update_yaxes(matches="y", showticklabels=False, autorange="reversed",
+                     scaleanchor="x")
+    fig.update_layout(height=height, margin=_MARGIN, dragmode="pan",
+                      legend=dict(orientation="h", y=-0.02, yanchor="top"),
+                      uirevision="keep-zoom")
+    return fig
+
+
+def overlay_figure(image: np.ndarray, labels: np.ndarray, *, truth: np.ndarray | None = None,
+                   instances: np.ndarray | None = None, opacity: float = 0.4,
+                   style: str = "fill", max_side: int = 1024, height: int = 480,
+                   fluorescence: bool = False) -> go.Figure:
+    """Original | prediction overlay [| ground-truth overlay], zoom and pan shared.
+
+    Large images are drawn with a stride (see :func:`display_step`) but the axes are
+    in full-resolution pixels, so coordinates read on hover match the original.
+    """
+    step = display_step(labels.shape, max_side)
+    small = _shrink(np.asarray(image), step)
+    lab = _shrink(labels, step)
+    inst = None if instances is None else _shrink(instances, step)
+    titles = ["image", "prediction"] + ([] if truth is None else ["ground truth"])
+    fig = _grid(titles, height=height)
+    fig.add_trace(_image_trace(to_rgb8(small), step, "image"), row=1, col=1)
+    fig.add_trace(_image_trace(overlay_rgb(small, lab, opacity=opacity, style=style,
+                                           instances=inst), step, "prediction"), row=1, col=2)
+    if truth is not None:
+        fig.add_trace(_image_trace(overlay_rgb(small, _shrink(truth, step), opacity=opacity,
+                                               style=style), step, "ground truth"),
+                      row=1, col=3)
+    names = {2: "nucleus"} if fluorescence else {1: "cytoplasm", 2: "nucleus"}
+    _legend(fig, {names[c]: CLASS_COLORS[c] for c in names})
+    return fig
+
+
+def steps_figure(seg, *, max_side: int = 384, height: int = 260) -> go.Figure:
+    """The pipeline's intermediate images side by side: channel, blurred, raw
+    threshold, cleaned classes, nucleus instances (zoom and pan shared)."""
+    step = display_step(seg.labels.shape, max_side)
+    panels = {
+        "channel": to_rgb8(_shrink(seg.channel, step)),
+        "blurred": to_rgb8(_shrink(seg.blurred, step)),
+        "raw threshold": label_rgba(_shrink(seg.raw, step))[..., :3],
+        "cleaned": label_rgba(_shrink(seg.labels, step))[..., :3],
+        "instances": instance_rgb(_shrink(seg.nuclei, step)),
+    }
+    fig = _grid(list(panels), height=height)
+    for col, (name, rgb) in enumerate(panels.items(), start=1):
+        fig.add_trace(_image_trace(rgb, step, name), row=1, col=col)
+    return fig
+
+
+def class_histograms(channel: np.ndarray, truth: np.ndarray | None = None, *,
+                     bins: int = 128) -> dict:
+    """Histogram of a channel in [0, 1], one per true class when `truth` is given.
+
+    Returns
+    -------
+    dict
+        ``{"edges": (bins + 1,) array, "counts": {name: (bins,) array}}``; without a
+        truth the only name is ``"all pixels"``.
+    """
+    channel = np.asarray(channel)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.clip((channel * bins).astype(np.int64), 0, bins - 1).ravel()
+    if truth is None:
+        return {"edges": edges, "counts": {"all pixels": np.bincount(index, minlength=bins)}}
+    if truth.shape != channel.shape:
+        raise ValueError(f"`truth` (shape {truth.shape}) must have same shape as "
+                         f"`channel` (shape {channel.shape})")
+    flat = np.asarray(truth).ravel().astype(np.int64)
+    joint = np.bincount(flat * bins + index, minlength=3 * bins)[:3 * bins].reshape(3, bins)
+    return {"edges": edges,
+            "counts": {CLASS_NAMES[c]: joint[c] for c in range(3) if joint[c].any()}}
+
+
+_HIST_COLORS = {"background": "rgb(120,120,120)", "cytoplasm": "rgb(0,200,83)",
+                "nucleus": "rgb(213,0,249)", "all pixels": "rgb(60,60,60)"}
+
+
+def histogram_figure(hist: dict, thresholds: dict, *, height: int = 280,
+                     log: bool = False) -> go.Figure:
+    """Per-class histogram curves with vertical lines at the current thresholds.
+
+    `thresholds` maps a name (``t_nuc``, ``t_bg``, ``t_object``) to a value; NaN
+    (a per-pixel local threshold) draws no line.
+    """
+    edges = hist["edges"]
+    centres = (edges[:-1] + edges[1:]) / 2
+    fig = go.Figure()
+    for name, counts in hist["counts"].items():
+        fig.add_trace(go.Scatter(x=centres, y=counts, mode="lines", name=name,
+                                 line=dict(color=_HIST_COLORS.get(name), width=2)))
+    for name, value in thresholds.items():
+        if value is None or not np.isfinite(value):
+            continue
+        fig.add_vline(x=float(value), line=dict(color="black", dash="dash", width=1.5),
+                      annotation_text=f"{name} = {value:.3f}", annotation_position="top")
+    fig.update_layout(height=height, margin=dict(l=0, r=0, t=30, b=0),
+                      xaxis_title="channel value", yaxis_title="pixels",
+                      yaxis_type="log" if log else "linear", xaxis_range=[0, 1],
+                      legend=dict(orientation="h", y=1.15))
+    return fig
+
+
+def error_map_rgb(image: np.ndarray, pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Agreeing pixels as the dimmed image, each kind of error in its own colour."""
+    if pred.shape != truth.shape:
+        raise ValueError(f"`pred` (shape {pred.shape}) must have same shape as "
+                         f"`truth` (shape {truth.shape})")
+    rgb = (to_rgb8(image).astype(np.float32) * 0.35 + 60).astype(np.uint8)
+    lut = np.zeros((9, 3), np.uint8)
+    wrong = np.zeros(9, bool)
+    for (t, p), color in CONFUSION_COLORS.items():
+        lut[t * 3 + p] = color
+        wrong[t * 3 + p] = True
+    code = np.asarray(truth, np.int64) * 3 + np.asarray(pred, np.int64)
+    out = rgb.copy()
+    mask = wrong[code]
+    out[mask] = lut[code[mask]]
+    return out
+
+
+def error_map_figure(image: np.ndarray, pred: np.ndarray, truth: np.ndarray, *,
+                     max_side: int = 1024, height: int = 420) -> go.Figure:
+    """Where prediction and truth disagree, coloured by (true, predicted) class."""
+    step = display_step(pred.shape, max_side)
+    rgb = error_map_rgb(_shrink(np.asarray(image), step), _shrink(pred, step),
+                        _shrink(truth, step))
+    fig = _grid(["errors (true → predicted)"], height=height)
+    fig.add_trace(_image_trace(rgb, step, "errors"), row=1, col=1)
+    code = np.asarray(truth, np.int64) * 3 + np.asarray(pred, np.int64)
+    counts = np.bincount(code.ravel(), minlength=9)
+    present = {f"{CLASS_NAMES[t]} → {CLASS_NAMES[p]} ({counts[t * 3 + p]:,} px)": c
+               for (t, p), c in CONFUSION_COLORS.items() if counts[t * 3 + p]}
+    _legend(fig, present)
+    fig.update_layout(legend=dict(orientation="v", x=1.01, y=1, yanchor="top"))
+    return fig

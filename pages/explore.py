@@ -1,0 +1,214 @@
+"""Explore: one image, every parameter, the segmentation live.
+
+Widgets → params (through ``app_support.state``) → cached core call → display.
+The controls and the results form one ``st.fragment``: moving a slider reruns only
+this part, not the sidebar; the channel and its blur are cached apart from the
+thresholds, and the overlay is drawn at display size.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app_support import cache, controls, figures, state
+from app_support.assets import read_asset
+from cellseg_core.io import tiff_bytes
+from cellseg_core.params import Mode, ThresholdMethod
+
+PAGE = "explore"
+MAX_DISPLAY = 1024
+
+
+def _fmt(value, digits: int = 4) -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) \
+        else f"{value:.{digits}f}"
+
+
+def _mode_hint(source, params) -> None:
+    if source.kind == "fluorescence" and params.mode == Mode.CYTOLOGY:
+        c1, c2 = st.columns([4, 1], vertical_alignment="center")
+        c1.info("This looks like a fluorescence image (bright nuclei) but the parameters "
+                "are for cytology.")
+        c2.button("Use auto-fluorescence", key=f"{PAGE}.hint_fluo",
+                  on_click=state.apply_preset, args=("auto-fluorescence",))
+    elif source.kind == "cytology" and params.mode == Mode.FLUORESCENCE:
+        c1, c2 = st.columns([4, 1], vertical_alignment="center")
+        c1.info("This looks like a cytology image but the parameters are for fluorescence.")
+        c2.button("Use lab03v2", key=f"{PAGE}.hint_cyto",
+                  on_click=state.apply_preset, args=("lab03v2",))
+
+
+def _thresholds_line(seg, params) -> str:
+    shown = ", ".join(f"{k} = {_fmt(v, 3) if not math.isnan(v) else 'per pixel'}"
+                      for k, v in seg.thresholds.items())
+    method = params.threshold.method
+    return (f"Thresholds: {shown}" if method == ThresholdMethod.MANUAL
+            else f"**{method.value}** chose {shown}")
+
+
+def _numbers(seg, source, params) -> dict:
+    """Class areas, N/C, counts and, with a ground truth, the scores. Returns the scores."""
+    summary = seg.summary
+    fluo = params.mode == Mode.FLUORESCENCE
+    scores = cache.scores(seg, source.mask, source.instances if fluo else None)
+    if scores:
+        st.markdown("**Agreement with the ground truth**")
+        c = st.columns(4)
+        if fluo:
+            c[0].metric("Dice nucleus", _fmt(scores["dice_nucleus"]))
+            c[1].metric("IoU nucleus", _fmt(scores["iou_nucleus"]))
+            if "instance_f1" in scores:
+                c[2].metric("Instance F1 (IoU ≥ 0.5)", _fmt(scores["instance_f1"]))
+                c[3].metric("Average precision (DSB)", _fmt(scores["average_precision"]))
+        else:
+            c[0].metric("Mean Dice", _fmt(scores["mean_dice"]),
+                        help="(Dice cytoplasm + Dice nucleus) / 2, as in the course")
+            c[1].metric("Dice cytoplasm", _fmt(scores["dice_cytoplasm"]))
+            c[2].metric("Dice nucleus", _fmt(scores["dice_nucleus"]))
+            c[3].metric("Mean IoU", _fmt(scores["mean_iou"]))
+            c = st.columns(4)
+            c[0].metric("N/C predicted", _fmt(scores["nc_pred"], 3))
+            c[1].metric("N/C true", _fmt(scores["nc_true"], 3))
+            c[2].metric("N/C error", _fmt(scores["nc_error"], 3),
+                        help="predicted N/C minus true N/C")
+            c[3].metric("Pixel accuracy", _fmt(scores["pixel_accuracy"]))
+    st.markdown("**Segmentation**")
+    c = st.columns(4)
+    if not fluo:
+        c[0].metric("N/C ratio", _fmt(summary["nc_ratio"], 3),
+                    help="nucleus pixels / cytoplasm pixels")
+        c[1].metric("Cytoplasm (px)", f"{summary['cytoplasm_area']:,}")
+    c[2].metric("Nucleus (px)", f"{summary['nucleus_area']:,}")
+    c[3].metric("Nuclei", f"{summary['n_nuclei']:,}")
+    return scores
+
+
+def _try_all(source, params) -> None:
+    st.caption("Every automatic method on this image, the other parameters kept"
+               + (", ranked by mean Dice." if source.mask is not None else "."))
+    if not st.button("Run all methods", key=f"{PAGE}.try_all"):
+        if st.session_state.get(f"{PAGE}.try_all_for") != (source.digest, params):
+            return
+    st.session_state[f"{PAGE}.try_all_for"] = (source.digest, params)
+    with st.spinner("Trying every method…"):
+        rows, labels = cache.try_all_methods(source.digest, source.image, params, source.mask)
+    table = pd.DataFrame(rows)
+    st.dataframe(table, hide_index=True, key=f"{PAGE}.try_all_table")
+    step = figures.display_step(source.shape, 192)
+    small = source.image[::step, ::step]
+    ok = [r["method"] for r in rows if r["method"] in labels]
+    for start in range(0, len(ok), 5):
+        cols = st.columns(5)
+        for col, method in zip(cols, ok[start:start + 5]):
+            row = next(r for r in rows if r["method"] == method)
+            title = method + (f" · {row['mean_dice']:.3f}" if "mean_dice" in row else "")
+            col.image(figures.overlay_rgb(small, labels[method][::step, ::step],
+                                          opacity=0.45), caption=title)
+
+
+def _downloads(seg, source) -> None:
+    stem = (source.image_id or source.name).replace("/", "_").replace(" ", "_")
+    c = st.columns(3)
+    c[0].download_button("Labels (uint8 TIFF)", lambda: tiff_bytes(seg.labels),
+                         file_name=f"{stem}_labels.tif", mime="image/tiff",
+                         key=f"{PAGE}.dl_labels", on_click="ignore")
+    c[1].download_button("Nucleus instances (uint16 TIFF)",
+                         lambda: tiff_bytes(seg.nuclei.astype(np.uint16)
+                                            if seg.nuclei.max() < 65536 else seg.nuclei),
+                         file_name=f"{stem}_nuclei.tif", mime="image/tiff",
+                         key=f"{PAGE}.dl_nuclei", on_click="ignore")
+    c[2].download_button("Per-cell table (CSV)", lambda: seg.objects.to_csv(index=False),
+                         file_name=f"{stem}_objects.csv", mime="text/csv",
+                         key=f"{PAGE}.dl_csv", on_click="ignore")
+    st.caption("Labels: 0 background, 1 cytoplasm, 2 nucleus. The parameters JSON is "
+               "under the controls.")
+
+
+def _results(source, params) -> None:
+    if source.image.shape[0] * source.image.shape[1] and \
+            figures.display_step(source.shape, MAX_DISPLAY) > 1:
+        step = figures.display_step(source.shape, MAX_DISPLAY)
+        st.info(f"{source.shape[1]}×{source.shape[0]} px image: shown at 1/{step} scale, "
+                "segmented and measured at full resolution.")
+    try:
+        seg = cache.segmentation(source.digest, source.image, params)
+    except ValueError as err:
+        st.error(f"Cannot segment with these parameters: {err}")
+        return
+    st.markdown(f"{source.name} · {_thresholds_line(seg, params)}")
+    c1, c2 = st.columns([1, 3])
+    opacity = c1.slider("Overlay opacity", 0.0, 1.0, 0.4, 0.05, key=f"{PAGE}.opacity")
+    style = c2.radio("Overlay", ["fill", "contour"], horizontal=True, key=f"{PAGE}.style")
+    fluo = params.mode == Mode.FLUORESCENCE
+    fig = figures.overlay_figure(source.image, seg.labels, truth=source.mask,
+                                 instances=seg.nuclei, opacity=opacity, style=style,
+                                 max_side=MAX_DISPLAY, fluorescence=fluo)
+    st.plotly_chart(fig, key=f"{PAGE}.overlay", config={"scrollZoom": True})
+
+    left, right = st.columns([1, 1])
+    with left:
+        _numbers(seg, source, params)
+    with right:
+        hist = cache.histograms(source.digest, source.image, params, source.mask)
+        st.plotly_chart(figures.histogram_figure(hist, seg.thresholds),
+                        key=f"{PAGE}.histogram")
+
+    names = ["Per-cell table", "Intermediate steps", "Error map", "Try all thresholds",
+             "Downloads"]
+    tabs = st.tabs(names, key=f"{PAGE}.tab", on_change="rerun")
+    with tabs[0]:
+        if tabs[0].open:
+            table = seg.objects
+            st.caption(f"{len(table)} nuclei; N/C per cell = nucleus area / the cytoplasm "
+                       "nearest to that nucleus.")
+            st.dataframe(table, hide_index=True, key=f"{PAGE}.objects")
+    with tabs[1]:
+        if tabs[1].open:
+            st.plotly_chart(figures.steps_figure(seg), key=f"{PAGE}.steps")
+    with tabs[2]:
+        if tabs[2].open:
+            if source.mask is None:
+                st.info("No ground truth for this image.")
+            else:
+                st.plotly_chart(figures.error_map_figure(source.image, seg.labels,
+                                                         source.mask, max_side=MAX_DISPLAY),
+                                key=f"{PAGE}.errors")
+    with tabs[3]:
+        if tabs[3].open:
+            _try_all(source, params)
+    with tabs[4]:
+        if tabs[4].open:
+            _downloads(seg, source)
+
+
+@st.fragment
+def explore(source) -> None:
+    """Controls and results: reruns alone when one of its widgets changes."""
+    ctrl, result = st.columns([1, 3], gap="medium")
+    with ctrl:
+        controls.preset_picker(PAGE)
+        controls.parameter_controls(PAGE)
+        with st.expander("Save / load parameters"):
+            controls.params_file_controls(PAGE)
+    params = state.current_params()
+    state.sync_query(params, state.current_preset(), source.dataset, source.image_id)
+    with result:
+        _mode_hint(source, params)
+        _results(source, params)
+
+
+st.title("Explore")
+st.caption("Open an image and see its segmentation change as you move each parameter.")
+with st.expander("How to read this page"):
+    st.markdown(read_asset("explore.md"))
+
+state.init_from_query(PAGE)
+state.ensure_widgets(PAGE)
+source = st.session_state.get(state.SOURCE_CURRENT)
+if source is None:
+    st.info("Choose an image in the sidebar.")
+    st.stop()
+explore(source)

@@ -1,0 +1,207 @@
+"""The app frame and the Explore page through Streamlit's AppTest (no browser).
+
+Widgets are set by key, and the numbers the page shows are compared with the
+engine's own values computed here.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from app_support import state  # noqa: E402
+from cellseg_core import read_image, read_mask, score_labels, segment  # noqa: E402
+from cellseg_core.presets import get_preset  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+APP = str(REPO / "app.py")
+IMAGE_ID = "007"
+# Streamlit 1.67's AppTest reruns only the page script of an ``st.navigation`` app
+# after its first run (app.py's sidebar is neither run nor shown again). Tests that
+# interact over several runs use this harness: the same two calls app.py makes
+# around the router. The app itself is started through app.py in the other tests.
+HARNESS = f"""
+import runpy
+from app_support import sources
+sources.shared_sidebar()
+runpy.run_path({str(REPO / "pages" / "explore.py")!r}, run_name="__main__")
+"""
+T_NUC = state.widget_key("threshold.t_nuc")
+
+
+def _metric(at, label: str) -> str:
+    found = [m.value for m in at.metric if m.label == label]
+    assert found, f"no metric {label!r}; shown: {[m.label for m in at.metric]}"
+    return found[0]
+
+
+def _engine_dice(voced: Path, image_id: str, params) -> dict:
+    image = read_image(voced / "images" / f"{image_id}.png")
+    truth = read_mask(voced / "masks" / f"{image_id}.png")
+    return score_labels(segment(image, params).labels, truth)
+
+
+def _run(at: AppTest) -> AppTest:
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+@pytest.fixture
+def app_voced(voced, monkeypatch):
+    monkeypatch.setenv("CELLSEG_DATA", str(voced))
+    monkeypatch.delenv("CELLSEG_CONFIG", raising=False)
+    return AppTest.from_string(HARNESS, default_timeout=60)
+
+
+def test_starts_on_demo_data_without_configuration(monkeypatch):
+    monkeypatch.delenv("CELLSEG_DATA", raising=False)
+    monkeypatch.delenv("CELLSEG_CONFIG", raising=False)
+    at = _run(AppTest.from_file(APP, default_timeout=60))
+    assert not at.error
+    datasets = at.sidebar.selectbox(key=state.SOURCE_DATASET)
+    assert datasets.options == ["demo-cytology", "demo-fluorescence"]
+    # The demo cytology set has masks, so the scores are shown from the start.
+    assert 0.0 <= float(_metric(at, "Mean Dice")) <= 1.0
+    assert at.query_params["dataset"] == "demo-cytology"
+    assert at.query_params["preset"] == state.DEFAULT_PRESET
+
+
+def _pick(at: AppTest, dataset: str, image_id: str | None = None) -> AppTest:
+    """Choose a dataset image in the sidebar.
+
+    Set through the widgets' session keys, as a link or a click would.
+    """
+    at.session_state[state.SOURCE_KIND] = "Dataset"
+    at.session_state[state.SOURCE_DATASET] = dataset
+    if image_id is not None:
+        at.session_state[state.SOURCE_ID] = image_id
+    return _run(at)
+
+
+def test_voced_image_lab02_then_threshold(app_voced, voced):
+    at = _pick(app_voced, "voced", IMAGE_ID)
+    assert at.sidebar.selectbox(key=state.SOURCE_DATASET).value == "voced"
+    assert at.sidebar.selectbox(key=state.SOURCE_ID).value == IMAGE_ID
+    at.selectbox(key=state.preset_key()).set_value("lab01")
+    _run(at)
+    at.selectbox(key=state.preset_key()).set_value("lab02")
+    _run(at)
+    lab02 = _engine_dice(voced, IMAGE_ID, get_preset("lab02"))
+    assert _metric(at, "Mean Dice") == f"{lab02['mean_dice']:.4f}"
+    assert _metric(at, "Dice nucleus") == f"{lab02['dice_nucleus']:.4f}"
+    assert at.slider(key=T_NUC).value == pytest.approx(0.3904)
+
+    at.slider(key=T_NUC).set_value(0.45)
+    _run(at)
+    moved = _engine_dice(voced, IMAGE_ID,
+                         get_preset("lab02").with_values({"threshold.t_nuc": 0.45}))
+    assert moved["mean_dice"] != pytest.approx(lab02["mean_dice"], abs=1e-4)
+    assert _metric(at, "Mean Dice") == f"{moved['mean_dice']:.4f}"
+    # The view is in the URL: dataset, image, preset and the one changed parameter.
+    query = dict(at.query_params.items())
+    assert query == {"dataset": "voced", "image": IMAGE_ID, "preset": "lab02",
+                     "threshold.t_nuc": "0.45"}
+
+    at.button(key="explore.reset").click()
+    _run(at)
+    assert at.slider(key=T_NUC).value == pytest.approx(0.3904)
+    assert _metric(at, "Mean Dice") == f"{lab02['mean_dice']:.4f}"
+
+
+def test_previous_next_buttons(app_voced):
+    at = _pick(app_voced, "voced", "000")
+    at.sidebar.button(key="source.next").click()
+    _run(at)
+    assert at.session_state[state.SOURCE_ID] == "001"
+    at = _pick(AppTest.from_string(HARNESS, default_timeout=60), "voced", "000")
+    at.sidebar.button(key="source.prev").click()  # wraps round to the last image
+    _run(at)
+    assert at.session_state[state.SOURCE_ID] == "199"
+    assert at.query_params["image"] == "199"
+
+
+def test_link_reopens_the_view(voced, monkeypatch):
+    monkeypatch.setenv("CELLSEG_DATA", str(voced))
+    at = AppTest.from_file(APP, default_timeout=60)  # first run: the real app.py
+    at.query_params.update({"dataset": "voced", "image": IMAGE_ID, "preset": "lab03v2",
+                            "threshold.t_bg": "0.95", "blur.kind": "median"})
+    _run(at)
+    assert at.sidebar.selectbox(key=state.SOURCE_ID).value == IMAGE_ID
+    expected = get_preset("lab03v2").with_values({"threshold.t_bg": 0.95,
+                                                  "blur.kind": "median"})
+    assert at.session_state[state.PARAMS] == expected
+    assert at.slider(key=state.widget_key("threshold.t_bg")).value == pytest.approx(0.95)
+    scores = _engine_dice(voced, IMAGE_ID, expected)
+    assert _metric(at, "Mean Dice") == f"{scores['mean_dice']:.4f}"
+
+
+def test_bad_link_is_an_error_message_not_a_traceback(app_voced):
+    at = app_voced
+    at.query_params.update({"dataset": "voced", "image": "../../etc/passwd",
+                            "threshold.t_nuc": "7"})
+    _run(at)
+    shown = " ".join(str(w.value) for w in [*at.warning, *at.error])
+    assert "threshold.t_nuc" in shown
+    assert "not found" in shown
+    assert at.session_state[state.PARAMS] == get_preset(state.DEFAULT_PRESET)
+
+
+def test_refused_combination_keeps_params(app_voced):
+    at = _run(app_voced)
+    at.slider(key=T_NUC).set_value(1.0)  # above t_bg = 0.99: refused with a reason
+    _run(at)
+    assert any("t_bg" in str(e.value) for e in at.error)
+    assert at.session_state[state.PARAMS] == get_preset(state.DEFAULT_PRESET)
+    assert at.slider(key=T_NUC).value == pytest.approx(0.3904)
+
+
+def test_fluorescence_demo_with_auto_preset():
+    at = _pick(AppTest.from_string(HARNESS, default_timeout=60), "demo-fluorescence")
+    at.selectbox(key=state.preset_key()).set_value("auto-fluorescence")
+    _run(at)
+    assert at.radio(key=state.widget_key("mode")).value == "fluorescence"
+    assert float(_metric(at, "Dice nucleus")) > 0.5
+    assert int(_metric(at, "Nuclei").replace(",", "")) >= 1
+    assert not at.error
+
+
+_UPLOAD_SCRIPT = """
+import io
+import streamlit as st
+from app_support import controls, state
+
+class Upload(io.BytesIO):
+    name = "params.json"
+
+state.current_params()
+st.session_state["explore.params_upload"] = Upload(st.session_state["text"].encode())
+controls._on_params_upload("explore")
+if "explore.params_upload_error" in st.session_state:
+    st.error(st.session_state["explore.params_upload_error"])
+"""
+
+
+@pytest.mark.parametrize("text, error", [
+    (get_preset("lab03v2").with_values({"threshold.t_nuc": 0.41}).to_json(), None),
+    (json.dumps({"threshold": {"t_nuc": "x"}}), "threshold.t_nuc"),
+    ("{not json", "not valid JSON"),
+    (json.dumps({"schema_version": 99}), "newer"),
+])
+def test_params_json_upload_goes_through_the_door(text, error):
+    at = AppTest.from_string(_UPLOAD_SCRIPT, default_timeout=30)
+    at.session_state["text"] = text
+    _run(at)
+    if error is None:
+        expected = get_preset("lab03v2").with_values({"threshold.t_nuc": 0.41})
+        assert at.session_state[state.PARAMS] == expected
+        assert at.session_state[T_NUC] == pytest.approx(0.41)
+        assert at.session_state[state.widget_key("cleanup.fill_holes")] is True
+        assert not at.error
+    else:
+        assert len(at.error) == 1 and error in at.error[0].value
+        assert at.session_state[state.PARAMS] == get_preset(state.DEFAULT_PRESET)
