@@ -109,6 +109,18 @@ def test_assign_cells_never_across_background():
     assert not assign_cells(np.zeros((3, 3), np.int32), np.ones((3, 3), bool)).any()
 
 
+def test_instance_functions_do_not_modify_input():
+    mask = _disks((40, 60), [(20, 20), (20, 36)], 10)
+    m0 = mask.copy()
+    split_touching(mask)
+    watershed_markers(mask)
+    label_objects(mask)
+    np.testing.assert_array_equal(mask, m0)
+    labels = np.array([[3, 3, 0, 7]], np.int32)
+    filter_by_size(labels, 2)
+    np.testing.assert_array_equal(labels, [[3, 3, 0, 7]])
+
+
 def test_assign_cells_does_not_modify_input():
     nuclei = np.array([[1, 0, 0, 2]], np.int32)
     cell = np.ones((1, 4), bool)

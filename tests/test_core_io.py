@@ -169,12 +169,16 @@ def test_as_float_image_returns_float32_in_range_unchanged():
     np.testing.assert_array_equal(arr, before)
 
 
-def test_as_float_image_does_not_modify_input():
-    arr = np.linspace(-2, 3, 12).reshape(3, 4)
-    before = arr.copy()
-    out = cio.as_float_image(arr)
-    assert out.min() == 0 and out.max() == 1
-    np.testing.assert_array_equal(arr, before)
+@pytest.mark.parametrize("dtype", [np.float64, np.uint8, np.uint16])
+def test_as_float_image_does_not_modify_input(dtype):
+    arr = (np.linspace(0, 1, 36).reshape(3, 4, 3) * (1 if dtype == np.float64 else 255)
+           ).astype(dtype)
+    chw = np.ascontiguousarray(np.moveaxis(arr, -1, 0))
+    for a in (arr, chw, arr[..., 0]):
+        before = a.copy()
+        out = cio.as_float_image(a)
+        assert out.dtype == np.float32 and out.min() == 0 and out.max() <= 1
+        np.testing.assert_array_equal(a, before)
 
 
 # --- what is refused ---------------------------------------------------------------------
