@@ -249,10 +249,14 @@ def histogram_figure(hist: dict, thresholds: dict, *, height: int = 280,
             continue
         fig.add_vline(x=float(value), line=dict(color="black", dash="dash", width=1.5),
                       annotation_text=f"{name} = {value:.3f}", annotation_position="top")
-    fig.update_layout(height=height, margin=dict(l=0, r=0, t=30, b=0),
+    fig.update_layout(height=height, margin=dict(l=0, r=0, t=50, b=0),
                       xaxis_title="channel value", yaxis_title="pixels",
                       yaxis_type="log" if log else "linear", xaxis_range=[0, 1],
-                      legend=dict(orientation="h", y=1.15))
+                      legend=dict(orientation="h", x=1, xanchor="right", y=-0.25,
+                                  yanchor="top"),
+                      title=dict(text="channel histogram" + (" per true class"
+                                                              if len(hist["counts"]) > 1
+                                                              else ""), font_size=13))
     return fig
 
 

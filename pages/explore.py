@@ -49,8 +49,9 @@ def _thresholds_line(seg, params) -> str:
             else f"**{method.value}** chose {shown}")
 
 
-def _numbers(seg, source, params) -> dict:
-    """Class areas, N/C, counts and, with a ground truth, the scores. Returns the scores."""
+def _numbers(seg, source, params, hist) -> dict:
+    """Scores against the ground truth (when there is one), then class areas, N/C and
+    counts beside the per-class histogram. Returns the scores."""
     summary = seg.summary
     fluo = params.mode == Mode.FLUORESCENCE
     scores = cache.scores(seg, source.mask, source.instances if fluo else None)
@@ -75,14 +76,20 @@ def _numbers(seg, source, params) -> dict:
             c[2].metric("N/C error", _fmt(scores["nc_error"], 3),
                         help="predicted N/C minus true N/C")
             c[3].metric("Pixel accuracy", _fmt(scores["pixel_accuracy"]))
-    st.markdown("**Segmentation**")
-    c = st.columns(4)
-    if not fluo:
-        c[0].metric("N/C ratio", _fmt(summary["nc_ratio"], 3),
-                    help="nucleus pixels / cytoplasm pixels")
-        c[1].metric("Cytoplasm (px)", f"{summary['cytoplasm_area']:,}")
-    c[2].metric("Nucleus (px)", f"{summary['nucleus_area']:,}")
-    c[3].metric("Nuclei", f"{summary['n_nuclei']:,}")
+    left, right = st.columns([2, 3], gap="medium")
+    with left:
+        st.markdown("**Segmentation**")
+        c = st.columns(2)
+        if not fluo:
+            c[0].metric("N/C ratio", _fmt(summary["nc_ratio"], 3),
+                        help="nucleus pixels / cytoplasm pixels")
+            c[1].metric("Cytoplasm (px)", f"{summary['cytoplasm_area']:,}")
+        c = st.columns(2)
+        c[0].metric("Nucleus (px)", f"{summary['nucleus_area']:,}")
+        c[1].metric("Nuclei", f"{summary['n_nuclei']:,}")
+    with right:
+        st.plotly_chart(figures.histogram_figure(hist, seg.thresholds),
+                        key=f"{PAGE}.histogram")
     return scores
 
 
@@ -148,13 +155,8 @@ def _results(source, params) -> None:
                                  max_side=MAX_DISPLAY, fluorescence=fluo)
     st.plotly_chart(fig, key=f"{PAGE}.overlay", config={"scrollZoom": True})
 
-    left, right = st.columns([1, 1])
-    with left:
-        _numbers(seg, source, params)
-    with right:
-        hist = cache.histograms(source.digest, source.image, params, source.mask)
-        st.plotly_chart(figures.histogram_figure(hist, seg.thresholds),
-                        key=f"{PAGE}.histogram")
+    _numbers(seg, source, params, hist=cache.histograms(source.digest, source.image, params,
+                                                       source.mask))
 
     names = ["Per-cell table", "Intermediate steps", "Error map", "Try all thresholds",
              "Downloads"]

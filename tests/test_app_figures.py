@@ -1,0 +1,86 @@
+"""Figure builders of the app, without a browser: exact pixels on tiny arrays."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("plotly")
+from app_support import figures  # noqa: E402
+
+
+def test_display_step():
+    assert figures.display_step((256, 256), 1024) == 1
+    assert figures.display_step((2048, 2048), 1024) == 2
+    assert figures.display_step((3000, 100), 1024) == 3
+    with pytest.raises(ValueError, match="max_side"):
+        figures.display_step((10, 10), 0)
+
+
+def test_overlay_fill_blends_class_colours_only():
+    image = np.full((2, 3), 0.5, np.float32)
+    labels = np.array([[0, 1, 2], [0, 0, 0]], np.uint8)
+    out = figures.overlay_rgb(image, labels, opacity=1.0)
+    assert out.dtype == np.uint8 and out.shape == (2, 3, 3)
+    assert tuple(out[0, 0]) == (128, 128, 128)
+    assert tuple(out[0, 1]) == figures.CLASS_COLORS[1]
+    assert tuple(out[0, 2]) == figures.CLASS_COLORS[2]
+    half = figures.overlay_rgb(image, labels, opacity=0.5)
+    expected = np.floor((128 + np.array(figures.CLASS_COLORS[2])) / 2 + 0.5).astype(int)
+    assert tuple(half[0, 2]) == tuple(expected)
+    assert image[0, 0] == 0.5  # input untouched
+
+
+def test_overlay_contour_marks_only_boundaries():
+    labels = np.zeros((7, 7), np.uint8)
+    labels[1:6, 1:6] = 2
+    out = figures.overlay_rgb(np.zeros((7, 7)), labels, style="contour", opacity=1.0)
+    coloured = out.any(axis=2)
+    assert coloured[1, 3] and coloured[3, 1] and not coloured[3, 3] and not coloured[0, 0]
+    with pytest.raises(ValueError, match="style"):
+        figures.overlay_rgb(np.zeros((7, 7)), labels, style="outline")
+    with pytest.raises(ValueError, match="same shape"):
+        figures.overlay_rgb(np.zeros((7, 8)), labels)
+
+
+def test_overlay_figure_panels_share_zoom_and_keep_full_resolution_axes():
+    image = np.random.default_rng(0).random((2048, 1024)).astype(np.float32)
+    labels = (image > 0.5).astype(np.uint8)
+    fig = figures.overlay_figure(image, labels, truth=labels, max_side=512)
+    images = [t for t in fig.data if t.type == "image"]
+    assert len(images) == 3
+    assert all(t.dx == 4 and t.dy == 4 for t in images)  # 2048 / 512
+    assert all(t.source.startswith("data:image/png;base64,") for t in images)
+    assert fig.layout.xaxis2.matches == "x" and fig.layout.yaxis3.matches == "y"
+    assert [t.name for t in fig.data if t.type == "scatter"] == ["cytoplasm", "nucleus"]
+
+
+def test_class_histograms_count_every_pixel_per_true_class():
+    channel = np.array([[0.0, 0.1, 0.5], [0.99, 1.0, 0.5]])
+    truth = np.array([[2, 2, 1], [0, 0, 1]], np.uint8)
+    hist = figures.class_histograms(channel, truth, bins=10)
+    assert list(hist["counts"]) == ["background", "cytoplasm", "nucleus"]
+    assert hist["counts"]["nucleus"].tolist() == [1, 1] + [0] * 8
+    assert hist["counts"]["cytoplasm"][5] == 2
+    assert hist["counts"]["background"][9] == 2  # 1.0 falls in the last bin
+    whole = figures.class_histograms(channel, bins=10)
+    assert whole["counts"]["all pixels"].sum() == 6
+
+
+def test_histogram_figure_draws_finite_thresholds_only():
+    hist = figures.class_histograms(np.linspace(0, 1, 100).reshape(10, 10))
+    fig = figures.histogram_figure(hist, {"t_nuc": 0.39, "t_bg": 0.99})
+    assert sorted(s.x0 for s in fig.layout.shapes) == [0.39, 0.99]
+    fig = figures.histogram_figure(hist, {"t_nuc": float("nan"), "t_bg": 0.8})
+    assert [s.x0 for s in fig.layout.shapes] == [0.8]
+
+
+def test_error_map_colours_each_confusion():
+    truth = np.array([[0, 1, 2, 1]], np.uint8)
+    pred = np.array([[0, 2, 1, 1]], np.uint8)
+    rgb = figures.error_map_rgb(np.zeros((1, 4)), pred, truth)
+    assert tuple(rgb[0, 1]) == figures.CONFUSION_COLORS[(1, 2)]
+    assert tuple(rgb[0, 2]) == figures.CONFUSION_COLORS[(2, 1)]
+    assert tuple(rgb[0, 0]) == tuple(rgb[0, 3]) == (60, 60, 60)  # agreeing: dimmed image
+    fig = figures.error_map_figure(np.zeros((1, 4)), pred, truth)
+    names = [t.name for t in fig.data if t.type == "scatter"]
+    assert names == ["cytoplasm → nucleus (1 px)", "nucleus → cytoplasm (1 px)"]

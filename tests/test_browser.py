@@ -1,0 +1,156 @@
+"""End to end in a real browser: Playwright drives Debian's Chromium against
+``streamlit run app.py`` on a free local port.
+
+Skipped with a reason only when no Chromium exists and ``CI`` is not set; under CI a
+missing browser is a failure.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get("CELLSEG_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def _need_chromium() -> str:
+    path = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
+    if not path:
+        reason = (f"no Chromium at {CHROMIUM} (install Debian's `chromium` package or set "
+                  "CELLSEG_CHROMIUM)")
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_streamlit(env_extra: dict | None = None, *, timeout: float = 60.0):
+    """Start ``streamlit run app.py`` on a free port; return (process, base URL)."""
+    port = free_port()
+    env = {**os.environ, **(env_extra or {})}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.headless", "true", "--server.address", "127.0.0.1",
+         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("streamlit exited:\n" + proc.stdout.read().decode(errors="replace"))
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return proc, url
+        except OSError:
+            time.sleep(0.3)
+    stop_streamlit(proc)
+    raise RuntimeError(f"streamlit did not answer on {url} within {timeout} s")
+
+
+def stop_streamlit(proc) -> None:
+    """Stop the server started by :func:`start_streamlit` (its own process group)."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture
+def chromium_path():
+    return _need_chromium()
+
+
+@pytest.fixture
+def server(voced):
+    proc, url = start_streamlit({"CELLSEG_DATA": str(voced)})
+    yield url
+    stop_streamlit(proc)
+
+
+def metric_value(page, label: str) -> str:
+    """The value shown by the ``st.metric`` labelled `label`."""
+    box = page.locator('[data-testid="stMetric"]', has_text=label).first
+    return box.locator('[data-testid="stMetricValue"]').inner_text().strip()
+
+
+def wait_idle(page, timeout: float = 30_000) -> None:
+    """Wait until Streamlit reports no script running."""
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')",
+        timeout=timeout)
+
+
+def choose(page, label: str, option: str) -> None:
+    """Pick `option` in the selectbox labelled `label`."""
+    box = page.locator('[data-testid="stSelectbox"]', has_text=label).first
+    box.locator('input, [role="combobox"]').first.click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def test_explore_in_chromium(chromium_path, server, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1200})
+            page.goto(server, wait_until="domcontentloaded")
+            page.get_by_text("Mean Dice").first.wait_for(timeout=60_000)
+            wait_idle(page)
+
+            choose(page, "Dataset", "voced")
+            expect(page.locator('[data-testid="stSidebar"]')).to_contain_text("200 images")
+            choose(page, "Image id", "007")
+            wait_idle(page)
+            expect(page).to_have_url(re.compile(r"dataset=voced.*image=007"))
+            overlay = page.locator('[data-testid="stPlotlyChart"]').first
+            overlay.wait_for()
+            before = metric_value(page, "Mean Dice")
+            image_before = overlay.locator("image").nth(1).get_attribute("href")
+            page.screenshot(path=str(tmp_path / "explore_before.png"), full_page=True)
+
+            # Move the nucleus threshold with the keyboard: 6 steps of 0.005 up.
+            thumb = page.locator('[data-testid="stSlider"]',
+                                 has_text="Nucleus below").get_by_role("slider")
+            thumb.focus()
+            for _ in range(6):
+                thumb.press("ArrowRight")
+            expect(page).to_have_url(re.compile(r"threshold\.t_nuc="), timeout=30_000)
+            wait_idle(page)
+            expect(page.locator('[data-testid="stMetric"]', has_text="Mean Dice")
+                   .locator('[data-testid="stMetricValue"]')).not_to_have_text(before)
+            after = metric_value(page, "Mean Dice")
+            image_after = overlay.locator("image").nth(1).get_attribute("href")
+            page.screenshot(path=str(tmp_path / "explore_after.png"), full_page=True)
+            assert float(after) != float(before)
+            assert image_after != image_before, "the overlay was not redrawn"
+            assert not page.locator('[data-testid="stException"]').count()
+        finally:
+            browser.close()
+    assert (tmp_path / "explore_after.png").stat().st_size > 10_000
