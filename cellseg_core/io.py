@@ -22,6 +22,7 @@ __all__ = [
     "read_mask",
     "read_instances",
     "as_float_image",
+    "tiff_bytes",
     "write_tiff",
     "write_bytes_atomic",
 ]
@@ -118,29 +119,32 @@ def _to_float(array: np.ndarray, name: str) -> np.ndarray:
         if array.dtype.kind == "i" and array.min() < 0:
             raise ValueError(f"{name}: negative pixel values in a {array.dtype} image")
         top = 255 if array.dtype.itemsize == 1 else info.max
-        return (array.astype(np.float32) / np.float32(top)).astype(np.float32)
+        out = array.astype(np.float32)
+        out /= np.float32(top)
+        return out
     array = array.astype(np.float32)
     if not np.isfinite(array).all():
         raise ValueError(f"{name}: the image contains NaN or infinite values")
-    low, high = float(array.min()), float(array.max())
-    if low < 0 or high > 1:
-        # Float data in another range (e.g. a float32 microscope export): map to [0, 1].
-        span = high - low
-        array = (array - low) / span if span > 0 else np.zeros_like(array)
+    if array.min() < 0:
+        raise ValueError(f"{name}: negative pixel values (min {float(array.min()):.3g}); "
+                         "intensities must be >= 0")
     return array
 
 
 def as_float_image(image, *, name: str = "image") -> np.ndarray:
-    """Validate an array and return it as float32 ``(M, N)`` or ``(M, N, 3)`` in [0, 1].
+    """Validate an array and return it as float32 ``(M, N)`` or ``(M, N, 3)``.
 
     Accepts channel-last ``(M, N[, 3 or 4])`` and channel-first ``(3, M, N)`` arrays
-    (as the VocEd course stores them); alpha is dropped. A float32 input already in
-    range is returned as is (never modified).
+    (as the VocEd course stores them); alpha is dropped. Integer types are scaled by
+    their range to [0, 1]; float values are kept as they are (fluorescence intensities
+    may exceed 1; a threshold is then on that scale). A float32 input is returned as
+    is (never modified).
 
     Raises
     ------
     ValueError
-        For the wrong number of dimensions or channels, an empty image, NaN or Inf.
+        For the wrong number of dimensions or channels, an empty image, NaN, Inf or
+        negative values.
     """
     array = np.asarray(image)
     if array.dtype == object or array.dtype.kind not in "biuf":
@@ -156,8 +160,7 @@ def as_float_image(image, *, name: str = "image") -> np.ndarray:
             f"{name}: expected a 2-D gray or RGB image (M, N[, 3]), got shape {array.shape}")
     if array.size == 0 or min(array.shape[:2]) < 1:
         raise ValueError(f"{name}: the image is empty (shape {array.shape})")
-    if array.dtype == np.float32 and np.isfinite(array).all() and \
-            array.min() >= 0 and array.max() <= 1:
+    if array.dtype == np.float32 and np.isfinite(array).all() and array.min() >= 0:
         return array
     return _to_float(array, name)
 
@@ -174,6 +177,7 @@ def read_image(source) -> np.ndarray:
     Returns
     -------
     image : (M, N[, 3]) ndarray of float32
+        Float files with values above 1 are divided by their maximum.
 
     Raises
     ------
@@ -188,7 +192,11 @@ def read_image(source) -> np.ndarray:
     (4, 5, 3)
     """
     data, name = _read_bytes(source)
-    return as_float_image(_decode(data, name), name=name)
+    image = as_float_image(_decode(data, name), name=name)
+    if image.max() > 1:
+        # Float files in other units (e.g. a float32 microscope export): map to [0, 1].
+        image = image / image.max()
+    return image
 
 
 def read_instances(source) -> np.ndarray:

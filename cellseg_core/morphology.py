@@ -7,7 +7,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.morphology import disk
 
-from .params import CleanupParams
+from .params import CleanupParams, Mode
 
 __all__ = ["small_objects", "remove_small_objects", "fill_holes", "open_close", "clean_labels"]
 
@@ -35,7 +35,7 @@ def small_objects(mask: np.ndarray, min_size: int) -> np.ndarray:
     sizes = np.bincount(pieces.ravel())
     too_small = sizes < min_size
     too_small[0] = False
-    return too_small[pieces]
+    return np.take(too_small, pieces)
 
 
 def remove_small_objects(mask: np.ndarray, min_size: int) -> np.ndarray:
@@ -84,7 +84,8 @@ def open_close(mask: np.ndarray, opening_radius: int = 0, closing_radius: int = 
     return mask
 
 
-def clean_labels(labels: np.ndarray, params: CleanupParams | None = None) -> np.ndarray:
+def clean_labels(labels: np.ndarray, params: CleanupParams | None = None, *,
+                 mode: Mode | str = Mode.CYTOLOGY) -> np.ndarray:
     """Apply the clean-up steps of `params` to class labels (0/1/2).
 
     The classes are treated as nested masks: the cell (cytoplasm or nucleus) and
@@ -95,10 +96,14 @@ def clean_labels(labels: np.ndarray, params: CleanupParams | None = None) -> np.
     3. cytoplasm pieces smaller than ``min_cytoplasm_size`` become background;
     4. holes inside nuclei become nucleus (``fill_holes``).
 
+    In fluorescence mode there is no cytoplasm: the cell is the nucleus, so removed
+    pieces become background and the labels stay 0/2.
+
     Parameters
     ----------
     labels : (M, N) ndarray of uint8
     params : CleanupParams
+    mode : {'cytology', 'fluorescence'}
 
     Returns
     -------
@@ -121,4 +126,6 @@ def clean_labels(labels: np.ndarray, params: CleanupParams | None = None) -> np.
     if params.fill_holes and nucleus.any():
         nucleus = fill_holes(nucleus)
         cell |= nucleus
+    if Mode(mode) == Mode.FLUORESCENCE:
+        cell = nucleus
     return cell.view(np.uint8) + nucleus.view(np.uint8)

@@ -10,8 +10,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 from dataclasses import dataclass, field, fields
 from enum import Enum
+
+import numpy as np
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -325,16 +328,18 @@ def _coerce(type_name, name, value):
             raise ValueError(
                 f"`{name}` must be one of {[e.value for e in enum]}, got {value!r}") from None
     if type_name == "bool":
+        if isinstance(value, np.bool_):  # a numpy bool from a widget or an array
+            value = bool(value)
         if not isinstance(value, bool):
             raise ValueError(f"`{name}` must be true or false, got {value!r}")
         return value
     if type_name == "int":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
                 not math.isfinite(value) or value != int(value):
             raise ValueError(f"`{name}` must be an integer, got {value!r}")
         return int(value)
     if type_name == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise ValueError(f"`{name}` must be a number, got {value!r}")
         return float(value)
     raise TypeError(f"no coercion for field type {type_name!r}")  # pragma: no cover

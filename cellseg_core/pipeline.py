@@ -83,7 +83,7 @@ def labels_from_channel(blurred: np.ndarray, params: Params):
     thresholds : dict
     """
     raw, thresholds = apply_threshold(blurred, params.threshold, params.mode)
-    labels = clean_labels(raw, params.cleanup)
+    labels = clean_labels(raw, params.cleanup, mode=params.mode)
     return raw, labels, thresholds
 
 

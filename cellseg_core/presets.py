@@ -25,7 +25,7 @@ _VALUES = {
     "auto-fluorescence": ({"mode": "fluorescence", "blur.kind": "gaussian", "blur.sigma": 2.0,
                            "threshold.method": "otsu", "cleanup.min_nucleus_size": 30,
                            "cleanup.fill_holes": True, "watershed.enabled": True,
-                           "watershed.min_distance": 5, "watershed.footprint": 3},
+                           "watershed.min_distance": 6, "watershed.footprint": 3},
                           "Fluorescence nuclei (DAPI): gaussian smoothing (sigma 2), Otsu "
                           "threshold, objects under 30 px removed, holes filled, touching "
                           "nuclei split by a distance-transform watershed."),

@@ -23,6 +23,14 @@ _GLOBAL = {
 AUTO_METHODS = (ThresholdMethod.MULTIOTSU, *_GLOBAL, ThresholdMethod.LOCAL)
 
 
+def _choice(enum, value, name):
+    try:
+        return enum(value)
+    except ValueError:
+        raise ValueError(
+            f"`{name}` must be one of {[e.value for e in enum]}, got {value!r}") from None
+
+
 def two_threshold(channel: np.ndarray, t_nuc: float, t_bg: float) -> np.ndarray:
     """The course's rule: 2 where value < t_nuc, 1 where t_nuc <= value < t_bg, else 0.
 
@@ -57,7 +65,7 @@ def auto_threshold(values: np.ndarray, method: ThresholdMethod | str) -> float:
     A constant input has no threshold to find: its value is returned, so that
     nothing in it passes ``value > t`` and everything passes ``value >= t``.
     """
-    method = ThresholdMethod(method)
+    method = _choice(ThresholdMethod, method, "method")
     if method not in _GLOBAL:
         valid = [m.value for m in _GLOBAL]
         raise ValueError(f"`method` must be one of {valid}, got {method.value!r}")
@@ -134,8 +142,8 @@ def apply_threshold(channel: np.ndarray, params: ThresholdParams,
         ``{"t_nuc": ..., "t_bg": ...}`` or ``{"t_object": ...}``; NaN for a
         local (per-pixel) threshold.
     """
-    mode = Mode(mode)
-    method = ThresholdMethod(params.method)
+    mode = _choice(Mode, mode, "mode")
+    method = _choice(ThresholdMethod, params.method, "threshold.method")
     if mode == Mode.CYTOLOGY:
         if method == ThresholdMethod.MANUAL:
             t_nuc, t_bg = params.t_nuc, params.t_bg
