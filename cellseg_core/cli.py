@@ -48,6 +48,7 @@ def _method(args):
 def _progress_bar(total: int, desc: str, *, initial: int = 0, unit: str = "img"):
     from tqdm import tqdm
 
+    tqdm.monitor_interval = 0  # no monitor thread: worker processes fork from a thread-free parent
     return tqdm(total=total, initial=initial, desc=desc, unit=unit, file=sys.stderr,
                 dynamic_ncols=True, leave=True)
 

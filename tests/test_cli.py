@@ -365,3 +365,23 @@ def test_python_m_subprocess(dataset, reference, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "cellseg_core", "segment", "--bogus"],
                           capture_output=True, text=True, cwd=REPO, timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_evaluate_instance_scores_on_demo_fluorescence(capsys):
+    datasets = pytest.importorskip("cellseg_core.datasets")
+    pytest.importorskip("cellseg_core.optimize")
+    from cellseg_core.metrics import average_precision, match_instances
+
+    assert main(["evaluate", "demo-fluorescence", "--split", "all", "--preset",
+                 "auto-fluorescence", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)["summary"]
+    ds = datasets.demo_datasets()["demo-fluorescence"]
+    params = get_preset("auto-fluorescence")
+    f1, ap = [], []
+    for ident in ds.ids:
+        nuclei = segment(ds.image(ident), params).nuclei
+        f1.append(match_instances(nuclei, ds.instances(ident), 0.5)["f1"])
+        ap.append(average_precision(nuclei, ds.instances(ident)))
+    assert summary["n_instance_images"] == len(ds.ids)
+    assert summary["instance_f1_0.5"] == pytest.approx(np.mean(f1), abs=1e-12)
+    assert summary["instance_ap"] == pytest.approx(np.mean(ap), abs=1e-12)
