@@ -109,6 +109,11 @@ class Run:
         end = self.finished if self.finished is not None else time.perf_counter()
         return end - self.started
 
+    @property
+    def cancel_requested(self) -> bool:
+        """True once Stop was pressed (work that can stop cleanly checks this)."""
+        return self._cancel.is_set()
+
     def cancel(self) -> None:
         """Ask the work to stop at its next progress report."""
         self._cancel.set()
