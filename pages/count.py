@@ -1,0 +1,358 @@
+"""Count: fluorescence nuclei, step by step, and the seed's experiments.
+
+Widgets → a fluorescence ``Params`` (this page's own, under ``count.*`` keys, so the
+cytology params of Explore are left alone) → cached ``segment`` → display. The
+experiments are functions of :mod:`cellseg_core.experiments`; each section is an
+``st.fragment``, so its widgets rerun only that section.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app_support import cache, count_figures, state
+from app_support.assets import read_asset
+from app_support.sources import ImageSource
+from cellseg_core import experiments as E
+from cellseg_core import synthetic
+from cellseg_core.instances import watershed_markers
+from cellseg_core.io import tiff_bytes
+from cellseg_core.metrics import average_precision, match_instances
+from cellseg_core.params import Params
+
+P = "count"
+SEED_SOURCE = "seed image (synthetic)"
+SIDEBAR_SOURCE = "image from the sidebar"
+METHODS = ["manual", "otsu", "li", "yen", "triangle", "isodata", "mean", "minimum", "local"]
+#: The page's defaults: the seed's operating point plus the watershed split.
+DEFAULTS = {"blur.kind": "gaussian", "blur.sigma": synthetic.SMOOTH_SIGMA, "blur.size": 3,
+            "threshold.method": "manual", "threshold.t_object": synthetic.THRESHOLD,
+            "threshold.block_size": 51, "threshold.offset": -0.1,
+            "cleanup.min_nucleus_size": synthetic.MIN_CELL_SIZE, "cleanup.closing_radius": 0,
+            "cleanup.fill_holes": True, "watershed.enabled": True,
+            "watershed.min_distance": 6, "watershed.footprint": 3}
+
+
+def key(name: str) -> str:
+    """Session key of this page's widget for dotted parameter (or option) `name`."""
+    return f"{P}.{name}"
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) \
+        else f"{value:.{digits}f}"
+
+
+@st.cache_data(max_entries=2, show_spinner=False)
+def _seed_sample():
+    s = synthetic.fluorescence_image()
+    return s.image, s.labels
+
+
+def _source() -> ImageSource:
+    shared = st.session_state.get(state.SOURCE_CURRENT)
+    options = [SEED_SOURCE]
+    if shared is not None and shared.kind == "fluorescence" and shared.image.ndim == 2:
+        options.insert(0, SIDEBAR_SOURCE)
+    if st.session_state.get(key("source")) not in options:
+        st.session_state[key("source")] = options[0]
+    choice = st.radio("Image", options, key=key("source"), horizontal=True,
+                      help="The sidebar's image is offered when it is a fluorescence image.")
+    if choice == SIDEBAR_SOURCE:
+        return shared
+    image, labels = _seed_sample()
+    return ImageSource(name=SEED_SOURCE, image=image, instances=labels,
+                       mask=(labels > 0).astype(np.uint8) * np.uint8(2),
+                       digest="count:seed", kind="fluorescence")
+
+
+# --- the pipeline ---------------------------------------------------------------------
+def _controls() -> Params:
+    """The lesson's steps as widgets; returns the fluorescence params they spell."""
+    for name, value in DEFAULTS.items():
+        st.session_state.setdefault(key(name), value)
+    st.markdown("**1 · Blur**")
+    kind = st.selectbox("Blur", ["gaussian", "mean", "median", "none"], key=key("blur.kind"))
+    if kind == "gaussian":
+        st.slider("Sigma σs (px)", 0.0, 10.0, step=0.1, key=key("blur.sigma"))
+    elif kind in ("mean", "median"):
+        st.slider("Window size (px)", 1, 31, key=key("blur.size"))
+    st.markdown("**2 · Threshold**")
+    method = st.selectbox("Method", METHODS, key=key("threshold.method"),
+                          help="manual: the slider; Otsu, Li, …: computed from the image; "
+                               "local: each pixel against its neighbourhood's mean.")
+    if method == "manual":
+        st.slider("Object above", 0.0, 1.5, step=0.01, key=key("threshold.t_object"))
+    elif method == "local":
+        st.slider("Block size (px, odd)", 3, 151, step=2, key=key("threshold.block_size"))
+        st.slider("Offset (negative: above the local mean)", -0.3, 0.3, step=0.01,
+                  key=key("threshold.offset"))
+    st.markdown("**3 · Label, remove small objects, close, fill holes**")
+    st.number_input("Remove objects under (px)", 0, 100_000, step=5,
+                    key=key("cleanup.min_nucleus_size"))
+    st.number_input("Closing radius (px)", 0, 50, key=key("cleanup.closing_radius"))
+    st.checkbox("Fill holes", key=key("cleanup.fill_holes"))
+    st.markdown("**4 · Split touching nuclei (watershed)**")
+    st.toggle("Watershed", key=key("watershed.enabled"))
+    if st.session_state[key("watershed.enabled")]:
+        c1, c2 = st.columns(2)
+        c1.number_input("Min distance (px)", 1, 200, key=key("watershed.min_distance"),
+                        help="peak_local_max: markers at least this far apart")
+        c2.number_input("Footprint (px)", 1, 201, key=key("watershed.footprint"),
+                        help="a marker is the maximum of this square")
+    values = {name: st.session_state[key(name)] for name in DEFAULTS}
+    return synthetic.seed_params().with_values(values)
+
+
+def _truth_scores(seg, truth) -> dict:
+    match = match_instances(seg.nuclei, truth)
+    return {**match, "ap": average_precision(seg.nuclei, truth)}
+
+
+def _downloads(seg, source) -> None:
+    stem = (source.image_id or source.name).replace("/", "_").replace(" ", "_")
+    c = st.columns(2)
+    c[0].download_button("Per-object table (CSV)", lambda: seg.objects.to_csv(index=False),
+                         file_name=f"{stem}_objects.csv", mime="text/csv",
+                         key=key("dl_csv"), on_click="ignore")
+    labels = seg.nuclei.astype(np.uint16) if seg.nuclei.max() < 65536 else \
+        seg.nuclei.astype(np.uint32)
+    c[1].download_button("Labels (uint16 TIFF)", lambda: tiff_bytes(labels),
+                         file_name=f"{stem}_nuclei.tif", mime="image/tiff",
+                         key=key("dl_tiff"), on_click="ignore")
+
+
+@st.fragment
+def pipeline(source: ImageSource) -> None:
+    """Controls, steps, overlay, count, sizes, table, downloads, ground truth."""
+    ctrl, result = st.columns([1, 3], gap="medium")
+    with ctrl:
+        try:
+            params = _controls()
+        except ValueError as err:
+            st.error(f"Invalid parameters: {err}")
+            return
+    with result:
+        try:
+            seg = cache.segmentation(source.digest, source.image, params)
+        except ValueError as err:
+            st.error(f"Cannot segment with these parameters: {err}")
+            return
+        shown = ", ".join(f"{k} = {_fmt(v) if not math.isnan(v) else 'per pixel'}"
+                          for k, v in seg.thresholds.items())
+        st.caption(f"{source.name} · {params.threshold.method.value} threshold: {shown}")
+        distance, peaks = watershed_markers(seg.labels == 2,
+                                            min_distance=params.watershed.min_distance,
+                                            footprint=params.watershed.footprint)
+        st.plotly_chart(count_figures.steps_figure(seg, distance, peaks), key=key("steps"))
+        truth = source.instances
+        scores = _truth_scores(seg, truth) if truth is not None else None
+        c = st.columns(5)
+        c[0].metric("Nuclei counted", f"{int(seg.nuclei.max())}")
+        if scores is not None:
+            c[1].metric("True nuclei", f"{scores['n_true']}")
+            c[2].metric("Precision (IoU 0.5)", _fmt(scores["precision"]))
+            c[3].metric("Recall (IoU 0.5)", _fmt(scores["recall"]))
+            c[4].metric("F1 · mean AP (DSB)", f"{_fmt(scores['f1'])} · {_fmt(scores['ap'])}")
+        left, right = st.columns([3, 2])
+        with left:
+            st.plotly_chart(count_figures.instance_figure(
+                source.image, seg.nuclei, seg.objects, truth=truth, match=scores),
+                key=key("overlay"))
+            if scores is not None:
+                st.caption("Green: matched a true nucleus (IoU > 0.5); red: false "
+                           "detection; blue outline: missed true nucleus.")
+        with right:
+            if len(seg.objects):
+                st.plotly_chart(count_figures.size_histogram(seg.objects), key=key("sizes"))
+        table = seg.objects[["label", "nucleus_area", "mean_intensity", "centroid_row",
+                             "centroid_col", "equivalent_diameter", "eccentricity"]]
+        st.dataframe(table.rename(columns={"nucleus_area": "area",
+                                           "equivalent_diameter": "diameter"}),
+                     hide_index=True, key=key("objects"))
+        _downloads(seg, source)
+
+
+# --- experiments ----------------------------------------------------------------------
+@st.fragment
+def noise_floor() -> None:
+    st.subheader("Noise floor")
+    t = st.slider("Threshold", 0.01, 0.6, 0.05, 0.01, key=key("floor.t"))
+    r = E.noise_floor(t)
+    c = st.columns(4)
+    c[0].metric("False cells, no size filter", r["without_filter"])
+    c[1].metric(f"… with the {synthetic.MIN_CELL_SIZE}-px filter", r["with_filter"])
+    c[2].metric("Smoothed noise std, measured", _fmt(r["smoothed_std"], 4))
+    c[3].metric("σ/(2√π σs), predicted", _fmt(r["predicted_std"], 4),
+                help=f"σ = {r['pixel_std']:.4f}, the std of the noise image (clipped at 0); "
+                     f"with the nominal σn = {synthetic.NOISE_SCALE}: "
+                     f"{r['nominal_std']:.4f}")
+    curve = E.noise_floor_curve(np.round(np.arange(0.02, 0.31, 0.01), 2))
+    fig = count_figures.count_curve_figure(
+        {"no size filter": curve.rename(columns={"without_filter": "count"}),
+         "with size filter": curve.rename(columns={"with_filter": "count"})}, 0, t)
+    st.plotly_chart(fig, key=key("floor.fig"))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _sweep_level(level: float, n_images: int) -> pd.DataFrame:
+    """One noise level of the sweep (cached per level, so the progress bar can move)."""
+    return E.noise_sweep([level], n_images)
+
+
+@st.fragment
+def noise_sweep() -> None:
+    st.subheader("Noise sweep")
+    c1, c2 = st.columns([3, 1])
+    text = c1.text_input("Noise levels σn", ", ".join(f"{v:.2f}" for v in E.NOISE_LEVELS),
+                         key=key("sweep.levels"))
+    n = c2.number_input("Images per level", 1, 200, E.SWEEP_IMAGES, key=key("sweep.n"))
+    try:
+        levels = tuple(sorted({round(float(v), 4) for v in text.replace(";", ",").split(",")
+                               if v.strip()}))
+        if not levels or len(levels) > 20:
+            raise ValueError("give 1 to 20 levels")
+    except ValueError as err:
+        st.error(f"Noise levels: {err}")
+        return
+    bar = st.progress(0.0, text="counting…")
+    parts = []
+    for i, level in enumerate(levels):
+        parts.append(_sweep_level(level, int(n)))
+        bar.progress((i + 1) / len(levels), text=f"counted σn = {level:g} "
+                     f"({(i + 1) * int(n)}/{len(levels) * int(n)} images)")
+    bar.empty()
+    counts = pd.concat(parts, ignore_index=True)
+    summary = E.sweep_summary(counts, synthetic.SMOOTH_SIGMA)
+    failing = E.failing_level(summary)
+    st.plotly_chart(count_figures.sweep_figure(summary, synthetic.N_CELLS, failing),
+                    key=key("sweep.fig"))
+    st.caption("Seed's operating point (gaussian σs 2, threshold 0.5, 30 px). "
+               + ("Every image is counted right at every level." if failing is None
+                  else f"Counting starts to fail at σn = {failing:g}.")
+               + " Predicted smoothed noise σn/(2√π σs) per level and the margin "
+               "(smoothed peak − threshold) in those units:")
+    summary["margin_in_std"] = (E.smoothed_peak(1.0) - synthetic.THRESHOLD) / \
+        summary["smoothed_noise_std"]
+    st.dataframe(summary, hide_index=True, key=key("sweep.table"))
+
+
+@st.fragment
+def touching() -> None:
+    st.subheader("Touching cells")
+    d = st.slider("Centre distance (px)", 4.0, 40.0, synthetic.PAIR_DISTANCE, 0.5,
+                  key=key("pair.d"))
+    r = E.touching_experiment(d)
+    c = st.columns(4)
+    c[0].metric("Plain labelling", r["n_plain"])
+    c[1].metric("Watershed", r["n_split"])
+    c[2].metric("Midpoint 2B·exp(−d²/8σ²)", _fmt(r["midpoint_raw"]),
+                help="before smoothing; after smoothing (B' = Bσ²/(σ²+σs²), σ'² = σ²+σs²) "
+                     f"it is {_fmt(r['midpoint_predicted'])}")
+    c[3].metric("Smoothed midpoint: predicted · measured",
+                f"{_fmt(r['midpoint_predicted'])} · {_fmt(r['midpoint_measured'])}",
+                help=f"threshold {r['threshold']:.2f}; the pair merges while the midpoint "
+                     f"is above it, i.e. below d = {r['merge_distance']:.1f} px")
+    left, mid, right = st.columns(3)
+    sample = r["sample"]
+    left.plotly_chart(count_figures.instance_figure(sample.image, r["plain"].nuclei,
+                                                    r["plain"].objects, height=300),
+                      key=key("pair.plain"))
+    mid.plotly_chart(count_figures.instance_figure(sample.image, r["split"].nuclei,
+                                                   r["split"].objects, height=300),
+                     key=key("pair.split"))
+    right.plotly_chart(count_figures.profile_figure(r), key=key("pair.profile"))
+    sweep = E.pair_distance_sweep(np.arange(6, 33, 2))
+    st.plotly_chart(count_figures.pair_sweep_figure(sweep, r["merge_distance"]),
+                    key=key("pair.sweep"))
+
+
+@st.fragment
+def illumination() -> None:
+    st.subheader("Uneven illumination")
+    c = st.columns(4)
+    g = c[0].slider("Gradient G (added G·x/size)", 0.0, 0.6, synthetic.GRADIENT, 0.05,
+                    key=key("light.g"))
+    t = c[1].slider("Global threshold", 0.05, 1.0, E.GLOBAL_THRESHOLD, 0.01,
+                    key=key("light.t"))
+    block = c[2].slider("Local block size (px)", 3, 151, 51, 2, key=key("light.block"))
+    offset = c[3].slider("Local offset", -0.3, 0.3, -0.1, 0.01, key=key("light.offset"))
+    r = E.illumination_experiment(g, global_threshold=t, local_values={
+        "threshold.method": "local", "threshold.block_size": block, "threshold.offset": offset})
+    m = st.columns(4)
+    m[0].metric("True cells", r["n_true"])
+    m[1].metric("Global threshold", r["n_global"], delta=r["n_global"] - r["n_true"],
+                delta_color="off")
+    m[2].metric("Local threshold", r["n_local"], delta=r["n_local"] - r["n_true"],
+                delta_color="off")
+    m[3].metric("Global, even light", r["n_global_even"])
+    left, right = st.columns(2)
+    left.plotly_chart(count_figures.instance_figure(
+        r["sample"].image, r["global"].nuclei, r["global"].objects, height=320),
+        key=key("light.global"))
+    right.plotly_chart(count_figures.instance_figure(
+        r["sample"].image, r["local"].nuclei, r["local"].objects, height=320),
+        key=key("light.local"))
+    thresholds = np.round(np.arange(0.1, 0.81, 0.02), 2)
+    curves = {"even light": E.threshold_count_curve(
+                  synthetic.fluorescence_image().image, thresholds),
+              f"gradient {g:g}": E.threshold_count_curve(r["sample"].image, thresholds)}
+    st.plotly_chart(count_figures.count_curve_figure(curves, r["n_true"], t),
+                    key=key("light.curve"))
+    peaks = r["peaks"]
+    st.caption("Smoothed peak B·σ²/(σ²+σs²) + G·x/size, predicted against the blurred "
+               f"noise-free image: largest gap {np.abs(peaks.predicted_peak - peaks.measured_peak).max():.4f}.")
+    st.dataframe(peaks, hide_index=True, key=key("light.peaks"))
+
+
+@st.fragment
+def dim_bright() -> None:
+    st.subheader("Bright and dim cells")
+    c = st.columns(4)
+    dim_b = c[0].slider("Dim brightness", 0.1, 1.0, synthetic.DIM_BRIGHTNESS, 0.05,
+                        key=key("dim.b"))
+    t = c[1].slider("Detection threshold", 0.05, 0.8,
+                    E.DIM_DETECT_VALUES["threshold.t_object"], 0.01, key=key("dim.t"))
+    cls_t = c[2].slider("Dim below mean intensity", 0.05, 1.0, E.DIM_CLASS_THRESHOLD, 0.01,
+                        key=key("dim.class_t"))
+    n = c[3].number_input("Images", 1, 50, 10, key=key("dim.n"))
+    params = synthetic.seed_params().with_values({**E.DIM_DETECT_VALUES,
+                                                   "threshold.t_object": t})
+    r = E.dim_bright_experiment(params, class_threshold=cls_t, dim_brightness=dim_b,
+                                n_images=int(n))
+    scores = r["scores"].set_index("class")
+    m = st.columns(4)
+    for i, cls in enumerate(("bright", "dim")):
+        m[2 * i].metric(f"Precision {cls}", _fmt(scores.loc[cls, "precision"]))
+        m[2 * i + 1].metric(f"Recall {cls}", _fmt(scores.loc[cls, "recall"]))
+    st.caption(f"Smoothed peaks B·σ²/(σ²+σs²): bright {_fmt(r['peak_bright'])}, dim "
+               f"{_fmt(r['peak_dim'])} (threshold {t:.2f}). Predicted mean intensity of an "
+               f"object cut at the threshold: bright {_fmt(r['predicted_bright'])}, dim "
+               f"{_fmt(r['predicted_dim'])}; measured: "
+               + ", ".join(f"{cls} {_fmt(v)}" for cls, v in
+                           r["objects"].groupby("true")["mean_intensity"].mean().items()))
+    left, right = st.columns(2)
+    seg = r["segmentation"]
+    left.plotly_chart(count_figures.instance_figure(r["sample"].image, seg.nuclei, seg.objects,
+                                                    height=320), key=key("dim.overlay"))
+    right.plotly_chart(count_figures.dim_bright_figure(r["objects"], cls_t),
+                       key=key("dim.hist"))
+
+
+# --- the page -------------------------------------------------------------------------
+st.title("Count nuclei")
+st.caption("Fluorescence nuclei: each step of the classic pipeline, the count, and the "
+           "seed's experiments.")
+with st.expander("How to read this page"):
+    st.markdown(read_asset("count.md"))
+pipeline(_source())
+st.header("Experiments")
+st.caption("On the seed's synthetic images (Gaussian cells, B = 1, σ = 6 px; noise σn = 0.15).")
+noise_floor()
+noise_sweep()
+touching()
+illumination()
+dim_bright()
