@@ -53,12 +53,15 @@ def object_table(nuclei: np.ndarray, cells: np.ndarray, labels: np.ndarray,
 
 
 def image_summary(labels: np.ndarray, nuclei: np.ndarray) -> dict:
-    """Per-image numbers: class areas, N/C ratio, nucleus and cell counts."""
+    """Per-image numbers: class areas, N/C ratio, nucleus count.
+
+    `nuclei` must be numbered 1..n, as every instance function of the engine returns.
+    """
     counts = np.bincount(labels.ravel(), minlength=3)
     return {
         "background_area": int(counts[0]),
         "cytoplasm_area": int(counts[1]),
         "nucleus_area": int(counts[2]),
         "nc_ratio": nc_ratio(labels),
-        "n_nuclei": int(np.unique(nuclei).size - (1 if (nuclei == 0).any() else 0)),
+        "n_nuclei": int(nuclei.max(initial=0)),  # instances are numbered 1..n
     }
