@@ -4,6 +4,12 @@ The image itself is passed as a leading-underscore argument, so Streamlit does n
 hash megabytes of pixels on every call: the digest of :class:`ImageSource` names it.
 The channel and its blur are cached on their own key (digest + channel + blur), so
 moving a threshold or clean-up slider reuses them and only reruns the thresholds.
+
+The two array-heavy caches (preprocessed channel, segmentation) are
+``st.cache_resource``, not ``st.cache_data``: ``cache_data`` pickles and unpickles
+its value on every hit (about 90 ms for a 2048² segmentation here, most of the
+400 ms budget of a slider move). Their arrays are made read-only, so sharing one
+object between reruns and sessions is safe. Everything else is ``cache_data``.
 """
 from __future__ import annotations
 
@@ -15,9 +21,10 @@ from cellseg_core.params import Mode, Params, ThresholdMethod
 from cellseg_core.pipeline import Segmentation, preprocess, segment
 from cellseg_core.threshold import AUTO_METHODS
 
-from .figures import class_histograms
+from .figures import class_histograms, jpeg_data_uri, to_rgb8
 
-__all__ = ["preprocessed", "segmentation", "histograms", "scores", "try_all_methods"]
+__all__ = ["preprocessed", "segmentation", "histograms", "scores", "try_all_methods",
+           "image_uri"]
 
 
 def _preprocess_key(params: Params) -> str:
@@ -26,9 +33,17 @@ def _preprocess_key(params: Params) -> str:
         "blur.sigma": params.blur.sigma, "blur.size": params.blur.size}).to_json(indent=None)
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
+def _read_only(*arrays):
+    for array in arrays:
+        array.flags.writeable = False
+    return arrays
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
 def _preprocessed(digest: str, key: str, _image: np.ndarray):
-    return preprocess(_image, Params.from_json(key))
+    channel, blurred = preprocess(_image, Params.from_json(key))
+    _read_only(channel, blurred)  # blur "none" may return the channel itself: harmless
+    return channel, blurred
 
 
 def preprocessed(digest: str, image: np.ndarray, params: Params):
@@ -36,11 +51,12 @@ def preprocessed(digest: str, image: np.ndarray, params: Params):
     return _preprocessed(digest, _preprocess_key(params), image)
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+@st.cache_resource(max_entries=16, show_spinner=False)
 def _segmentation(digest: str, params_json: str, _image: np.ndarray) -> Segmentation:
     params = Params.from_json(params_json)
     seg = segment(_image, params, preprocessed=preprocessed(digest, _image, params))
-    seg.summary, seg.objects  # noqa: B018  computed here, so they are cached with it
+    _read_only(seg.labels, seg.nuclei, seg.raw)
+    seg.summary  # noqa: B018  computed once, kept on the shared object
     return seg
 
 
@@ -112,3 +128,13 @@ def try_all_methods(digest: str, image: np.ndarray, params: Params, truth=None):
     if truth is not None:
         rows = sorted(rows, key=lambda r: -r.get("mean_dice", -1.0))
     return rows, labels
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _image_uri(digest: str, step: int, _image) -> str:
+    return jpeg_data_uri(to_rgb8(np.asarray(_image)[::step, ::step]))
+
+
+def image_uri(digest: str, image: np.ndarray, step: int) -> str:
+    """The image at display size as a JPEG data URI (it does not change with params)."""
+    return _image_uri(digest, step, image)

@@ -150,9 +150,11 @@ def _results(source, params) -> None:
     opacity = c1.slider("Overlay opacity", 0.0, 1.0, 0.4, 0.05, key=f"{PAGE}.opacity")
     style = c2.radio("Overlay", ["fill", "contour"], horizontal=True, key=f"{PAGE}.style")
     fluo = params.mode == Mode.FLUORESCENCE
-    fig = figures.overlay_figure(source.image, seg.labels, truth=source.mask,
-                                 instances=seg.nuclei, opacity=opacity, style=style,
-                                 max_side=MAX_DISPLAY, fluorescence=fluo)
+    step = figures.display_step(source.shape, MAX_DISPLAY)
+    fig = figures.overlay_figure(
+        source.image, seg.labels, truth=source.mask, instances=seg.nuclei, opacity=opacity,
+        style=style, max_side=MAX_DISPLAY, fluorescence=fluo,
+        image_uri=cache.image_uri(source.digest, source.image, step))
     st.plotly_chart(fig, key=f"{PAGE}.overlay", config={"scrollZoom": True})
 
     _numbers(seg, source, params, hist=cache.histograms(source.digest, source.image, params,

@@ -46,12 +46,40 @@ def test_overlay_figure_panels_share_zoom_and_keep_full_resolution_axes():
     image = np.random.default_rng(0).random((2048, 1024)).astype(np.float32)
     labels = (image > 0.5).astype(np.uint8)
     fig = figures.overlay_figure(image, labels, truth=labels, max_side=512)
+    fig = figures.overlay_figure(image, labels, truth=labels, max_side=512, opacity=0.3)
     images = [t for t in fig.data if t.type == "image"]
-    assert len(images) == 3
+    # image | image + prediction layer | image + truth layer
+    assert [t.name for t in images] == ["image", "image", "prediction", "image",
+                                        "ground truth"]
+    assert [t.xaxis for t in images] == ["x", "x2", "x2", "x3", "x3"]
+    assert [t.opacity for t in images if t.name != "image"] == [0.3, 0.3]
     assert all(t.dx == 4 and t.dy == 4 for t in images)  # 2048 / 512
     assert all(t.source.startswith("data:image/png;base64,") for t in images)
     assert fig.layout.xaxis2.matches == "x" and fig.layout.yaxis3.matches == "y"
     assert [t.name for t in fig.data if t.type == "scatter"] == ["cytoplasm", "nucleus"]
+
+
+def test_label_png_is_a_transparent_palette_image():
+    import base64
+    import io
+
+    from PIL import Image
+
+    labels = np.array([[0, 1, 2], [2, 2, 2], [2, 2, 2]], np.uint8)
+    uri = figures.label_png_uri(labels)
+    im = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+    rgba = np.asarray(im.convert("RGBA"))
+    assert rgba[0, 0, 3] == 0
+    assert tuple(rgba[0, 1]) == (*figures.CLASS_COLORS[1], 255)
+    assert tuple(rgba[0, 2]) == (*figures.CLASS_COLORS[2], 255)
+    contour = np.asarray(Image.open(io.BytesIO(base64.b64decode(
+        figures.label_png_uri(labels, style="contour").split(",", 1)[1]))))
+    assert contour[1, 1] == 2 and contour[2, 2] == 0  # boundary kept, inside dropped
+    big = np.zeros((5, 5), np.uint8)
+    big[1:4, 1:4] = 2
+    inner = np.asarray(Image.open(io.BytesIO(base64.b64decode(
+        figures.label_png_uri(big, style="contour").split(",", 1)[1]))))
+    assert inner[2, 2] == 0 and inner[1, 2] == 2
 
 
 def test_class_histograms_count_every_pixel_per_true_class():

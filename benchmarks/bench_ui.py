@@ -1,0 +1,165 @@
+"""Slider → overlay latency of the Explore page in a real browser.
+
+Starts ``streamlit run app.py`` on a free port with a temporary dataset of two
+synthetic cytology images (256² and 2048², with masks), opens the Explore page on
+each with preset ``lab03v2`` (overlay, histogram and numbers all live), and times
+from a keyboard step on the ``t_nuc`` slider (keydown in the page) to the first
+animation frame in which the prediction overlay's image has changed. Every step
+gives new parameters (no result-cache hits; the cached channel is reused, as in
+use). Prints a table of median / p90 / min per size against the goals
+(≤ 150 ms at 256², ≤ 400 ms at 2048²).
+
+    python benchmarks/bench_ui.py [--repeats 12] [--sizes 256 2048]
+
+Needs Chromium (``/usr/bin/chromium`` or ``CELLSEG_CHROMIUM``) and Playwright.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+CHROMIUM = os.environ.get("CELLSEG_CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+GOALS_MS = {256: 150, 2048: 400}
+
+_WATCH = """() => {
+  const overlay = () => {
+    const chart = document.querySelector('[data-testid="stPlotlyChart"]');
+    const imgs = chart ? chart.querySelectorAll('image') : [];
+    return imgs.length > 1 ? imgs[1].getAttribute('href') : null;
+  };
+  window.__t0 = null; window.__t1 = null;
+  const before = overlay();
+  document.addEventListener('keydown', () => { if (window.__t0 === null)
+      window.__t0 = performance.now(); }, {capture: true, once: true});
+  const tick = () => {
+    if (window.__t0 !== null && overlay() !== before) { window.__t1 = performance.now(); return; }
+    requestAnimationFrame(tick);
+  };
+  requestAnimationFrame(tick);
+}"""
+
+
+def make_dataset(root: Path, sizes) -> str:
+    """A dataset folder of synthetic cytology images named ``s<size>``."""
+    from cellseg_core import synthetic
+
+    folder = root / "bench-ui"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    for size in sizes:
+        sample = synthetic.cytology_image(1, size=size)
+        rgb = (np.clip(sample.image, 0, 1) * 255 + 0.5).astype(np.uint8)
+        Image.fromarray(rgb).save(folder / "images" / f"s{size}.png")
+        Image.fromarray(sample.mask).save(folder / "masks" / f"s{size}.png")
+    return folder.name
+
+
+def start(env_extra: dict):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.headless", "true", "--server.address", "127.0.0.1",
+         "--server.fileWatcherType", "none"],
+        cwd=REPO, env={**os.environ, **env_extra}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=2):
+                return proc, url
+        except OSError:
+            time.sleep(0.3)
+    stop(proc)
+    raise RuntimeError("streamlit did not start")
+
+
+def stop(proc) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def wait_idle(page, timeout=120_000) -> None:
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
+
+
+def measure(page, url: str, dataset: str, size: int, repeats: int) -> list[float]:
+    page.goto(f"{url}/?dataset={dataset}&image=s{size}&preset=lab03v2",
+              wait_until="domcontentloaded")
+    page.locator('[data-testid="stMetric"]', has_text="Mean Dice").first.wait_for(
+        timeout=180_000)
+    wait_idle(page)
+    thumb = page.locator('[data-testid="stSlider"]', has_text="Nucleus below"
+                         ).get_by_role("slider")
+    times = []
+    for i in range(repeats + 1):  # the first step warms up; not counted
+        time.sleep(0.3)
+        page.evaluate(_WATCH)
+        thumb.press("ArrowRight")
+        page.wait_for_function("() => window.__t1 !== null", timeout=120_000)
+        elapsed = page.evaluate("() => window.__t1 - window.__t0")
+        wait_idle(page)
+        if i:
+            times.append(elapsed)
+    return times
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=12)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 2048])
+    args = parser.parse_args(argv)
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory() as tmp:
+        dataset = make_dataset(Path(tmp), args.sizes)
+        proc, url = start({"CELLSEG_DATA": tmp})
+        rows = []
+        try:
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+                page = browser.new_page(viewport={"width": 1600, "height": 1200})
+                for size in args.sizes:
+                    rows.append((size, measure(page, url, dataset, size, args.repeats)))
+                browser.close()
+        finally:
+            stop(proc)
+    print(f"\nExplore page, preset lab03v2: keyboard step on t_nuc -> new overlay drawn "
+          f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+    print(f"{'image':>11} {'n':>3} {'median ms':>10} {'p90 ms':>8} {'min ms':>8} "
+          f"{'goal ms':>8}  ok")
+    for size, times in rows:
+        med = statistics.median(times)
+        p90 = float(np.percentile(times, 90))
+        goal = GOALS_MS.get(size)
+        ok = "" if goal is None else ("yes" if med <= goal else "NO")
+        print(f"{f'{size}x{size}':>11} {len(times):>3} {med:>10.0f} {p90:>8.0f} "
+              f"{min(times):>8.0f} {goal or '-':>8}  {ok}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
