@@ -54,7 +54,8 @@ def test_overlay_figure_panels_share_zoom_and_keep_full_resolution_axes():
     assert [t.xaxis for t in images] == ["x", "x2", "x2", "x3", "x3"]
     assert [t.opacity for t in images if t.name != "image"] == [0.3, 0.3]
     assert all(t.dx == 4 and t.dy == 4 for t in images)  # 2048 / 512
-    assert all(t.source.startswith("data:image/png;base64,") for t in images)
+    assert images[0].source.startswith("data:image/jpeg;base64,")
+    assert all(t.source.startswith("data:image/png;base64,") for t in images[2::2])
     assert fig.layout.xaxis2.matches == "x" and fig.layout.yaxis3.matches == "y"
     assert [t.name for t in fig.data if t.type == "scatter"] == ["cytoplasm", "nucleus"]
 
