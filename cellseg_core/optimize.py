@@ -161,6 +161,21 @@ def _mask(dataset, id, cache):
     return _cached(cache, ("mask", dataset.key, id), make)
 
 
+def _truth3(dataset, id, cache):
+    """3 × mask as uint8: ``truth3 + labels`` indexes the 3 × 3 confusion matrix."""
+    return _cached(cache, ("truth3", dataset.key, id),
+                   lambda: _mask(dataset, id, cache) * np.uint8(3))
+
+
+def _confusion_fast(labels: np.ndarray, truth3: np.ndarray) -> np.ndarray:
+    """`confusion_matrix` for pipeline labels (known to be 0/1/2) and a cached 3 × mask."""
+    if labels.shape != truth3.shape:
+        raise ValueError(f"labels shape {labels.shape} does not match the mask shape "
+                         f"{truth3.shape}")
+    index = (truth3 + labels).ravel().astype(np.intp)
+    return np.bincount(index, minlength=9).reshape(3, 3)
+
+
 def _channel(dataset, id, params, cache):
     return _cached(cache, ("channel", dataset.key, id, _prep_key(params)),
                    lambda: preprocess(dataset.image(id), params))
@@ -511,12 +526,12 @@ def evaluate(dataset: Dataset, ids, method, *, cache=None, progress=None) -> Eva
             confusion[i] = _confusion_two_threshold(per_class, method.threshold.t_nuc,
                                                     method.threshold.t_bg)
         else:
-            truth = _mask(dataset, id, cache)
             if is_params:
                 labels = labels_from_channel(_channel(dataset, id, method, cache)[1], method)[1]
+                confusion[i] = _confusion_fast(labels, _truth3(dataset, id, cache))
             else:
                 labels = method.segment(dataset.image(id)).labels
-            confusion[i] = confusion_matrix(labels, truth)
+                confusion[i] = confusion_matrix(labels, _mask(dataset, id, cache))
         seconds[i] = time.perf_counter() - t0
         if progress is not None:
             progress(i + 1, n)
