@@ -38,12 +38,18 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 GOALS_MS = {256: 150, 2048: 400}
 
-_WATCH = """() => {
-  const overlay = () => {
+# The prediction layer of the overlay (explore page) or the st.image (bare page).
+_OVERLAY_JS = """() => {
     const chart = document.querySelector('[data-testid="stPlotlyChart"]');
     const imgs = chart ? chart.querySelectorAll('image') : [];
-    return imgs.length > 1 ? imgs[1].getAttribute('href') : null;
-  };
+    return imgs.length > 2 ? imgs[2].getAttribute('href') : null;
+  }"""
+_BARE_JS = """() => {
+    const img = document.querySelector('[data-testid="stImage"] img');
+    return img ? img.getAttribute('src') : null;
+  }"""
+_WATCH = """(probe) => {
+  const overlay = eval(probe);
   window.__t0 = null; window.__t1 = null;
   const before = overlay();
   document.addEventListener('keydown', () => { if (window.__t0 === null)
@@ -71,12 +77,26 @@ def make_dataset(root: Path, sizes) -> str:
     return folder.name
 
 
-def start(env_extra: dict):
+_BARE_PAGE = """
+import os
+import numpy as np
+import streamlit as st
+from PIL import Image
+
+size = st.query_params.get("size", "256")
+gray = np.asarray(Image.open(os.path.join(os.environ["CELLSEG_DATA"], "bench-ui", "images",
+                                          f"s{size}.png")).convert("L"), np.float32) / 255
+t = st.slider("Nucleus below", 0.0, 1.0, 0.39, 0.005)
+st.image(((gray < t) * 255).astype(np.uint8))
+"""
+
+
+def start(env_extra: dict, script: str = "app.py"):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+        [sys.executable, "-m", "streamlit", "run", script, "--server.port", str(port),
          "--server.headless", "true", "--server.address", "127.0.0.1",
          "--server.fileWatcherType", "none"],
         cwd=REPO, env={**os.environ, **env_extra}, stdout=subprocess.DEVNULL,
@@ -106,18 +126,23 @@ def wait_idle(page, timeout=120_000) -> None:
         "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
 
 
-def measure(page, url: str, dataset: str, size: int, repeats: int) -> list[float]:
-    page.goto(f"{url}/?dataset={dataset}&image=s{size}&preset=lab03v2",
-              wait_until="domcontentloaded")
-    page.locator('[data-testid="stMetric"]', has_text="Mean Dice").first.wait_for(
-        timeout=180_000)
+def measure(page, url: str, dataset: str, size: int, repeats: int,
+            bare: bool = False) -> list[float]:
+    if bare:
+        page.goto(f"{url}/?size={size}", wait_until="domcontentloaded")
+        page.locator('[data-testid="stImage"]').first.wait_for(timeout=180_000)
+    else:
+        page.goto(f"{url}/?dataset={dataset}&image=s{size}&preset=lab03v2",
+                  wait_until="domcontentloaded")
+        page.locator('[data-testid="stMetric"]', has_text="Mean Dice").first.wait_for(
+            timeout=180_000)
     wait_idle(page)
     thumb = page.locator('[data-testid="stSlider"]', has_text="Nucleus below"
                          ).get_by_role("slider")
     times = []
     for i in range(repeats + 1):  # the first step warms up; not counted
         time.sleep(0.3)
-        page.evaluate(_WATCH)
+        page.evaluate(_WATCH, _BARE_JS if bare else _OVERLAY_JS)
         thumb.press("ArrowRight")
         page.wait_for_function("() => window.__t1 !== null", timeout=120_000)
         elapsed = page.evaluate("() => window.__t1 - window.__t0")
@@ -131,33 +156,43 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=12)
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 2048])
+    parser.add_argument("--no-baseline", action="store_true",
+                        help="skip the bare page (slider + threshold + st.image) that "
+                             "shows what the machine does at best right now")
     args = parser.parse_args(argv)
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory() as tmp:
         dataset = make_dataset(Path(tmp), args.sizes)
-        proc, url = start({"CELLSEG_DATA": tmp})
         rows = []
-        try:
-            with sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-                page = browser.new_page(viewport={"width": 1600, "height": 1200})
-                for size in args.sizes:
-                    rows.append((size, measure(page, url, dataset, size, args.repeats)))
-                browser.close()
-        finally:
-            stop(proc)
+        bare = Path(tmp) / "bare_page.py"
+        bare.write_text(_BARE_PAGE)
+        runs = [("Explore page", "app.py", False)]
+        if not args.no_baseline:
+            runs.append(("bare page", str(bare), True))
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = browser.new_page(viewport={"width": 1600, "height": 1200})
+            for label, script, is_bare in runs:
+                proc, url = start({"CELLSEG_DATA": tmp}, script)
+                try:
+                    for size in args.sizes:
+                        rows.append((label, size, measure(page, url, dataset, size,
+                                                          args.repeats, bare=is_bare)))
+                finally:
+                    stop(proc)
+            browser.close()
     print(f"\nExplore page, preset lab03v2: keyboard step on t_nuc -> new overlay drawn "
           f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
-    print(f"{'image':>11} {'n':>3} {'median ms':>10} {'p90 ms':>8} {'min ms':>8} "
-          f"{'goal ms':>8}  ok")
-    for size, times in rows:
+    print(f"{'page':<13} {'image':>11} {'n':>3} {'median ms':>10} {'p90 ms':>8} "
+          f"{'min ms':>8} {'goal ms':>8}  ok")
+    for label, size, times in rows:
         med = statistics.median(times)
         p90 = float(np.percentile(times, 90))
-        goal = GOALS_MS.get(size)
+        goal = GOALS_MS.get(size) if label == "Explore page" else None
         ok = "" if goal is None else ("yes" if med <= goal else "NO")
-        print(f"{f'{size}x{size}':>11} {len(times):>3} {med:>10.0f} {p90:>8.0f} "
-              f"{min(times):>8.0f} {goal or '-':>8}  {ok}")
+        print(f"{label:<13} {f'{size}x{size}':>11} {len(times):>3} {med:>10.0f} "
+              f"{p90:>8.0f} {min(times):>8.0f} {goal or '-':>8}  {ok}")
     return 0
 
 

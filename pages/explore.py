@@ -160,18 +160,20 @@ def _results(source, params) -> None:
     _numbers(seg, source, params, hist=cache.histograms(source.digest, source.image, params,
                                                        source.mask))
 
-    names = ["Per-cell table", "Intermediate steps", "Error map", "Try all thresholds",
+    # Tabs render only when open (lazy): the per-cell table needs every nucleus's
+    # cell (a watershed), about a second at 2048², so it is not the default tab.
+    names = ["Intermediate steps", "Per-cell table", "Error map", "Try all thresholds",
              "Downloads"]
     tabs = st.tabs(names, key=f"{PAGE}.tab", on_change="rerun")
     with tabs[0]:
         if tabs[0].open:
+            st.plotly_chart(figures.steps_figure(seg), key=f"{PAGE}.steps")
+    with tabs[1]:
+        if tabs[1].open:
             table = seg.objects
             st.caption(f"{len(table)} nuclei; N/C per cell = nucleus area / the cytoplasm "
                        "nearest to that nucleus.")
             st.dataframe(table, hide_index=True, key=f"{PAGE}.objects")
-    with tabs[1]:
-        if tabs[1].open:
-            st.plotly_chart(figures.steps_figure(seg), key=f"{PAGE}.steps")
     with tabs[2]:
         if tabs[2].open:
             if source.mask is None:

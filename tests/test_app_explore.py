@@ -205,3 +205,40 @@ def test_params_json_upload_goes_through_the_door(text, error):
     else:
         assert len(at.error) == 1 and error in at.error[0].value
         assert at.session_state[state.PARAMS] == get_preset(state.DEFAULT_PRESET)
+
+
+@pytest.mark.parametrize("kind, extra", [
+    ("Synthetic", {"source.synthetic.kind": "cytology"}),
+    ("Synthetic", {"source.synthetic.kind": "fluorescence"}),
+    ("Sample", {}),
+])
+def test_other_sources_segment_without_error(kind, extra):
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state[state.SOURCE_KIND] = kind
+    for key, value in extra.items():
+        at.session_state[key] = value
+    _run(at)
+    assert not at.error
+    assert int(_metric(at, "Nuclei").replace(",", "")) >= 0
+    if kind == "Synthetic":  # generated with its exact mask: scores are shown
+        label = "Mean Dice" if extra["source.synthetic.kind"] == "cytology" else "Dice nucleus"
+        assert 0.0 <= float(_metric(at, label)) <= 1.0
+    else:
+        assert not [m for m in at.metric if m.label == "Mean Dice"]  # no ground truth
+
+
+def test_large_image_is_shown_downsampled_and_segmented_in_full(tmp_path, monkeypatch):
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "big"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    image = np.full((2100, 1500), 255, np.uint8)
+    image[1000:1010, 700:705] = 0  # a 50-pixel nucleus: lost by a 3x stride
+    Image.fromarray(image).save(folder / "images" / "big.png")
+    monkeypatch.setenv("CELLSEG_DATA", str(folder))
+    at = AppTest.from_string(HARNESS, default_timeout=120)
+    _pick(at, "big", "big")
+    assert any("shown at 1/3 scale" in i.value for i in at.info)
+    assert _metric(at, "Nucleus (px)") == "50"

@@ -132,7 +132,7 @@ def test_explore_in_chromium(chromium_path, server, tmp_path):
             overlay = page.locator('[data-testid="stPlotlyChart"]').first
             overlay.wait_for()
             before = metric_value(page, "Mean Dice")
-            image_before = overlay.locator("image").nth(1).get_attribute("href")
+            image_before = overlay.locator("image").nth(2).get_attribute("href")
             page.screenshot(path=str(tmp_path / "explore_before.png"), full_page=True)
 
             # Move the nucleus threshold with the keyboard: 6 steps of 0.005 up.
@@ -146,7 +146,7 @@ def test_explore_in_chromium(chromium_path, server, tmp_path):
             expect(page.locator('[data-testid="stMetric"]', has_text="Mean Dice")
                    .locator('[data-testid="stMetricValue"]')).not_to_have_text(before)
             after = metric_value(page, "Mean Dice")
-            image_after = overlay.locator("image").nth(1).get_attribute("href")
+            image_after = overlay.locator("image").nth(2).get_attribute("href")
             page.screenshot(path=str(tmp_path / "explore_after.png"), full_page=True)
             assert float(after) != float(before)
             assert image_after != image_before, "the overlay was not redrawn"
