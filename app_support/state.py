@@ -126,17 +126,15 @@ def on_widget_change(name: str, page: str = "explore") -> None:
 
 
 def ensure_widgets(page: str = "explore") -> None:
-    """Give every parameter widget of `page` the current value if it has none.
+    """Write the params in force into every parameter widget of `page`.
 
-    Streamlit drops a widget's key when the widget is not drawn (another page was
-    shown); this puts the params in force back before the widgets are drawn.
+    Call it on each full run before the widgets are drawn. Streamlit forgets a
+    widget's value when a run does not draw it (another page, or no image yet) and
+    would then show the widget's default, not the params in force.
     """
     for name, value in current_params().flat().items():
-        key = widget_key(name, page)
-        if key not in st.session_state:
-            st.session_state[key] = value
-    if preset_key(page) not in st.session_state:
-        st.session_state[preset_key(page)] = current_preset()
+        st.session_state[widget_key(name, page)] = value
+    st.session_state[preset_key(page)] = current_preset()
 
 
 # --- URL query parameters ---------------------------------------------------------------

@@ -242,3 +242,15 @@ def test_large_image_is_shown_downsampled_and_segmented_in_full(tmp_path, monkey
     _pick(at, "big", "big")
     assert any("shown at 1/3 scale" in i.value for i in at.info)
     assert _metric(at, "Nucleus (px)") == "50"
+
+
+def test_controls_keep_the_params_when_the_page_had_no_image(app_voced):
+    at = _pick(app_voced, "voced", IMAGE_ID)
+    at.slider(key=T_NUC).set_value(0.42)
+    _run(at)
+    at.session_state[state.SOURCE_KIND] = "Upload"  # no file yet: no controls drawn
+    _run(at)
+    assert any("Upload an image" in i.value for i in at.info)
+    _pick(at, "voced", IMAGE_ID)
+    assert at.slider(key=T_NUC).value == pytest.approx(0.42)
+    assert at.selectbox(key=state.preset_key()).value == state.DEFAULT_PRESET

@@ -151,6 +151,30 @@ def test_explore_in_chromium(chromium_path, server, tmp_path):
             assert float(after) != float(before)
             assert image_after != image_before, "the overlay was not redrawn"
             assert not page.locator('[data-testid="stException"]').count()
+
+            # Upload: a broken file gives a reason, a 16-bit TIFF is segmented.
+            page.locator('[data-testid="stSidebar"]').get_by_text("Upload", exact=True).click()
+            uploader = page.locator('[data-testid="stSidebar"] [data-testid="stFileUploader"]'
+                                    ).first.locator('input[type="file"]')
+            uploader.set_input_files(files=[{"name": "broken.png", "mimeType": "image/png",
+                                             "buffer": b"this is not a PNG"}])
+            expect(page.locator('[data-testid="stAlert"]', has_text="Cannot use this image")
+                   ).to_be_visible(timeout=30_000)
+            import numpy as np
+            import tifffile
+
+            tif = tmp_path / "cell16.tif"
+            img16 = np.full((64, 64), 60000, np.uint16)
+            img16[20:40, 20:40] = 30000   # cytoplasm
+            img16[26:34, 26:34] = 5000    # nucleus
+            tifffile.imwrite(tif, img16)
+            uploader.set_input_files(str(tif))
+            wait_idle(page)
+            expect(page.locator('[data-testid="stMetric"]', has_text="Nucleus (px)")
+                   .locator('[data-testid="stMetricValue"]')).to_have_text("64",
+                                                                          timeout=30_000)
+            page.screenshot(path=str(tmp_path / "explore_upload.png"), full_page=True)
+            assert not page.locator('[data-testid="stException"]').count()
         finally:
             browser.close()
     assert (tmp_path / "explore_after.png").stat().st_size > 10_000
