@@ -167,7 +167,6 @@ def test_stratified_split_small(folder):
 
 
 def test_demo_datasets():
-    pytest.importorskip("cellseg_core.synthetic")
     demo = demo_datasets()
     cyto, fluo = demo["demo-cytology"], demo["demo-fluorescence"]
     assert len(cyto) == 24 and len(fluo) == 12
