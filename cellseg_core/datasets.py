@@ -28,13 +28,17 @@ import functools
 import json
 import os
 import re
-import tomllib
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from .io import IMAGE_SUFFIXES, read_image, read_instances, read_mask
+
+try:                                    # Python >= 3.11
+    import tomllib
+except ModuleNotFoundError:             # pragma: no cover - Python 3.10 with tomli
+    import tomli as tomllib
 
 __all__ = [
     "Dataset",
