@@ -14,6 +14,9 @@ st.set_page_config(page_title="CellSeg Explorer", page_icon="🔬", layout="wide
 #: The app's pages, in menu order. Add new pages here.
 PAGES = [
     st.Page("pages/explore.py", title="Explore", icon="🔍", default=True),
+    st.Page("pages/compare.py", title="Compare", icon="📊"),
+    st.Page("pages/optimise.py", title="Optimise", icon="🎯"),
+    st.Page("pages/count.py", title="Count", icon="🔢"),
 ]
 
 page = st.navigation(PAGES)

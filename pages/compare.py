@@ -21,6 +21,9 @@ from app_support.assets import read_asset
 from cellseg_core import optimize
 from cellseg_core.params import Params
 from cellseg_core.presets import PRESETS
+from app_support.router import require_frame
+
+require_frame()  # a deep link on a fresh server must still go through app.py
 
 PAGE = "compare"
 K_DATASET = f"{PAGE}.dataset"

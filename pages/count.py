@@ -22,6 +22,9 @@ from cellseg_core.instances import watershed_markers
 from cellseg_core.io import tiff_bytes
 from cellseg_core.metrics import average_precision, match_instances
 from cellseg_core.params import Params
+from app_support.router import require_frame
+
+require_frame()  # a deep link on a fresh server must still go through app.py
 
 P = "count"
 SEED_SOURCE = "seed image (synthetic)"

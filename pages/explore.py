@@ -17,6 +17,9 @@ from app_support import cache, controls, figures, state
 from app_support.assets import read_asset
 from cellseg_core.io import tiff_bytes
 from cellseg_core.params import Mode, ThresholdMethod
+from app_support.router import require_frame
+
+require_frame()  # a deep link on a fresh server must still go through app.py
 
 PAGE = "explore"
 MAX_DISPLAY = 1024

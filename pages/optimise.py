@@ -21,6 +21,9 @@ from cellseg_core import datasets as core_datasets
 from cellseg_core import optimize
 from cellseg_core.params import BlurKind, Mode, Params, ThresholdMethod
 from cellseg_core.presets import PRESETS
+from app_support.router import require_frame
+
+require_frame()  # a deep link on a fresh server must still go through app.py
 
 PAGE = "optimise"
 K_DATASET = f"{PAGE}.dataset"

@@ -178,3 +178,46 @@ def test_explore_in_chromium(chromium_path, server, tmp_path):
         finally:
             browser.close()
     assert (tmp_path / "explore_after.png").stat().st_size > 10_000
+
+
+def test_compare_optimise_count_in_chromium(chromium_path, server, tmp_path):
+    """Visit the other pages, run a comparison and a short optimisation, screenshot."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1400})
+            page.goto(server + "/compare", wait_until="domcontentloaded")
+            page.get_by_role("button", name="Run comparison").click()
+            expect(page.get_by_text("Download table (CSV)")).to_be_visible(timeout=120_000)
+            wait_idle(page)
+            table = page.locator('[data-testid="stDataFrame"]').first
+            table.scroll_into_view_if_needed()
+            page.screenshot(path=str(tmp_path / "compare.png"))
+            assert not page.locator('[data-testid="stException"]').count()
+            expect(page.locator('[data-testid="stSidebarNav"]')).to_contain_text("Explore")
+
+            page.goto(server + "/optimise", wait_until="domcontentloaded")
+            calls = page.locator('[data-testid="stNumberInput"]', has_text="Number of calls"
+                                 ).locator("input")
+            calls.fill("10")
+            calls.press("Enter")
+            wait_idle(page)
+            page.get_by_role("button", name="Run optimisation").click()
+            surface = page.get_by_text(re.compile(r"threshold pairs, \d+ images, computed exactly")).last
+            expect(surface).to_be_visible(timeout=180_000)
+            wait_idle(page)
+            surface.scroll_into_view_if_needed()
+            page.screenshot(path=str(tmp_path / "optimise.png"))
+            assert not page.locator('[data-testid="stException"]').count()
+
+            page.goto(server + "/count", wait_until="domcontentloaded")
+            expect(page.locator('[data-testid="stMetric"]', has_text="Nuclei counted")
+                   .locator('[data-testid="stMetricValue"]')).to_have_text("8", timeout=120_000)
+            page.screenshot(path=str(tmp_path / "count.png"))
+            assert not page.locator('[data-testid="stException"]').count()
+        finally:
+            browser.close()
+    for name in ("compare", "optimise", "count"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 10_000
