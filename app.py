@@ -17,6 +17,7 @@ PAGES = [
     st.Page("pages/compare.py", title="Compare", icon="📊"),
     st.Page("pages/optimise.py", title="Optimise", icon="🎯"),
     st.Page("pages/count.py", title="Count", icon="🔢"),
+    st.Page("pages/batch.py", title="Batch", icon="📦"),
 ]
 
 page = st.navigation(PAGES)

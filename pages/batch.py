@@ -1,0 +1,215 @@
+"""Batch: one method over many images, every output in one zip.
+
+Images (a configured dataset's, read through the dataset, or uploaded files held in
+memory) + a method (a preset, the current Explore parameters, a saved JSON, or a
+learned model) → a background run of :func:`cellseg_core.batch.run_batch` into a
+private temporary folder (see :mod:`app_support.runs`) → the zip of its outputs from
+:func:`cellseg_core.batch.zip_outputs`, after which the folder is removed → the
+per-image table (``images.csv``), the failed images and one download button.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import streamlit as st
+
+from app_support import runs, sources, state
+from app_support.assets import read_asset
+from app_support.router import require_frame
+from cellseg_core import batch
+from cellseg_core.presets import PRESETS
+
+require_frame()  # a deep link on a fresh server must still go through app.py
+
+PAGE = "batch"
+K_INPUT = f"{PAGE}.input"
+K_DATASET = f"{PAGE}.dataset"
+K_SPLIT = f"{PAGE}.split"
+K_LIMIT = f"{PAGE}.limit"
+K_PICKED = f"{PAGE}.picked"
+K_FILES = f"{PAGE}.files"
+K_METHOD = f"{PAGE}.method"
+K_PRESET = f"{PAGE}.preset"
+K_JSON = f"{PAGE}.params_json"
+K_MODEL = f"{PAGE}.model"
+K_RUN = f"{PAGE}.run_button"
+K_STOP = f"{PAGE}.stop"
+K_TABLE = f"{PAGE}.table"
+K_DOWNLOAD = f"{PAGE}.download"
+
+INPUTS = ("Dataset", "Upload")
+SPLITS = ("all", "test", "train")
+METHODS = ("Preset", "Explore (current)", "Saved JSON", "Learned model")
+UPLOAD_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "npy"]
+
+
+# --- the run (background thread: core calls only, never Streamlit) ------------------------
+def _batch_work(run: runs.Run, inputs, method, *, preset: str | None = None) -> dict:
+    """Work of a batch run: outputs in a private temporary folder, returned as a zip.
+
+    `inputs` is a dataset plus ids, ``("dataset", Dataset, ids)``, or
+    ``("files", [(name, bytes), ...])``. Dataset images are read here, in the thread
+    (the first half of the progress), then segmented (the second half).
+    """
+    if inputs[0] == "dataset":
+        _, ds, ids = inputs
+        n = len(ids)
+        items = []
+        for i, image_id in enumerate(ids):
+            run.progress(i, 2 * n, f"reading {image_id}")
+            items.append(batch.BatchItem(image_id, ds.image(image_id), ds.mask(image_id),
+                                         image_id))
+        offset = n
+    else:
+        items = batch.find_inputs(inputs[1])
+        n, offset = len(items), 0
+
+    def progress(done, total, name):
+        run.progress(offset + done, offset + total, f"image {done} of {total}"
+                     + (f" ({name})" if name else ""))
+
+    with tempfile.TemporaryDirectory(prefix="cellseg-batch-") as tmp:
+        result = batch.run_batch(items, tmp, method, progress=progress, preset=preset)
+        archive = batch.zip_outputs(tmp)
+    return {"images": result.images, "failed": list(result.failed), "zip": archive,
+            "seconds": result.seconds, "n_objects": len(result.objects)}
+
+
+# --- pickers -------------------------------------------------------------------------------
+def _pick_inputs():
+    """The images: ``("dataset", ds, ids)``, ``("files", pairs)`` or None; and a name."""
+    kind = st.radio("Images", INPUTS, key=K_INPUT, horizontal=True,
+                    help="A configured dataset's images, or files from your computer.")
+    if kind == "Upload":
+        files = st.file_uploader("Images", type=UPLOAD_TYPES, accept_multiple_files=True,
+                                 key=K_FILES, help="Held in memory for this run only.")
+        if not files:
+            st.info("Upload one or more images.")
+            return None, ""
+        return ("files", [(f.name, f.getvalue()) for f in files]), "upload"
+    all_ds = sources.datasets()
+    names = list(all_ds)
+    if st.session_state.get(K_DATASET) not in all_ds:
+        # A configured dataset (real data) before the built-in demo ones.
+        st.session_state[K_DATASET] = next(
+            (n for n in names if not all_ds[n].source.startswith("demo:")), names[0])
+    c1, c2, c3 = st.columns([2, 1, 1])
+    ds = all_ds[c1.selectbox("Dataset", names, key=K_DATASET)]
+    splits = [s for s in SPLITS if s == "all" or (ds.split and s in ds.split)]
+    if st.session_state.get(K_SPLIT) not in splits:
+        st.session_state[K_SPLIT] = splits[0]
+    split = c2.radio("Split", splits, key=K_SPLIT, horizontal=True)
+    ids = list(ds.ids if split == "all" else ds.split[split])
+    if not ids:
+        st.info(f"The {split} split of {ds.name} is empty.")
+        return None, ""
+    picked = (ds.name, split)
+    if st.session_state.get(K_PICKED) != picked or not 1 <= st.session_state.get(
+            K_LIMIT, 0) <= len(ids):
+        st.session_state[K_PICKED] = picked  # another dataset or split: all its images
+        st.session_state[K_LIMIT] = len(ids)
+    limit = c3.number_input("Images (first N)", min_value=1, max_value=len(ids), step=1,
+                            key=K_LIMIT)
+    return ("dataset", ds, ids[:int(limit)]), f"{ds.name}_{split}"
+
+
+def _pick_method():
+    """The method: (Params or model, preset name or None, label) or None with st.error."""
+    models = runs.learned_models()
+    choices = [m for m in METHODS if m != "Learned model" or models]
+    if st.session_state.get(K_METHOD) not in choices:
+        st.session_state[K_METHOD] = choices[0]
+    kind = st.radio("Method", choices, key=K_METHOD, horizontal=True)
+    if kind == "Preset":
+        names = list(PRESETS)
+        if st.session_state.get(K_PRESET) not in names:
+            st.session_state[K_PRESET] = state.current_preset()
+        name = st.selectbox("Preset", names, key=K_PRESET)
+        return batch.load_method(preset=name), name, name
+    if kind == "Explore (current)":
+        st.caption("The parameters now set on the Explore page.")
+        return state.current_params(), None, "explore"
+    if kind == "Learned model":
+        name = st.selectbox("Model", list(models), key=K_MODEL)
+        return models[name], None, f"model:{name}"
+    up = st.file_uploader("Parameters (JSON)", type=["json"], key=K_JSON,
+                          help="A file saved from Explore, or a batch run's params.json.")
+    if up is None:
+        st.info("Upload a parameters file.")
+        return None
+    try:
+        return batch.load_params(up.getvalue()), None, Path(up.name).stem
+    except (ValueError, UnicodeDecodeError) as err:
+        st.error(f"{up.name} is not a parameters file: {err}")
+        return None
+
+
+# --- display -------------------------------------------------------------------------------
+def _progress_area() -> None:
+    run = runs.get(PAGE)
+    if run is None:
+        return
+    if runs.needs_full_rerun(run):
+        st.rerun()
+    if run.running:
+        st.progress(run.fraction, text=f"{run.label}: {run.text or 'starting…'} "
+                                       f"({run.seconds:.0f} s)")
+        st.button("Stop", key=K_STOP, on_click=run.cancel)
+
+
+def _results(run: runs.Run) -> None:
+    res = run.result
+    images = res["images"]
+    ok = int((images["status"] == "ok").sum())
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Images", len(images))
+    c2.metric("Failed", len(res["failed"]))
+    c3.metric("Objects", res["n_objects"])
+    scored = images["mean_dice"].dropna()
+    c4.metric("Mean Dice", f"{scored.mean():.4f}" if len(scored) else "—",
+              help="Over the images with ground truth" if len(scored) else
+              "No image had ground truth")
+    st.caption(f"{run.label} · {ok} segmented in {res['seconds']:.1f} s")
+    st.download_button("Download all outputs (zip)", res["zip"],
+                       file_name=f"cellseg_batch_{run.config['name']}.zip",
+                       mime="application/zip", key=K_DOWNLOAD, type="primary",
+                       on_click="ignore",
+                       help="labels/ and nuclei/ TIFFs, images.csv, objects.csv, params.json")
+    if res["failed"]:
+        st.error("Failed images:\n" + "\n".join(f"- **{name}**: {message}"
+                                                for name, message in res["failed"]))
+    st.dataframe(images, hide_index=True, key=K_TABLE)
+
+
+def main() -> None:
+    st.title("Batch")
+    st.caption("One method over many images: label TIFFs, tables and parameters in one zip.")
+    with st.expander("How to use this page"):
+        st.markdown(read_asset("batch.md"))
+    inputs, name = _pick_inputs()
+    method = _pick_method()
+    ready = inputs is not None and method is not None
+    if st.button("Run batch", key=K_RUN, type="primary", disabled=not ready):
+        params, preset, method_label = method
+        n = len(inputs[2]) if inputs[0] == "dataset" else len(inputs[1])
+        run, refused = runs.start(PAGE, f"batch of {n} image(s) with {method_label}",
+                                  _batch_work, inputs, params, preset=preset,
+                                  config={"name": name, "method": method_label})
+        if run is None:
+            st.warning(refused)
+    run = runs.get(PAGE)
+    if run is not None and not run.running:
+        run.acknowledged = True
+    st.fragment(_progress_area, run_every=runs.poll_every(PAGE))()
+    if run is None or run.running:
+        return
+    if run.status == "failed":
+        st.error(f"The batch failed: {run.error}")
+    elif run.status == "cancelled":
+        st.info("The batch was stopped; nothing was kept.")
+    else:
+        _results(run)
+
+
+main()
