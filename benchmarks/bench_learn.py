@@ -49,14 +49,14 @@ def main(argv=None):
         sys.exit(f"VocEd data not found at {path} (set CELLSEG_VOCED)")
 
     methods = {
-        "pixel classifier (boosting, rgb, 1/4)": lambda: PixelClassifier(FeatureSettings()),
+        "pixel classifier (boosting, rgb+lab, 1/4)": lambda: PixelClassifier(FeatureSettings()),
         "k-means baseline (K=4)": lambda: KMeansBaseline(4),
     }
     if args.all:
         methods.update({
-            "pixel classifier (boosting, rgb+lab, 1/4)":
-                lambda: PixelClassifier(FeatureSettings(channels=("rgb", "lab"))),
-            "pixel classifier (forest 50, rgb, 1/4)":
+            "pixel classifier (boosting, rgb, 1/4)":
+                lambda: PixelClassifier(FeatureSettings(channels=("rgb",))),
+            "pixel classifier (forest 50, rgb+lab, 1/4)":
                 lambda: PixelClassifier(FeatureSettings(), estimator="forest", n_estimators=50),
             "k-means baseline (K=3)": lambda: KMeansBaseline(3),
             "k-means baseline (K=5)": lambda: KMeansBaseline(5),

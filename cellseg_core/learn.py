@@ -39,6 +39,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy.optimize import linear_sum_assignment
 from scipy.signal import fftconvolve
+from threadpoolctl import threadpool_limits
 
 from .instances import label_objects
 from .io import as_float_image, write_bytes_atomic
@@ -74,6 +75,10 @@ ESTIMATORS = ("boosting", "forest", "extra-trees")
 DEFAULT_CLEANUP = CleanupParams(min_nucleus_size=30, min_cytoplasm_size=100, fill_holes=True)
 
 
+#: Above this many working-scale pixels, prediction uses `n_jobs` threads.
+_PARALLEL_PREDICT_PIXELS = 100_000
+
+
 def _sklearn_version() -> str:
     import sklearn
 
@@ -90,7 +95,8 @@ class FeatureSettings:
     ----------
     channels : tuple of str
         From :data:`CHANNELS`: ``rgb`` (3), ``gray``, ``hematoxylin``, ``eosin`` (colour
-        deconvolution), ``lab`` (CIELAB, 3).
+        deconvolution), ``lab`` (CIELAB, 3). Default RGB + Lab: on a held-out quarter
+        of the VocEd training split it beat RGB alone by 0.014 mean Dice.
     scale : float
         Features are computed on the image resized by this factor (0 < scale <= 1);
         probabilities are upsampled back. VocEd images are upsampled about 4x from
@@ -105,7 +111,7 @@ class FeatureSettings:
         Add the distance to the image centre (relative to the image size).
     """
 
-    channels: tuple = ("rgb",)
+    channels: tuple = ("rgb", "lab")
     scale: float = 0.25
     sigma_min: float = 1.0
     sigma_max: float = 16.0
@@ -208,7 +214,7 @@ def pixel_features(image: np.ndarray, settings: FeatureSettings | None = None) -
     --------
     >>> import numpy as np
     >>> pixel_features(np.zeros((64, 64, 3)), FeatureSettings(scale=0.5)).shape
-    (32, 32, 60)
+    (32, 32, 120)
     """
     from skimage.feature import multiscale_basic_features
 
@@ -389,7 +395,8 @@ class PixelClassifier:
             raise ValueError("`masks` hold a single class: a classifier needs at least two")
         model = _make_estimator(self.estimator, self.n_estimators,
                                 int(rng.integers(2**31 - 1)), self.n_jobs)
-        model.fit(x, y)
+        with threadpool_limits(self.n_jobs, user_api="openmp"):
+            model.fit(x, y)
         self.model_ = model
         self.fit_seconds_ = time.perf_counter() - start
         if progress is not None:
@@ -411,7 +418,12 @@ class PixelClassifier:
         self._check_fitted()
         image = as_float_image(image)
         features = pixel_features(image, self.settings)
-        proba = self.model_.predict_proba(features.reshape(-1, features.shape[-1]))
+        flat = features.reshape(-1, features.shape[-1])
+        # Small inputs: one OpenMP thread. More only costs here (measured on a busy
+        # 2-core machine: 50 ms with one thread, 300-550 ms with two).
+        threads = 1 if len(flat) < _PARALLEL_PREDICT_PIXELS else self.n_jobs
+        with threadpool_limits(threads, user_api="openmp"):
+            proba = self.model_.predict_proba(flat)
         full = np.zeros((proba.shape[0], 3), np.float32)
         full[:, self.model_.classes_.astype(int)] = proba
         full = _resize(full.reshape(*features.shape[:2], 3), image.shape[:2])
