@@ -61,13 +61,17 @@ def _decode(data: bytes, name: str) -> np.ndarray:
         raise ValueError(f"{name}: the file is empty (0 bytes)")
     try:
         if data.startswith(_NPY_MAGIC):
+            _check_size(_npy_size(data), name)  # before np.load allocates it
             array = np.load(_io.BytesIO(data), allow_pickle=False)
         elif data[:4] in _TIFF_MAGIC:
             with tifffile.TiffFile(_io.BytesIO(data)) as tif:
-                if len(tif.pages) > 1 and len(tif.series[0].shape) > 3:
+                n_pages = len(tif.series[0].pages) if tif.series else len(tif.pages)
+                if n_pages > 1:
                     raise ValueError(
-                        f"{name}: a multi-page TIFF of shape {tif.series[0].shape}; "
-                        "save the plane you want as its own image")
+                        f"{name}: a multi-page TIFF ({n_pages} pages, shape "
+                        f"{tif.series[0].shape}); save the plane you want as its own image")
+                # Check the size the tags claim before tifffile allocates it.
+                _check_size(int(np.prod(tif.pages[0].shape, dtype=np.int64)), name)
                 array = tif.pages[0].asarray()
         else:
             with Image.open(_io.BytesIO(data)) as im:
@@ -88,6 +92,16 @@ def _decode(data: bytes, name: str) -> np.ndarray:
         raise ValueError(f"{name}: holds data of type {array.dtype}, not pixel values")
     _check_size(array.size, name)
     return array
+
+
+def _npy_size(data: bytes) -> int:
+    """Number of values an ``.npy`` header claims (read without loading the data)."""
+    buf = _io.BytesIO(data)
+    version = np.lib.format.read_magic(buf)
+    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                   else np.lib.format.read_array_header_2_0)
+    shape, _, _ = read_header(buf)
+    return int(np.prod(shape, dtype=np.int64))
 
 
 def _check_size(n_pixels, name):
