@@ -31,7 +31,7 @@ import streamlit as st
 from cellseg_core.optimize import ChannelCache
 
 __all__ = ["Run", "Cancelled", "POLL_SECONDS", "ACTIVE", "run_key", "get", "active", "start",
-           "clear", "poll_every", "needs_full_rerun", "shared_cache", "LockedCache",
+           "clear", "poll_every", "needs_full_rerun", "follow", "shared_cache", "LockedCache",
            "LEARNED_MODELS", "register_model", "learned_models"]
 
 log = logging.getLogger(__name__)
@@ -214,6 +214,52 @@ def needs_full_rerun(run: Run | None) -> bool:
         return False
     run.acknowledged = True
     return True
+
+
+def _progress_area(page: str, stop_label: str) -> None:
+    run = get(page)
+    if run is None:
+        return
+    if needs_full_rerun(run):
+        st.rerun()
+    if run.running:
+        st.progress(run.fraction, text=f"{run.label}: {run.text or 'starting…'} "
+                                       f"({run.seconds:.0f} s)")
+        st.button(stop_label, key=f"{page}.stop", on_click=run.cancel)
+
+
+def follow(page: str, what: str, *, stop_label: str = "Stop",
+           cancelled: str | None = None) -> Run | None:
+    """Show `page`'s run: live progress while it runs, then its outcome.
+
+    Draws a fragment that polls the run (progress bar and a stop button) and asks
+    for one full rerun when it ends. Returns the finished run when it succeeded;
+    a failed or stopped run gets its message here and None is returned.
+
+    Parameters
+    ----------
+    page : str
+        The page prefix the run was started under.
+    what : str
+        What the run is, for the messages ("comparison", "batch", ...).
+    stop_label : str
+        The stop button's label.
+    cancelled : str, optional
+        The message for a stopped run (default "The <what> was stopped.").
+    """
+    run = get(page)
+    if run is not None and not run.running:
+        run.acknowledged = True
+    st.fragment(lambda: _progress_area(page, stop_label), run_every=poll_every(page))()
+    if run is None or run.running:
+        return None
+    if run.status == "failed":
+        st.error(f"The {what} failed: {run.error}")
+        return None
+    if run.status == "cancelled":
+        st.info(cancelled or f"The {what} was stopped.")
+        return None
+    return run
 
 
 class LockedCache(ChannelCache):

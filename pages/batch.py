@@ -34,7 +34,6 @@ K_PRESET = f"{PAGE}.preset"
 K_JSON = f"{PAGE}.params_json"
 K_MODEL = f"{PAGE}.model"
 K_RUN = f"{PAGE}.run_button"
-K_STOP = f"{PAGE}.stop"
 K_TABLE = f"{PAGE}.table"
 K_DOWNLOAD = f"{PAGE}.download"
 
@@ -146,18 +145,6 @@ def _pick_method():
 
 
 # --- display -------------------------------------------------------------------------------
-def _progress_area() -> None:
-    run = runs.get(PAGE)
-    if run is None:
-        return
-    if runs.needs_full_rerun(run):
-        st.rerun()
-    if run.running:
-        st.progress(run.fraction, text=f"{run.label}: {run.text or 'starting…'} "
-                                       f"({run.seconds:.0f} s)")
-        st.button("Stop", key=K_STOP, on_click=run.cancel)
-
-
 def _results(run: runs.Run) -> None:
     res = run.result
     images = res["images"]
@@ -198,17 +185,8 @@ def main() -> None:
                                   config={"name": name, "method": method_label})
         if run is None:
             st.warning(refused)
-    run = runs.get(PAGE)
-    if run is not None and not run.running:
-        run.acknowledged = True
-    st.fragment(_progress_area, run_every=runs.poll_every(PAGE))()
-    if run is None or run.running:
-        return
-    if run.status == "failed":
-        st.error(f"The batch failed: {run.error}")
-    elif run.status == "cancelled":
-        st.info("The batch was stopped; nothing was kept.")
-    else:
+    run = runs.follow(PAGE, "batch", cancelled="The batch was stopped; nothing was kept.")
+    if run is not None:
         _results(run)
 
 

@@ -31,7 +31,6 @@ K_SPLIT = f"{PAGE}.split"
 K_METHODS = f"{PAGE}.methods"
 K_UPLOAD = f"{PAGE}.upload"
 K_RUN = f"{PAGE}.run_button"
-K_STOP = f"{PAGE}.stop"
 K_TABLE = f"{PAGE}.table"
 K_VIEW = f"{PAGE}.method"
 K_PER_IMAGE = f"{PAGE}.per_image"
@@ -149,18 +148,6 @@ def summary_table(results: dict) -> pd.DataFrame:
         rows.append({"method": name, **{label: s[key] for label, key in COLUMNS.items()},
                      "images": s["n_images"]})
     return pd.DataFrame(rows)
-
-
-def _progress_area() -> None:
-    run = runs.get(PAGE)
-    if run is None:
-        return
-    if runs.needs_full_rerun(run):
-        st.rerun()
-    if run.running:
-        st.progress(run.fraction, text=f"{run.label}: {run.text or 'starting…'} "
-                                       f"({run.seconds:.0f} s)")
-        st.button("Stop", key=K_STOP, on_click=run.cancel)
 
 
 def _results(run: runs.Run) -> None:
@@ -317,17 +304,8 @@ def main() -> None:
     ds, split, ids, methods = setup
     if st.button("Run comparison", key=K_RUN, type="primary", disabled=not methods):
         _start(ds, split, ids, methods)
-    run = runs.get(PAGE)
-    if run is not None and not run.running:
-        run.acknowledged = True
-    st.fragment(_progress_area, run_every=runs.poll_every(PAGE))()
-    if run is None or run.running:
-        return
-    if run.status == "failed":
-        st.error(f"The comparison failed: {run.error}")
-    elif run.status == "cancelled":
-        st.info("The comparison was stopped.")
-    else:
+    run = runs.follow(PAGE, "comparison")
+    if run is not None:
         _remember(run)
         _results(run)
 

@@ -36,7 +36,6 @@ K_TEST_FRACTION = f"{PAGE}.test_fraction"
 K_SPLIT_SEED = f"{PAGE}.split_seed"
 K_DROP = f"{PAGE}.drop_empty"
 K_RUN = f"{PAGE}.run_button"
-K_STOP = f"{PAGE}.stop"
 K_USE = f"{PAGE}.use"
 K_SURFACE_KIND = f"{PAGE}.surface_kind"
 K_GOTO = f"{PAGE}.goto_explore"
@@ -147,23 +146,6 @@ def _use_in_explore(params_json: str) -> None:
     params = Params.from_json(params_json)
     state.set_params(params, page="explore")
     st.session_state[K_GOTO] = True
-
-
-def _progress_area() -> None:
-    run = runs.get(PAGE)
-    if run is None:
-        return
-    if runs.needs_full_rerun(run):
-        st.rerun()
-    if run.running:
-        st.progress(run.fraction, text=f"{run.label}: {run.text or 'starting…'} "
-                                       f"({run.seconds:.0f} s)")
-        st.button("Stop (keep the best so far)", key=K_STOP, on_click=run.cancel)
-        history = pd.DataFrame(list(run.events))
-        if len(history):
-            st.plotly_chart(compare_figures.convergence_figure(
-                history[history["call"] > 0], start_score=float(history["score"].iloc[0]),
-                n_calls=run.config["n_calls"]), key=f"{PAGE}.live_convergence")
 
 
 def _fmt(value) -> str:
@@ -330,17 +312,8 @@ def main() -> None:
                                   config=config)
         if run is None:
             st.warning(refused)
-    run = runs.get(PAGE)
-    if run is not None and not run.running:
-        run.acknowledged = True
-    st.fragment(_progress_area, run_every=runs.poll_every(PAGE))()
-    if run is None or run.running:
-        return
-    if run.status == "failed":
-        st.error(f"The optimisation failed: {run.error}")
-    elif run.status == "cancelled":
-        st.info("The optimisation was stopped.")
-    else:
+    run = runs.follow(PAGE, "optimisation", stop_label="Stop (keep the best so far)")
+    if run is not None:
         _results(run)
 
 
