@@ -58,6 +58,10 @@ __all__ = [
     "KMeansBaseline",
     "train_on_dataset",
     "load_model",
+    "IGNORE",
+    "uncertainty",
+    "add_train_arguments",
+    "train_command",
 ]
 
 #: Format tag and version written in every model file's header.
@@ -67,6 +71,9 @@ _MAGIC = b"CELLSEG-MODEL\n"
 
 #: Colour channels :func:`pixel_features` can use (``rgb`` and ``lab`` give three each).
 CHANNELS = ("rgb", "gray", "hematoxylin", "eosin", "lab")
+#: Mask value of unlabelled pixels (painted strokes): never sampled by
+#: :meth:`PixelClassifier.fit`.
+IGNORE = 255
 #: Estimators of :class:`PixelClassifier`.
 ESTIMATORS = ("boosting", "forest", "extra-trees")
 
@@ -364,6 +371,8 @@ class PixelClassifier:
             classes = _downsample_mask(np.asarray(mask), features.shape[:2]).ravel()
             flat = features.reshape(-1, features.shape[-1])
             for cls in np.unique(classes):
+                if cls == IGNORE:
+                    continue
                 where = np.flatnonzero(classes == cls)
                 take = rng.choice(where, min(self.samples_per_class, where.size), replace=False)
                 xs.append(flat[take])
@@ -379,6 +388,8 @@ class PixelClassifier:
         ----------
         images : sequence of (M, N[, 3]) ndarray
         masks : sequence of (M, N) ndarray of uint8
+            0 background, 1 cytoplasm, 2 nucleus; :data:`IGNORE` (255) marks
+            unlabelled pixels (a few painted strokes instead of a full mask).
         rng : int or Generator, optional
             Seeds both the pixel sample and the estimator.
         progress : callable, optional
@@ -392,7 +403,8 @@ class PixelClassifier:
         rng = np.random.default_rng(rng)
         x, y = self.sample(images, masks, rng=rng, progress=progress)
         if np.unique(y).size < 2:
-            raise ValueError("`masks` hold a single class: a classifier needs at least two")
+            raise ValueError("`masks` hold a single class: a classifier needs at least two "
+                             f"(pixels equal to {IGNORE} are unlabelled and ignored)")
         model = _make_estimator(self.estimator, self.n_estimators,
                                 int(rng.integers(2**31 - 1)), self.n_jobs)
         with threadpool_limits(self.n_jobs, user_api="openmp"):
@@ -443,13 +455,19 @@ class PixelClassifier:
                                      {"model": f"PixelClassifier/{self.estimator}"})
 
     # --- files ---------------------------------------------------------------------------
+    def _header(self) -> dict:
+        self._check_fitted()
+        return {"settings": self.settings.to_dict(), "config": self.config,
+                "cleanup": Params(cleanup=self.cleanup).to_dict()["cleanup"],
+                "fit_seconds": self.fit_seconds_}
+
     def save(self, path) -> Path:
         """Write the model, its settings and versions to one file (see module notes)."""
-        self._check_fitted()
-        header = {"settings": self.settings.to_dict(), "config": self.config,
-                  "cleanup": Params(cleanup=self.cleanup).to_dict()["cleanup"],
-                  "fit_seconds": self.fit_seconds_}
-        return _write_model(path, self.kind, header, self.model_)
+        return _write_model(path, self.kind, self._header(), self.model_)
+
+    def to_bytes(self) -> bytes:
+        """The content :meth:`save` writes (for a download); :func:`load_model` reads it."""
+        return _model_bytes(self.kind, self._header(), self.model_)
 
     @classmethod
     def load(cls, path) -> "PixelClassifier":
@@ -691,6 +709,12 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 
 def _write_model(path, kind: str, header: dict, estimator) -> Path:
+    path = Path(path)
+    write_bytes_atomic(path, _model_bytes(kind, header, estimator))
+    return path
+
+
+def _model_bytes(kind: str, header: dict, estimator) -> bytes:
     import numpy
     import sklearn
 
@@ -702,10 +726,7 @@ def _write_model(path, kind: str, header: dict, estimator) -> Path:
               "cellseg_version": __version__, "payload_sha256": hashlib.sha256(payload).hexdigest(),
               "payload_bytes": len(payload), **header}
     head = json.dumps(header).encode()
-    data = _MAGIC + len(head).to_bytes(8, "little") + head + payload
-    path = Path(path)
-    write_bytes_atomic(path, data)
-    return path
+    return _MAGIC + len(head).to_bytes(8, "little") + head + payload
 
 
 def load_model(source):
@@ -765,3 +786,108 @@ def load_model(source):
         return _KINDS[kind]._from_file(header, estimator)
     except (pickle.UnpicklingError, KeyError, TypeError, AttributeError, EOFError) as err:
         raise ValueError(f"{name}: corrupted model file ({err})") from None
+
+
+def uncertainty(probabilities: np.ndarray) -> np.ndarray:
+    """``1 - max probability`` per pixel: where a classifier hesitates (paint there next).
+
+    Parameters
+    ----------
+    probabilities : (M, N, C) ndarray
+        Class probabilities, e.g. :meth:`PixelClassifier.predict_proba`.
+
+    Returns
+    -------
+    (M, N) ndarray of float32
+        0 (sure) to ``1 - 1/C`` (all classes equally likely).
+
+    Examples
+    --------
+    >>> uncertainty(np.array([[[1.0, 0, 0], [0.5, 0.25, 0.25]]])).round(2).tolist()
+    [[0.0, 0.5]]
+    """
+    probabilities = np.asarray(probabilities)
+    if probabilities.ndim != 3:
+        raise ValueError(f"`probabilities` must be (M, N, C), got shape {probabilities.shape}")
+    return (1.0 - probabilities.max(-1)).astype(np.float32)
+
+
+# --- the `cellseg train` command ------------------------------------------------------------
+
+def add_train_arguments(parser) -> None:
+    """Options of ``cellseg train`` (called by :mod:`cellseg_core.cli`)."""
+    parser.add_argument("dataset", metavar="DATASET",
+                        help="a dataset folder (images/ + masks/ [+ split.json]), a course "
+                             "folder (X/*.npy, y/*.npy) or demo-cytology")
+    parser.add_argument("--out", required=True, metavar="FILE",
+                        help="where to write the model file (use it with --model)")
+    parser.add_argument("--split", default="train",
+                        help="train (default), test or all: the images to train on")
+    parser.add_argument("--limit", type=int, metavar="N",
+                        help="train on the first N images of the split only")
+    parser.add_argument("--features", default=",".join(FeatureSettings().channels),
+                        metavar="CHANNELS",
+                        help=f"comma-separated colour channels from {', '.join(CHANNELS)} "
+                             "(default rgb,lab)")
+    parser.add_argument("--scale", type=float, default=FeatureSettings().scale,
+                        help="working scale of the features (default 0.25)")
+    parser.add_argument("--estimator", choices=ESTIMATORS, default="boosting")
+    parser.add_argument("--n-estimators", type=int, default=100, metavar="N",
+                        help="boosting iterations or trees (default 100)")
+    parser.add_argument("--samples-per-class", type=int, default=300, metavar="N",
+                        help="pixels sampled per class and image (default 300)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+
+def train_command(args) -> int:
+    """Run ``cellseg train``: fit, save, and score on the test split when there is one.
+
+    Progress goes to stderr, the test scores to stdout. A ValueError (bad option,
+    dataset without masks) reaches :func:`cellseg_core.cli.main`, which exits with 2.
+    """
+    import sys
+
+    from .cli import _open_dataset, _split_ids
+    from .optimize import evaluate
+
+    def say(text):
+        print(text, file=sys.stderr, flush=True)
+
+    channels = tuple(c.strip() for c in args.features.split(",") if c.strip())
+    settings = FeatureSettings(channels=channels, scale=args.scale)
+    model = PixelClassifier(settings, estimator=args.estimator,
+                            n_estimators=args.n_estimators,
+                            samples_per_class=args.samples_per_class)
+    dataset = _open_dataset(args.dataset)
+    if not dataset.has_masks:
+        raise ValueError(f"{args.dataset}: has no masks to train on")
+    ids = _split_ids(dataset, args.split)
+    if args.limit is not None:
+        if args.limit < 1:
+            raise ValueError(f"--limit must be at least 1, got {args.limit}")
+        ids = ids[:args.limit]
+    say(f"training {model!r} on {len(ids)} image(s) of {dataset.name} ({args.split})")
+    shown = [-1]
+
+    def progress(fraction, message):
+        step = int(fraction * 10)
+        if step != shown[0]:
+            shown[0] = step
+            say(f"  {fraction:4.0%}  {message}")
+
+    train_on_dataset(dataset, ids, model=model, rng=args.seed, progress=progress)
+    model.save(args.out)
+    say(f"fitted in {model.fit_seconds_:.1f} s; saved to {args.out}; use it with: "
+        f"cellseg segment ... --model {args.out}")
+    test = list((dataset.split or {}).get("test") or [])
+    if test and args.split != "test":
+        say(f"scoring on the test split ({len(test)} images)…")
+        summary = evaluate(dataset, test, model).summary
+        rows = {"test_images": len(test), **{k: summary[k] for k in (
+            "mean_dice", "dice_cytoplasm", "dice_nucleus", "mean_iou", "nc_mae", "nc_r2",
+            "seconds_per_image")}}
+        width = max(map(len, rows))
+        for key, value in rows.items():
+            shown_value = f"{value:.4f}" if isinstance(value, float) else value
+            print(f"{key:<{width}}  {shown_value}")
+    return 0
