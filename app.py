@@ -1,7 +1,8 @@
 """CellSeg Explorer: the Streamlit entry point and router.
 
 ``streamlit run app.py``. Every page is listed in :data:`PAGES` (once
-``st.navigation`` runs, ``pages/`` is not discovered automatically); the sidebar's
+``st.navigation`` runs, ``pages/`` is not discovered automatically), the lessons in
+:data:`LESSONS`, each list a section of the menu; the sidebar's
 image source is drawn here, once, for all pages (:func:`sources.shared_sidebar`
 keeps the chosen image in ``st.session_state[state.SOURCE_CURRENT]``).
 """
@@ -18,8 +19,14 @@ PAGES = [
     st.Page("pages/optimise.py", title="Optimise", icon="🎯"),
     st.Page("pages/count.py", title="Count", icon="🔢"),
     st.Page("pages/batch.py", title="Batch", icon="📦"),
+    st.Page("pages/train.py", title="Train", icon="🧠"),
+]
+#: Guided lessons for teachers (step-walker in app_support/lessons.py).
+LESSONS = [
+    st.Page("pages/lesson_nc_ratio.py", title="N/C ratio of urothelial cells", icon="🎓"),
+    st.Page("pages/lesson_counting.py", title="Counting cells in fluorescence", icon="🎓"),
 ]
 
-page = st.navigation(PAGES)
+page = st.navigation({"Tools": PAGES, "Lessons": LESSONS})
 sources.shared_sidebar()
 page.run()

@@ -173,20 +173,20 @@ def choice_question(key: str, prompt: str, options: list, correct, *,
 
 def order_exercise(key: str, prompt: str, steps: list, *, seed: int = 0) -> bool | None:
     """"Put the steps in order": pick `steps` (given in the right order) one by one
-    from a shuffled list. Returns None until all are picked, then whether the order is
-    right; the feedback names the first step out of place."""
+    from a shuffled list. The feedback names the first step out of place as soon as
+    there is one; returns False then, None while right so far, True when complete."""
     import random
 
     shuffled = list(steps)
     random.Random(seed).shuffle(shuffled)
     chosen = st.multiselect(prompt, shuffled, key=key,
                             placeholder="click the steps in the order they run")
-    if len(chosen) < len(steps):
-        st.caption(f"{len(chosen)} of {len(steps)} steps placed.")
-        return None
     for i, (got, want) in enumerate(zip(chosen, steps), start=1):
         if got != want:
             st.error(f"Not yet: step {i} is “{want}”, not “{got}”.")
             return False
+    if len(chosen) < len(steps):
+        st.caption(f"{len(chosen)} of {len(steps)} steps placed, right so far.")
+        return None
     st.success("Right: " + " → ".join(steps))
     return True
