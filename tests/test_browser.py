@@ -221,3 +221,32 @@ def test_compare_optimise_count_in_chromium(chromium_path, server, tmp_path):
             browser.close()
     for name in ("compare", "optimise", "count"):
         assert (tmp_path / f"{name}.png").stat().st_size > 10_000
+
+
+def test_lesson_step_in_chromium(chromium_path, server, tmp_path):
+    """The Lessons section in the menu; the N/C lesson's next step, screenshotted."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1200})
+            page.goto(server + "/lesson_nc_ratio", wait_until="domcontentloaded")
+            expect(page.get_by_text("Step 1 of 6", exact=False).first).to_be_visible(
+                timeout=120_000)
+            nav = page.locator('[data-testid="stSidebarNav"]')
+            expect(nav).to_contain_text("Lessons")
+            expect(nav).to_contain_text("Counting cells in fluorescence")
+            wait_idle(page)
+            page.get_by_role("button", name="Next →").click()
+            expect(page.get_by_text("Step 2 of 6", exact=False).first).to_be_visible(
+                timeout=60_000)
+            expect(page.locator('[data-testid="stMetric"]', has_text="Test mean Dice")
+                   ).to_be_visible(timeout=60_000)
+            wait_idle(page)
+            page.screenshot(path=str(tmp_path / "lesson.png"))
+            assert re.fullmatch(r"0\.\d{4}", metric_value(page, "Test mean Dice"))
+            assert not page.locator('[data-testid="stException"]').count()
+        finally:
+            browser.close()
+    assert (tmp_path / "lesson.png").stat().st_size > 10_000
