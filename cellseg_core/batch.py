@@ -171,8 +171,11 @@ def load_params(source) -> Params:
         path = Path(source)
         if not path.is_file():
             raise ValueError(f"{path}: no such parameters file")
-        text = path.read_text(encoding="utf-8")
         where = f"{path}: "
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{where}not valid JSON (not UTF-8 text: {err})") from None
     else:
         text = source.decode() if isinstance(source, bytes) else str(source)
         where = ""
