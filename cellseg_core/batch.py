@@ -290,7 +290,12 @@ def process_image(image, method=None, *, mask=None, name: str | None = None):
     labels, nuclei = seg.labels, seg.nuclei
     truth = None
     if mask is not None:
-        truth = mask if isinstance(mask, np.ndarray) else read_mask(mask, shape=labels.shape)
+        try:
+            truth = mask if isinstance(mask, np.ndarray) else read_mask(mask, shape=labels.shape)
+        except ValueError as err:  # say it is the mask: it often has the image's file name
+            where = (f"{Path(mask).parent.name}/{Path(mask).name}"
+                     if isinstance(mask, (str, Path)) else "")
+            raise ValueError(f"mask {where}: {err}" if where else f"mask: {err}") from None
         if truth.shape != labels.shape:
             raise ValueError(f"mask shape {truth.shape} does not match the image shape {labels.shape}")
     summary = seg.summary
