@@ -398,6 +398,14 @@ def _csv_bytes(frame: pd.DataFrame) -> bytes:
     return frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
 
 
+def _text(value):
+    """A file name that is not UTF-8 (``os.fsdecode`` gives it surrogates) as printable
+    text, e.g. ``caf\\xe9``: pandas' string columns and UTF-8 CSVs refuse surrogates."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return value
+
+
 def _done(out_dir: Path, stem: str) -> dict | None:
     part = out_dir / _PARTS / f"{stem}.json"
     if not (part.is_file() and (out_dir / "labels" / f"{stem}.tif").is_file()
@@ -585,8 +593,11 @@ def run_batch(inputs, out_dir, method=None, *, jobs: int = 1, dask_address=None,
                 progress(done, total, stem)
 
     stems = sorted(rows)
-    images = _typed(pd.DataFrame([rows[s] for s in stems], columns=IMAGE_COLUMNS))
-    objects = _typed(pd.DataFrame([r for s in stems for r in object_rows[s]],
+    names = ("image", "file")
+    images = _typed(pd.DataFrame([{k: _text(v) if k in names else v for k, v in rows[s].items()}
+                                  for s in stems], columns=IMAGE_COLUMNS))
+    objects = _typed(pd.DataFrame([{**r, "image": _text(r["image"])}
+                                   for s in stems for r in object_rows[s]],
                                   columns=OBJECTS_COLUMNS))
     write_bytes_atomic(out_dir / "images.csv", _csv_bytes(images))
     write_bytes_atomic(out_dir / "objects.csv", _csv_bytes(objects))
