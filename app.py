@@ -19,6 +19,7 @@ PAGES = [
     st.Page("pages/optimise.py", title="Optimise", icon="🎯"),
     st.Page("pages/count.py", title="Count", icon="🔢"),
     st.Page("pages/batch.py", title="Batch", icon="📦"),
+    st.Page("pages/train.py", title="Train", icon="🧠"),
 ]
 #: Guided lessons for teachers (step-walker in app_support/lessons.py).
 LESSONS = [

@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_support import cache, controls, figures, state
+from app_support import cache, controls, figures, learned, state
 from app_support.assets import read_asset
+from app_support.safe_text import md
 from cellseg_core.io import tiff_bytes
 from cellseg_core.params import Mode, ThresholdMethod
 from app_support.router import require_frame
@@ -148,7 +149,7 @@ def _results(source, params) -> None:
     except ValueError as err:
         st.error(f"Cannot segment with these parameters: {err}")
         return
-    st.markdown(f"{source.name} · {_thresholds_line(seg, params)}")
+    st.markdown(f"{md(source.name)} · {_thresholds_line(seg, params)}")
     c1, c2 = st.columns([1, 3])
     opacity = c1.slider("Overlay opacity", 0.0, 1.0, 0.4, 0.05, key=f"{PAGE}.opacity")
     style = c2.radio("Overlay", ["fill", "contour"], horizontal=True, key=f"{PAGE}.style")
@@ -198,6 +199,9 @@ def explore(source) -> None:
     """Controls and results: reruns alone when one of its widgets changes."""
     ctrl, result = st.columns([1, 3], gap="medium")
     with ctrl:
+        with st.expander("Learned model file"):
+            learned.model_upload(PAGE)
+        model = learned.model_picker(PAGE)  # None: the parameters below
         controls.preset_picker(PAGE)
         controls.parameter_controls(PAGE)
         with st.expander("Save / load parameters"):
@@ -205,6 +209,9 @@ def explore(source) -> None:
     params = state.current_params()
     state.sync_query(params, state.current_preset(), source.dataset, source.image_id)
     with result:
+        if model is not None:
+            learned.show_model_results(source, *model, page=PAGE, max_side=MAX_DISPLAY)
+            return
         _mode_hint(source, params)
         _results(source, params)
 

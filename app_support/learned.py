@@ -1,0 +1,171 @@
+"""Learned models in the app: upload, pick, segment (cached), show; strokes → labels.
+
+Models live in the session under :data:`app_support.runs.LEARNED_MODELS` (name → object
+with ``.segment(image)``), put there by the Train page or by an uploaded model file, so
+Explore, Compare and Batch offer them next to the presets. Nothing here trains a
+model on a full dataset: that is the Train page's background run.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from cellseg_core.io import tiff_bytes
+from cellseg_core.learn import IGNORE, PixelClassifier, load_model, uncertainty
+
+from . import cache, figures, runs
+
+__all__ = ["PARAMS_CHOICE", "model_upload", "model_picker", "segmentation", "probabilities",
+           "show_model_results", "uncertainty_rgb", "points_to_pixels", "add_stroke",
+           "stroke_counts"]
+
+#: The picker's entry that means "no model: the parameters".
+PARAMS_CHOICE = "parameters (presets)"
+
+
+def model_upload(page: str) -> None:
+    """A model-file uploader; a good file is registered as ``file:<stem>``.
+
+    A bad or foreign file is refused with ``st.error`` (never unpickled).
+    """
+    up = st.file_uploader("Model file (from Train or `cellseg train`)", key=f"{page}.model_file",
+                          help="Load model files only from a source you trust.")
+    if up is None:
+        return
+    data = up.getvalue()
+    sha = hashlib.sha256(data).hexdigest()
+    seen = st.session_state.setdefault(f"{page}.model_files", {})
+    if sha in seen:
+        if seen[sha] is None:
+            st.error(f"{up.name} is not a usable model file (see above).")
+        return
+    try:
+        model = load_model(data)
+    except ValueError as err:
+        seen[sha] = None
+        st.error(f"{up.name} is not a usable model file: {err}")
+        return
+    name = f"file:{Path(up.name).stem}"
+    runs.register_model(name, model)
+    seen[sha] = name
+    st.session_state[f"{page}.model"] = name
+
+
+def model_picker(page: str):
+    """Choose parameters or a registered model: ``(name, model)`` or None (parameters)."""
+    models = runs.learned_models()
+    choices = [PARAMS_CHOICE, *models]
+    key = f"{page}.model"
+    if st.session_state.get(key) not in choices:
+        st.session_state[key] = PARAMS_CHOICE
+    if len(choices) == 1:
+        return None
+    name = st.selectbox("Method", choices, key=key,
+                        help="A learned model registered in this session (Train page or an "
+                             "uploaded model file), or the parameters below.")
+    return None if name == PARAMS_CHOICE else (name, models[name])
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _segmentation(digest: str, name: str, model_id: int, _model, _image):
+    seg = _model.segment(_image)
+    seg.summary  # noqa: B018  computed once
+    return seg
+
+
+def segmentation(digest: str, image: np.ndarray, name: str, model):
+    """``model.segment(image)``, cached on (image digest, model name and identity)."""
+    return _segmentation(digest, name, id(model), model, image)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _probabilities(digest: str, name: str, model_id: int, _model, _image):
+    return _model.predict_proba(_image)
+
+
+def probabilities(digest: str, image: np.ndarray, name: str, model):
+    """Class probabilities of a :class:`PixelClassifier` (None for other models)."""
+    if not isinstance(model, PixelClassifier):
+        return None
+    return _probabilities(digest, name, id(model), model, image)
+
+
+def uncertainty_rgb(unc: np.ndarray) -> np.ndarray:
+    """(M, N, 3) uint8: dark = sure, bright yellow = 1 - max probability near 2/3."""
+    t = np.clip(np.asarray(unc) / (2 / 3), 0, 1)[..., None]
+    low, high = np.array([20, 20, 60.0]), np.array([255, 230, 40.0])
+    return (low + t * (high - low)).astype(np.uint8)
+
+
+def show_model_results(source, name: str, model, *, page: str, max_side: int = 1024) -> None:
+    """Overlay, scores against the truth, uncertainty and a labels download for a model."""
+    try:
+        seg = segmentation(source.digest, source.image, name, model)
+    except ValueError as err:
+        st.error(f"{name} cannot segment this image: {err}")
+        return
+    st.markdown(f"{source.name} · learned model **{name}**")
+    step = figures.display_step(source.shape, max_side)
+    fig = figures.overlay_figure(source.image, seg.labels, truth=source.mask,
+                                 instances=seg.nuclei, opacity=0.4, max_side=max_side,
+                                 image_uri=cache.image_uri(source.digest, source.image, step))
+    st.plotly_chart(fig, key=f"{page}.model_overlay", config={"scrollZoom": True})
+    scores = cache.scores(seg, source.mask)
+    c = st.columns(4)
+    if scores:
+        c[0].metric("Mean Dice", f"{scores['mean_dice']:.4f}")
+        c[1].metric("Dice cytoplasm", f"{scores['dice_cytoplasm']:.4f}")
+        c[2].metric("Dice nucleus", f"{scores['dice_nucleus']:.4f}")
+    c[3].metric("Nuclei", f"{seg.summary['n_nuclei']:,}")
+    proba = probabilities(source.digest, source.image, name, model)
+    if proba is not None:
+        unc = uncertainty(proba)
+        st.image(uncertainty_rgb(unc[::step, ::step]),
+                 caption=f"Uncertainty (1 − max probability), mean {unc.mean():.3f}: "
+                         "bright where the model hesitates")
+    stem = (source.image_id or source.name).replace("/", "_").replace(" ", "_")
+    st.download_button("Labels (uint8 TIFF)", lambda: tiff_bytes(seg.labels),
+                       file_name=f"{stem}_labels.tif", mime="image/tiff",
+                       key=f"{page}.model_dl", on_click="ignore")
+
+
+# --- strokes -------------------------------------------------------------------------------
+def points_to_pixels(points, step: int, shape) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel (rows, cols) of selected grid points ``{"x": col, "y": row}`` of a figure
+    drawn at 1/`step`; each point covers a `step` × `step` block."""
+    rows, cols = [], []
+    offsets = np.arange(step)
+    for p in points:
+        r0, c0 = int(round(p["y"])), int(round(p["x"]))
+        rr, cc = np.meshgrid(r0 + offsets, c0 + offsets, indexing="ij")
+        rows.append(rr.ravel())
+        cols.append(cc.ravel())
+    if not rows:
+        return np.zeros(0, int), np.zeros(0, int)
+    rows, cols = np.concatenate(rows), np.concatenate(cols)
+    keep = (rows >= 0) & (rows < shape[0]) & (cols >= 0) & (cols < shape[1])
+    return rows[keep], cols[keep]
+
+
+def add_stroke(strokes: np.ndarray | None, shape, rows, cols, cls: int) -> np.ndarray:
+    """Label pixels (`rows`, `cols`) as class `cls` (0, 1, 2) in a strokes mask.
+
+    The mask is ``IGNORE`` (255) where nothing was painted; a new array is returned.
+    """
+    if cls not in (0, 1, 2):
+        raise ValueError(f"`cls` must be 0, 1 or 2, got {cls!r}")
+    out = (np.full(tuple(shape), IGNORE, np.uint8) if strokes is None
+           else np.array(strokes, np.uint8, copy=True))
+    out[np.asarray(rows, int), np.asarray(cols, int)] = cls
+    return out
+
+
+def stroke_counts(strokes: np.ndarray | None) -> dict:
+    """Painted pixels per class: {0: n, 1: n, 2: n}."""
+    if strokes is None:
+        return {0: 0, 1: 0, 2: 0}
+    counts = np.bincount(strokes.ravel(), minlength=256)
+    return {c: int(counts[c]) for c in (0, 1, 2)}

@@ -1,0 +1,167 @@
+"""The Train page and the learned-model path of Explore through AppTest (demo data, small
+settings): training scores equal ``optimize.evaluate`` of the trained model, strokes give a
+prediction and an uncertainty map, a bad model file is an st.error."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from app_support import learned, runs, state  # noqa: E402
+from cellseg_core import optimize  # noqa: E402
+from cellseg_core.datasets import demo_datasets  # noqa: E402
+from cellseg_core.learn import IGNORE, FeatureSettings, PixelClassifier, load_model  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _harness(page: str) -> str:
+    # As in test_app_compare.py: the page runs under the two calls app.py makes.
+    return f"""
+import runpy
+from app_support import sources
+sources.shared_sidebar()
+runpy.run_path({str(REPO / "pages" / page)!r}, run_name="__main__")
+"""
+
+
+def _run(at) -> AppTest:
+    at = at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+@pytest.fixture
+def demo_env(monkeypatch):
+    monkeypatch.delenv("CELLSEG_DATA", raising=False)
+    monkeypatch.delenv("CELLSEG_CONFIG", raising=False)
+
+
+@pytest.fixture
+def train_app(demo_env):
+    return AppTest.from_string(_harness("train.py"), default_timeout=60)
+
+
+def test_training_shows_the_test_scores_of_the_trained_model(train_app):
+    at = _run(train_app)
+    assert at.session_state["train.dataset"] == "demo-cytology"
+    at.number_input(key="train.limit").set_value(3)
+    at.number_input(key="train.n_estimators").set_value(10)
+    at.select_slider(key="train.scale").set_value(0.5)
+    at = _run(at.button(key="train.run_button").click())
+    run = at.session_state["train.run"]
+    assert run.join(timeout=60) and run.status == "done", run.error
+    at = _run(at)
+    model = run.result["model"]
+    assert isinstance(model, PixelClassifier) and model.n_estimators == 10
+    ds = demo_datasets()["demo-cytology"]
+    expected = optimize.evaluate(ds, ds.split["test"], model).summary
+    shown = [d.value for d in at.dataframe if "mean Dice" in d.value.columns][0].iloc[0]
+    assert shown["mean Dice"] == pytest.approx(expected["mean_dice"], abs=1e-9)
+    assert shown["Dice nucleus"] == pytest.approx(expected["dice_nucleus"], abs=1e-9)
+    assert shown["test images"] == len(ds.split["test"])
+    assert at.metric[0].value == f"{expected['mean_dice']:.4f}"
+    # Registered for the other pages, and the download is a loadable model file.
+    assert at.session_state[runs.LEARNED_MODELS]["classifier"] is model
+    again = load_model(run.result["bytes"])
+    np.testing.assert_array_equal(again.segment(ds.image(ds.ids[0])).labels,
+                                  model.segment(ds.image(ds.ids[0])).labels)
+
+
+def test_strokes_give_a_prediction_and_an_uncertainty_map(train_app):
+    at = _run(train_app)
+    source = at.session_state[state.SOURCE_CURRENT]
+    shape = source.shape
+    truth = source.mask
+    assert truth is not None
+    # Two labelled regions: 4x4 blocks (as a lasso over the grid gives) of background
+    # and of nucleus, inside each class of the truth.
+    strokes = np.full(shape, IGNORE, np.uint8)
+    for cls in (0, 2):
+        rows, cols = np.nonzero(truth == cls)
+        pick = np.random.default_rng(cls).choice(rows.size, 12, replace=False)
+        points = [{"x": c, "y": r} for r, c in zip(rows[pick], cols[pick])]
+        rr, cc = learned.points_to_pixels(points, 4, shape)
+        inside = truth[rr, cc] == cls
+        strokes = learned.add_stroke(strokes, shape, rr[inside], cc[inside], cls)
+    at.session_state["train.strokes"] = {"digest": source.digest, "mask": strokes}
+    at = _run(at)
+    result = at.session_state["train.stroke_result"]
+    labels, unc = result["labels"], result["uncertainty"]
+    assert labels.shape == shape and unc.shape == shape
+    assert set(np.unique(labels)) <= {0, 2}  # only the painted classes
+    assert 0 <= unc.min() and unc.max() <= 0.5 + 1e-6  # two classes: 1 - max p <= 1/2
+    # The painted pixels are predicted as painted, and it agrees with the truth mostly.
+    painted = strokes != IGNORE
+    assert (labels[painted] == strokes[painted]).mean() > 0.9
+    assert ((labels == 2) == (truth == 2)).mean() > 0.8
+    at = _run(at.button(key="train.register_strokes").click())
+    assert "strokes" in at.session_state[runs.LEARNED_MODELS]
+
+
+def test_one_stroke_class_asks_for_another(train_app):
+    at = _run(train_app)
+    source = at.session_state[state.SOURCE_CURRENT]
+    strokes = learned.add_stroke(None, source.shape, [5, 6], [5, 5], 0)
+    at.session_state["train.strokes"] = {"digest": source.digest, "mask": strokes}
+    at = _run(at)
+    assert "train.stroke_result" not in at.session_state
+    assert any("at least two classes" in i.value for i in at.info)
+
+
+def test_points_to_pixels_and_strokes():
+    rows, cols = learned.points_to_pixels([{"x": 4, "y": 8}, {"x": 30, "y": 30}], 4, (32, 32))
+    assert sorted(set(zip(rows.tolist(), cols.tolist()))) == sorted(
+        [(r, c) for r in range(8, 12) for c in range(4, 8)]
+        + [(r, c) for r in (30, 31) for c in (30, 31)])  # clipped at the border
+    mask = learned.add_stroke(None, (32, 32), rows, cols, 1)
+    assert learned.stroke_counts(mask) == {0: 0, 1: 20, 2: 0}
+    with pytest.raises(ValueError, match="cls"):
+        learned.add_stroke(mask, (32, 32), [0], [0], 3)
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"just text", "not a cellseg model file"),
+    (b"CELLSEG-MODEL\n" + (5).to_bytes(8, "little") + b"{bad", "corrupted"),
+])
+def test_a_bad_model_file_is_an_error_in_explore(demo_env, content, reason):
+    at = _run(AppTest.from_string(_harness("explore.py"), default_timeout=60))
+    at.file_uploader(key="explore.model_file").set_value(("m.cellseg-model", content,
+                                                          "application/octet-stream"))
+    at = _run(at)
+    assert at.error and "m.cellseg-model is not a usable model file" in at.error[0].value
+    assert reason in at.error[0].value
+    assert runs.LEARNED_MODELS not in at.session_state or not at.session_state[
+        runs.LEARNED_MODELS]
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    ds = demo_datasets()["demo-cytology"]
+    ids = ds.split["train"][:3]
+    model = PixelClassifier(FeatureSettings(scale=0.5), n_estimators=10)
+    return model.fit([ds.image(i) for i in ids], [ds.mask(i) for i in ids], rng=0)
+
+
+def test_an_uploaded_model_segments_in_explore(demo_env, small_model):
+    at = _run(AppTest.from_string(_harness("explore.py"), default_timeout=60))
+    at.file_uploader(key="explore.model_file").set_value(
+        ("mine.cellseg-model", small_model.to_bytes(), "application/octet-stream"))
+    at = _run(at)
+    assert not at.error
+    assert at.session_state["explore.model"] == "file:mine"
+    source = at.session_state[state.SOURCE_CURRENT]
+    seg = small_model.segment(source.image)
+    from cellseg_core.metrics import score_labels
+
+    expected = score_labels(seg.labels, source.mask)["mean_dice"]
+    assert at.metric[0].label == "Mean Dice"
+    assert at.metric[0].value == f"{expected:.4f}"
+    # Back to the parameters: the usual Explore results.
+    at.selectbox(key="explore.model").set_value(learned.PARAMS_CHOICE)
+    at = _run(at)
+    assert at.session_state[state.PARAMS] is not None
