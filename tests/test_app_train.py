@@ -165,3 +165,26 @@ def test_an_uploaded_model_segments_in_explore(demo_env, small_model):
     at.selectbox(key="explore.model").set_value(learned.PARAMS_CHOICE)
     at = _run(at)
     assert at.session_state[state.PARAMS] is not None
+
+
+def test_compare_runs_a_classifier_and_the_kmeans_baseline(demo_env, small_model):
+    from cellseg_core.learn import KMeansBaseline
+
+    ds = demo_datasets()["demo-cytology"]
+    ids = ds.split["train"][:3]
+    kmeans = KMeansBaseline().fit([ds.image(i) for i in ids], [ds.mask(i) for i in ids], rng=0)
+    at = _run(AppTest.from_string(_harness("compare.py"), default_timeout=60))
+    at.session_state[runs.LEARNED_MODELS] = {"classifier": small_model,
+                                             "k-means baseline": kmeans}
+    at = _run(at)
+    at.multiselect(key="compare.methods").set_value(["model:classifier",
+                                                      "model:k-means baseline"])
+    at = _run(at.button(key="compare.run_button").click())
+    run = at.session_state["compare.run"]
+    assert run.join(timeout=60) and run.status == "done", run.error
+    at = _run(at)
+    for name, model in (("model:classifier", small_model), ("model:k-means baseline", kmeans)):
+        expected = optimize.evaluate(ds, ds.split["test"], model).summary["mean_dice"]
+        assert run.result[name].summary["mean_dice"] == pytest.approx(expected, abs=1e-9)
+    assert run.result["model:classifier"].summary["mean_dice"] > \
+        run.result["model:k-means baseline"].summary["mean_dice"]
