@@ -19,6 +19,7 @@ import streamlit as st
 from cellseg_core.io import as_float_image, read_image, read_mask
 
 from . import state
+from .safe_text import md
 
 __all__ = ["ImageSource", "SOURCE_KINDS", "SAMPLES", "datasets", "image_source_sidebar",
            "select_dataset_image", "shared_sidebar"]
@@ -246,7 +247,7 @@ def _upload_source() -> ImageSource | None:
     try:
         image = _read_upload(digest, data, up.name)
     except ValueError as err:
-        st.error(f"Cannot use this image: {err}")
+        st.error(f"Cannot use this image: {md(err)}")
         return None
     mask = None
     if up_mask is not None:
@@ -255,7 +256,7 @@ def _upload_source() -> ImageSource | None:
             mask = _read_upload_mask(hashlib.sha256(mdata).hexdigest(), mdata, up_mask.name,
                                      image.shape[:2])
         except ValueError as err:
-            st.error(f"Cannot use this mask: {err}")
+            st.error(f"Cannot use this mask: {md(err)}")
     kind = "fluorescence" if image.ndim == 2 and float(np.median(image)) < 0.3 else "cytology"
     return ImageSource(name=up.name, image=image, mask=mask, digest=digest, kind=kind)
 

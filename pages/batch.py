@@ -16,6 +16,7 @@ import streamlit as st
 
 from app_support import runs, sources, state
 from app_support.assets import read_asset
+from app_support.safe_text import md
 from app_support.router import require_frame
 from cellseg_core import batch
 from cellseg_core.presets import PRESETS
@@ -140,7 +141,7 @@ def _pick_method():
     try:
         return batch.load_params(up.getvalue()), None, Path(up.name).stem
     except (ValueError, UnicodeDecodeError) as err:
-        st.error(f"{up.name} is not a parameters file: {err}")
+        st.error(f"{md(up.name)} is not a parameters file: {md(err)}")
         return None
 
 
@@ -157,14 +158,14 @@ def _results(run: runs.Run) -> None:
     c4.metric("Mean Dice", f"{scored.mean():.4f}" if len(scored) else "—",
               help="Over the images with ground truth" if len(scored) else
               "No image had ground truth")
-    st.caption(f"{run.label} · {ok} segmented in {res['seconds']:.1f} s")
+    st.caption(f"{md(run.label)} · {ok} segmented in {res['seconds']:.1f} s")
     st.download_button("Download all outputs (zip)", res["zip"],
                        file_name=f"cellseg_batch_{run.config['name']}.zip",
                        mime="application/zip", key=K_DOWNLOAD, type="primary",
                        on_click="ignore",
                        help="labels/ and nuclei/ TIFFs, images.csv, objects.csv, params.json")
     if res["failed"]:
-        st.error("Failed images:\n" + "\n".join(f"- **{name}**: {message}"
+        st.error("Failed images:\n" + "\n".join(f"- **{md(name)}**: {md(message)}"
                                                 for name, message in res["failed"]))
     st.dataframe(images, hide_index=True, key=K_TABLE)
 
