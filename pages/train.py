@@ -20,7 +20,7 @@ import streamlit as st
 
 from app_support import figures, learned, runs, sources, state
 from cellseg_core import optimize
-from cellseg_core.learn import (CHANNELS, ESTIMATORS, IGNORE, FeatureSettings, KMeansBaseline,
+from cellseg_core.learn import (CHANNELS, ESTIMATORS, FeatureSettings, KMeansBaseline,
                                 PixelClassifier, train_on_dataset, uncertainty)
 from cellseg_core.params import CleanupParams
 from app_support.router import require_frame
@@ -31,7 +31,7 @@ PAGE = "train"
 K_DATASET, K_SPLIT, K_LIMIT = f"{PAGE}.dataset", f"{PAGE}.split", f"{PAGE}.limit"
 K_KIND, K_ESTIMATOR, K_N = f"{PAGE}.kind", f"{PAGE}.estimator", f"{PAGE}.n_estimators"
 K_CHANNELS, K_SCALE, K_SEED = f"{PAGE}.channels", f"{PAGE}.scale", f"{PAGE}.seed"
-K_NAME, K_RUN, K_STOP = f"{PAGE}.name", f"{PAGE}.run_button", f"{PAGE}.stop"
+K_NAME, K_RUN = f"{PAGE}.name", f"{PAGE}.run_button"
 K_CLASS, K_CANVAS, K_STROKES = f"{PAGE}.class", f"{PAGE}.canvas", f"{PAGE}.strokes"
 K_STROKE_RESULT, K_CLEAR = f"{PAGE}.stroke_result", f"{PAGE}.clear"
 K_REGISTER_STROKES = f"{PAGE}.register_strokes"
@@ -116,18 +116,6 @@ def _dataset_form():
     return ds, ids[:int(limit)], test
 
 
-def _progress_area() -> None:
-    run = runs.get(PAGE)
-    if run is None:
-        return
-    if runs.needs_full_rerun(run):
-        st.rerun()
-    if run.running:
-        st.progress(run.fraction, text=f"{run.label}: {run.text or 'starting…'} "
-                                       f"({run.seconds:.0f} s)")
-        st.button("Stop", key=K_STOP, on_click=run.cancel)
-
-
 def _results(run: runs.Run) -> None:
     res, config = run.result, run.config
     name = config["name"]
@@ -179,17 +167,8 @@ def train_section() -> None:
                 config={"name": name, "dataset": ds.name, "n_train": len(ids)})
             if run is None:
                 st.warning(refused)
-    run = runs.get(PAGE)
-    if run is not None and not run.running:
-        run.acknowledged = True
-    st.fragment(_progress_area, run_every=runs.poll_every(PAGE))()
-    if run is None or run.running:
-        return
-    if run.status == "failed":
-        st.error(f"Training failed: {run.error}")
-    elif run.status == "cancelled":
-        st.info("Training was stopped; nothing was kept.")
-    else:
+    run = runs.follow(PAGE, "training", cancelled="Training was stopped; nothing was kept.")
+    if run is not None:
         _results(run)
 
 
