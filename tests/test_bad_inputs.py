@@ -490,3 +490,20 @@ def test_dockerfile_has_the_required_instructions():
         assert part in cmd
     ignore = (REPO / ".dockerignore").read_text(encoding="utf-8").split()
     assert {".git", "tests", "**/__pycache__"} <= set(ignore)
+
+
+# --- 9: a 4096² upload is shown downsampled and segmented at full size -------------------
+def test_4096_upload_is_downsampled_for_display_and_segmented_in_full(apptest):
+    from PIL import Image
+
+    image = np.full((4096, 4096), 255, np.uint8)
+    image[2001:2008, 3001:3008] = 0  # a 49-pixel nucleus: a 4x stride would see 4 pixels
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    at = apptest
+    at.session_state["test.upload"] = ("big.png", buf.getvalue())
+    at.default_timeout = 180
+    _app_run(at)
+    assert any("4096×4096 px image: shown at 1/4 scale" in i.value for i in at.info)
+    assert _metric(at, "Nucleus (px)") == ["49"]
+    assert not at.error
