@@ -92,6 +92,24 @@ def datasets() -> dict:
     return _datasets(_env_key())
 
 
+def pick_dataset(key: str, *, container=st, where=None, empty: str = "No dataset with "
+                 "ground truth is configured: set CELLSEG_DATA to a dataset folder."):
+    """A dataset selectbox (label "Dataset") over the datasets that pass `where`.
+
+    A configured dataset (real data) is preselected before the built-in demo ones.
+    Returns the chosen Dataset, or None (after `st.info(empty)`) when none qualifies.
+    """
+    usable = {n: d for n, d in datasets().items() if where is None or where(d)}
+    if not usable:
+        st.info(empty)
+        return None
+    names = list(usable)
+    if st.session_state.get(key) not in usable:
+        st.session_state[key] = next(
+            (n for n in names if not usable[n].source.startswith("demo:")), names[0])
+    return usable[container.selectbox("Dataset", names, key=key)]
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def _dataset_item(name: str, source: str, image_id: str, env: tuple):
     ds = datasets()[name]

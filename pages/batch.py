@@ -88,14 +88,8 @@ def _pick_inputs():
             st.info("Upload one or more images.")
             return None, ""
         return ("files", [(f.name, f.getvalue()) for f in files]), "upload"
-    all_ds = sources.datasets()
-    names = list(all_ds)
-    if st.session_state.get(K_DATASET) not in all_ds:
-        # A configured dataset (real data) before the built-in demo ones.
-        st.session_state[K_DATASET] = next(
-            (n for n in names if not all_ds[n].source.startswith("demo:")), names[0])
     c1, c2, c3 = st.columns([2, 1, 1])
-    ds = all_ds[c1.selectbox("Dataset", names, key=K_DATASET)]
+    ds = sources.pick_dataset(K_DATASET, container=c1)
     splits = [s for s in SPLITS if s == "all" or (ds.split and s in ds.split)]
     if st.session_state.get(K_SPLIT) not in splits:
         st.session_state[K_SPLIT] = splits[0]

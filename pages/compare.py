@@ -253,17 +253,10 @@ def _fmt(value: float) -> str:
 
 def _setup():
     """Dataset, split and methods pickers; returns (dataset, split, ids, methods) or None."""
-    all_ds = {n: d for n, d in sources.datasets().items() if d.has_masks}
-    if not all_ds:
-        st.info("No dataset with ground truth is configured.")
-        return None
-    names = list(all_ds)
-    if st.session_state.get(K_DATASET) not in all_ds:
-        # A configured dataset (real data) before the built-in demo ones.
-        st.session_state[K_DATASET] = next(
-            (n for n in names if not all_ds[n].source.startswith("demo:")), names[0])
     c1, c2 = st.columns([2, 1])
-    ds = all_ds[c1.selectbox("Dataset", names, key=K_DATASET)]
+    ds = sources.pick_dataset(K_DATASET, container=c1, where=lambda d: d.has_masks)
+    if ds is None:
+        return None
     splits = [s for s in SPLITS if s == "all" or (ds.split and s in ds.split)]
     if st.session_state.get(K_SPLIT) not in splits:
         st.session_state[K_SPLIT] = splits[0]

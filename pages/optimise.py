@@ -221,16 +221,10 @@ def _stratified(name: str, source: str, test_fraction: float, seed: int, drop: b
 
 def _setup():
     """Every choice of the page; returns the run's arguments, or None."""
-    all_ds = {n: d for n, d in sources.datasets().items() if d.has_masks}
-    if not all_ds:
-        st.info("No dataset with ground truth is configured.")
-        return None
-    names = list(all_ds)
-    if st.session_state.get(K_DATASET) not in all_ds:
-        st.session_state[K_DATASET] = next(
-            (n for n in names if not all_ds[n].source.startswith("demo:")), names[0])
     c1, c2 = st.columns(2)
-    ds = all_ds[c1.selectbox("Dataset", names, key=K_DATASET)]
+    ds = sources.pick_dataset(K_DATASET, container=c1, where=lambda d: d.has_masks)
+    if ds is None:
+        return None
     starts = [*PRESETS, EXPLORE_START]
     if st.session_state.get(K_START) not in starts:
         st.session_state[K_START] = "auto-fluorescence" if ds.kind == "fluorescence" else "lab01"

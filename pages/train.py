@@ -73,16 +73,12 @@ def _model_from_widgets():
 
 def _dataset_form():
     """Widgets; returns (dataset, train ids, test ids) or None."""
-    usable = {n: d for n, d in sources.datasets().items()
-              if d.has_masks and d.kind == "cytology"}
-    if not usable:
-        st.info("No dataset with cytology masks: set CELLSEG_DATA to a dataset folder.")
-        return None
-    names = list(usable)
-    if st.session_state.get(K_DATASET) not in names:
-        st.session_state[K_DATASET] = "voced" if "voced" in names else names[0]
     c1, c2, c3 = st.columns([2, 1, 1])
-    ds = usable[c1.selectbox("Dataset", names, key=K_DATASET)]
+    ds = sources.pick_dataset(
+        K_DATASET, container=c1, where=lambda d: d.has_masks and d.kind == "cytology",
+        empty="No dataset with cytology masks: set CELLSEG_DATA to a dataset folder.")
+    if ds is None:
+        return None
     splits = ["train", "all"] if ds.split and ds.split.get("train") else ["all"]
     if st.session_state.get(K_SPLIT) not in splits:
         st.session_state[K_SPLIT] = splits[0]
