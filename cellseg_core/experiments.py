@@ -442,13 +442,16 @@ def dim_bright_experiment(params: Params | None = None, *,
         n_true["dim"] += int(sample.dim.sum())
         n_true["bright"] += int((~sample.dim).sum())
         owner = match_centres(seg.nuclei, sample.centres)
-        table = seg.objects
-        for label, mean in zip(table["label"].astype(int), table["mean_intensity"]):
-            k = owner[label - 1]
-            rows.append({"image": i, "label": label, "mean_intensity": float(mean),
-                         "called": "dim" if mean < class_threshold else "bright",
-                         "true": "none" if k < 0 else ("dim" if sample.dim[k] else "bright")})
-    objects = pd.DataFrame(rows, columns=["image", "label", "mean_intensity", "called", "true"])
+        labels = seg.objects["label"].to_numpy(int)
+        means = seg.objects["mean_intensity"].to_numpy(float)
+        k = owner[labels - 1]
+        dim = sample.dim[np.maximum(k, 0)] if k.size else np.zeros(0, bool)
+        rows.append(pd.DataFrame({
+            "image": i, "label": labels, "mean_intensity": means,
+            "called": np.where(means < class_threshold, "dim", "bright"),
+            "true": np.where(k < 0, "none", np.where(dim, "dim", "bright"))}))
+    columns = ["image", "label", "mean_intensity", "called", "true"]
+    objects = pd.concat(rows, ignore_index=True)[columns] if rows else pd.DataFrame(columns=columns)
     scores = []
     for cls in ("bright", "dim"):
         called = int((objects["called"] == cls).sum())
