@@ -1,0 +1,96 @@
+"""The websocket client of ``benchmarks/bench_load.py`` does what a browser does.
+
+One client opens a VocEd image on a real ``streamlit run app.py`` (127.0.0.1), moves the
+"Nucleus below" slider one step (0.3904 -> 0.395, one ArrowRight in Chromium) and must
+see the same numbers the app shows for that image and value through AppTest and the
+engine. For the record, Chromium on the same image and step showed Mean Dice 0.6605 ->
+0.6534 and sent a fragment rerun with the same 20 widget states, page hash and
+fragment id this client sends.
+"""
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from app_support import state  # noqa: E402
+from cellseg_core import read_image, read_mask, score_labels, segment  # noqa: E402
+from cellseg_core.presets import get_preset  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+for _dir in ("tests", "benchmarks"):
+    if str(REPO / _dir) not in sys.path:
+        sys.path.insert(0, str(REPO / _dir))
+from test_browser import start_streamlit, stop_streamlit  # noqa: E402
+from ws_client import StreamlitClient  # noqa: E402
+
+IMAGE_ID = "007"
+T_NUC = state.widget_key("threshold.t_nuc")
+HARNESS = f"""
+import runpy
+from app_support import sources
+sources.shared_sidebar()
+runpy.run_path({str(REPO / "pages" / "explore.py")!r}, run_name="__main__")
+"""
+
+
+async def _one_update(url: str):
+    async with StreamlitClient(url, timeout=30) as client:
+        opened = await client.open(f"dataset=voced&image={IMAGE_ID}")
+        wid = client.find_widget("slider", key=T_NUC)
+        assert client.widget(wid).label.startswith("Nucleus below")
+        start = client.widget(wid).value[0]
+        value = client.next_step(client.widget(wid), start)
+        message = client.rerun_message(client.widget_kinds[wid][2])
+        moved = await client.set_widget(wid, [value])
+        return client, opened, moved, start, value, message
+
+
+def _app_test_metric(voced, monkeypatch, t_nuc: float) -> str:
+    monkeypatch.setenv("CELLSEG_DATA", str(voced))
+    monkeypatch.delenv("CELLSEG_CONFIG", raising=False)
+    at = AppTest.from_string(HARNESS, default_timeout=60)
+    at.session_state[state.SOURCE_KIND] = "Dataset"
+    at.session_state[state.SOURCE_DATASET] = "voced"
+    at.session_state[state.SOURCE_ID] = IMAGE_ID
+    at.run()
+    at.slider(key=T_NUC).set_value(t_nuc)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return next(m.value for m in at.metric if m.label == "Mean Dice")
+
+
+def test_one_ws_update_changes_dice_like_the_app(voced, monkeypatch):
+    proc, url = start_streamlit({"CELLSEG_DATA": str(voced), "CELLSEG_CONFIG": ""})
+    try:
+        client, opened, moved, start, value, message = asyncio.run(
+            asyncio.wait_for(_one_update(url), 60))
+    finally:
+        stop_streamlit(proc)
+
+    assert opened.status == "finished" and moved.status == "fragment finished"
+    assert not opened.exceptions and not moved.exceptions
+    assert not opened.errors and not moved.errors
+    assert start == pytest.approx(0.3904) and value == pytest.approx(0.395)
+    # The browser's message: a fragment rerun of the Explore page with every widget.
+    rerun = message.rerun_script
+    assert rerun.fragment_id and rerun.page_script_hash
+    keys = {w.id.rsplit("-", 1)[-1] for w in rerun.widget_states.widgets}
+    assert {T_NUC, state.widget_key("threshold.t_bg"), state.SOURCE_ID} <= keys
+    assert f"threshold.t_nuc={value}" in client.query_string  # the URL the browser shows
+
+    lab02 = get_preset("lab02")
+    image = read_image(voced / "images" / f"{IMAGE_ID}.png")
+    truth = read_mask(voced / "masks" / f"{IMAGE_ID}.png")
+    before = score_labels(segment(image, lab02).labels, truth)["mean_dice"]
+    after = score_labels(segment(image, lab02.with_values({"threshold.t_nuc": value})).labels,
+                         truth)["mean_dice"]
+    assert opened.metrics["Mean Dice"] == f"{before:.4f}"
+    assert moved.metrics["Mean Dice"] == f"{after:.4f}"
+    assert moved.metrics["Mean Dice"] != opened.metrics["Mean Dice"]
+    assert moved.metrics["Mean Dice"] == _app_test_metric(voced, monkeypatch, value)
