@@ -769,6 +769,10 @@ def load_model(source):
         raise ValueError(f"{name}: model format version {version!r} is not supported by this "
                          f"cellseg (reads up to {FORMAT_VERSION}); upgrade cellseg")
     kind = header.get("kind")
+    if kind == "UNetModel":  # the deep extra: PyTorch is imported only for these files
+        from .unet import _load_unet
+
+        return _load_unet(header, data[offset + size:], name)
     if kind not in _KINDS:
         raise ValueError(f"{name}: unknown model kind {kind!r}; valid: {sorted(_KINDS)}")
     if header.get("sklearn_version") != _sklearn_version():
@@ -837,6 +841,11 @@ def add_train_arguments(parser) -> None:
     parser.add_argument("--samples-per-class", type=int, default=300, metavar="N",
                         help="pixels sampled per class and image (default 300)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--method", choices=("pixel", "unet"), default="pixel",
+                        help="pixel: the pixel classifier (default); unet: the small U-Net "
+                             "(needs the deep extra: pip install .[deep])")
+    parser.add_argument("--epochs", type=int, default=60, metavar="N",
+                        help="U-Net training epochs (default 60; --method unet only)")
 
 
 def train_command(args) -> int:
@@ -853,11 +862,16 @@ def train_command(args) -> int:
     def say(text):
         print(text, file=sys.stderr, flush=True)
 
-    channels = tuple(c.strip() for c in args.features.split(",") if c.strip())
-    settings = FeatureSettings(channels=channels, scale=args.scale)
-    model = PixelClassifier(settings, estimator=args.estimator,
-                            n_estimators=args.n_estimators,
-                            samples_per_class=args.samples_per_class)
+    if getattr(args, "method", "pixel") == "unet":
+        from .unet import UNetModel
+
+        model = UNetModel(scale=args.scale, epochs=args.epochs)
+    else:
+        channels = tuple(c.strip() for c in args.features.split(",") if c.strip())
+        settings = FeatureSettings(channels=channels, scale=args.scale)
+        model = PixelClassifier(settings, estimator=args.estimator,
+                                n_estimators=args.n_estimators,
+                                samples_per_class=args.samples_per_class)
     dataset = _open_dataset(args.dataset)
     if not dataset.has_masks:
         raise ValueError(f"{args.dataset}: has no masks to train on")

@@ -1,0 +1,79 @@
+"""The U-Net is optional: cellseg_core and scikit-learn model files never import PyTorch,
+and a U-Net file without PyTorch is refused with the install hint (no torch needed)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+_BLOCK_TORCH = """
+import sys
+class _NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("No module named 'torch' (blocked by the test)")
+sys.meta_path.insert(0, _NoTorch())
+"""
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_core_and_pixel_classifier_files_never_import_torch(tmp_path):
+    path = tmp_path / "pc.model"
+    code = f"""
+import sys
+import numpy as np
+import cellseg_core
+from cellseg_core import learn, cli, batch, optimize
+from cellseg_core.learn import PixelClassifier, FeatureSettings, load_model
+img = np.zeros((24, 24, 3), np.float32); img[6:18, 6:18] = 0.5; img[9:15, 9:15] = 0.1
+mask = np.zeros((24, 24), np.uint8); mask[6:18, 6:18] = 1; mask[9:15, 9:15] = 2
+PixelClassifier(FeatureSettings(scale=1, sigma_max=2), n_estimators=3).fit(
+    [img], [mask], rng=0).save({str(path)!r})
+model = load_model({str(path)!r})
+model.segment(img)
+for bad in (b"not a model", b"CELLSEG-MODEL\\n" + (5).to_bytes(8, "little") + b"{{}}xx"):
+    try:
+        load_model(bad)
+    except ValueError:
+        pass
+assert "torch" not in sys.modules, "torch was imported"
+print("ok")
+"""
+    done = _run(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+
+
+def test_unet_file_without_torch_is_refused_with_the_install_hint():
+    header = json.dumps({"format": "cellseg-model", "format_version": 1, "kind": "UNetModel",
+                         "payload_bytes": 3, "payload_sha256": ""}).encode()
+    code = _BLOCK_TORCH + f"""
+import hashlib, json
+from cellseg_core.learn import load_model
+from cellseg_core import unet
+assert not unet.torch_available()
+header = json.loads({header.decode()!r})
+header["payload_sha256"] = hashlib.sha256(b"abc").hexdigest()
+head = json.dumps(header).encode()
+data = b"CELLSEG-MODEL\\n" + len(head).to_bytes(8, "little") + head + b"abc"
+try:
+    load_model(data)
+except ValueError as err:
+    print(err)
+try:
+    unet.UNetModel()
+except ImportError as err:
+    print(err)
+"""
+    done = _run(code)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 2
+    assert all("install the deep extra: pip install .[deep]" in line for line in lines)
