@@ -211,7 +211,8 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--presets", nargs="+", default=list(PRESETS))
     parser.add_argument("--repeats", type=int, default=0,
-                        help="timed runs per cell (default: 21 / 7 / 5 by size)")
+                        help="timed runs per cell (default: 201 / 15 / 11 by size: millisecond timings "
+                             "need many runs for a stable median)")
     args = parser.parse_args(argv)
 
     tile, source = base_tile()
@@ -225,7 +226,7 @@ def main(argv=None) -> int:
     for size in args.sizes:
         rgb = make_image(tile, size)
         data = png_bytes(rgb)
-        repeats = args.repeats or (21 if size <= 256 else 7 if size <= 1024 else 5)
+        repeats = args.repeats or (201 if size <= 256 else 15 if size <= 1024 else 11)
         for preset in args.presets:
             core = bench_core(rgb, data, get_preset(preset), repeats)
             ref = bench_reference(rgb, data, preset, repeats)
