@@ -17,14 +17,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +28,8 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+from test_browser import start_streamlit, stop_streamlit  # noqa: E402
 
 CHROMIUM = os.environ.get("CELLSEG_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -91,36 +89,6 @@ st.image(((gray < t) * 255).astype(np.uint8))
 """
 
 
-def start(env_extra: dict, script: str = "app.py"):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", script, "--server.port", str(port),
-         "--server.headless", "true", "--server.address", "127.0.0.1",
-         "--server.fileWatcherType", "none"],
-        cwd=REPO, env={**os.environ, **env_extra}, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2):
-                return proc, url
-        except OSError:
-            time.sleep(0.3)
-    stop(proc)
-    raise RuntimeError("streamlit did not start")
-
-
-def stop(proc) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-
-
 def wait_idle(page, timeout=120_000) -> None:
     page.wait_for_function(
         "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
@@ -174,13 +142,14 @@ def main(argv=None) -> int:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             page = browser.new_page(viewport={"width": 1600, "height": 1200})
             for label, script, is_bare in runs:
-                proc, url = start({"CELLSEG_DATA": tmp}, script)
+                proc, url = start_streamlit({"CELLSEG_DATA": tmp}, script=script,
+                                            timeout=120)
                 try:
                     for size in args.sizes:
                         rows.append((label, size, measure(page, url, dataset, size,
                                                           args.repeats, bare=is_bare)))
                 finally:
-                    stop(proc)
+                    stop_streamlit(proc)
             browser.close()
     print(f"\nExplore page, preset lab03v2: keyboard step on t_nuc -> new overlay drawn "
           f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")

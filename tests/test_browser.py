@@ -45,12 +45,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_streamlit(env_extra: dict | None = None, *, timeout: float = 60.0):
-    """Start ``streamlit run app.py`` on a free port; return (process, base URL)."""
+def start_streamlit(env_extra: dict | None = None, *, timeout: float = 60.0,
+                    script: str = "app.py"):
+    """Start ``streamlit run <script>`` on a free port; return (process, base URL).
+
+    The benchmarks use it too (a bare baseline page as `script` in bench_ui).
+    """
     port = free_port()
     env = {**os.environ, **(env_extra or {})}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+        [sys.executable, "-m", "streamlit", "run", script, "--server.port", str(port),
          "--server.headless", "true", "--server.address", "127.0.0.1",
          "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
