@@ -157,8 +157,11 @@ def _work(run: Run, target, args, kwargs) -> None:
 
 
 def start(page: str, label: str, target, *args, config: dict | None = None,
-          **kwargs) -> tuple[Run | None, str]:
+          **kwargs) -> Run | None:
     """Start ``target(run, *args, **kwargs)`` in a background thread.
+
+    Only one run per session at a time: while one is going, a warning naming it is
+    shown instead and None is returned.
 
     Parameters
     ----------
@@ -173,14 +176,14 @@ def start(page: str, label: str, target, *args, config: dict | None = None,
 
     Returns
     -------
-    (Run or None, str)
-        The new run and ``""``; or None and the reason when a run is already going.
+    Run or None
     """
     busy = active()
     if busy is not None:
-        return None, (f"A run is already going ({busy.label}, started on the "
-                      f"{busy.page.capitalize()} page, {busy.fraction:.0%} done): wait for "
-                      "it to finish or stop it first.")
+        st.warning(f"A run is already going ({busy.label}, started on the "
+                   f"{busy.page.capitalize()} page, {busy.fraction:.0%} done): wait for "
+                   "it to finish or stop it first.")
+        return None
     run = Run(page=page, label=label, config=dict(config or {}))
     thread = threading.Thread(target=_work, args=(run, target, args, kwargs),
                               name=f"cellseg-{page}-run", daemon=True)
@@ -188,7 +191,7 @@ def start(page: str, label: str, target, *args, config: dict | None = None,
     st.session_state[run_key(page)] = run
     st.session_state[ACTIVE] = run
     thread.start()
-    return run, ""
+    return run
 
 
 def clear(page: str) -> None:

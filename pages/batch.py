@@ -175,11 +175,9 @@ def main() -> None:
     if st.button("Run batch", key=K_RUN, type="primary", disabled=not ready):
         params, preset, method_label = method
         n = len(inputs[2]) if inputs[0] == "dataset" else len(inputs[1])
-        run, refused = runs.start(PAGE, f"batch of {n} image(s) with {method_label}",
-                                  _batch_work, inputs, params, preset=preset,
-                                  config={"name": name, "method": method_label})
-        if run is None:
-            st.warning(refused)
+        runs.start(PAGE, f"batch of {n} image(s) with {method_label}",
+                   _batch_work, inputs, params, preset=preset,
+                   config={"name": name, "method": method_label})
     run = runs.follow(PAGE, "batch", cancelled="The batch was stopped; nothing was kept.")
     if run is not None:
         _results(run)

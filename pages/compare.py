@@ -98,10 +98,8 @@ def _start(dataset, split: str, ids: list, methods: dict) -> None:
               "methods": {n: (m.to_json(indent=None) if isinstance(m, Params) else None)
                           for n, m in methods.items()}}
     label = f"compare {len(methods)} method(s) on {dataset.name} / {split}"
-    run, refused = runs.start(PAGE, label, _evaluate_all, dataset, ids, methods, known,
-                              runs.shared_cache(), config=config)
-    if run is None:
-        st.warning(refused)
+    runs.start(PAGE, label, _evaluate_all, dataset, ids, methods, known,
+               runs.shared_cache(), config=config)
 
 
 def _remember(run: runs.Run) -> None:

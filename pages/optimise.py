@@ -300,12 +300,10 @@ def main() -> None:
                   "start": setup["start_name"], "base_notes": setup["notes"]}
         label = (f"optimise {len(setup['space'])} parameter(s), {setup['n_calls']} calls on "
                  f"{ds.name}")
-        run, refused = runs.start(PAGE, label, _optimise, ds, setup["train"], setup["test"],
-                                  setup["space"], setup["base"], setup["start"],
-                                  setup["n_calls"], setup["seed"], runs.shared_cache(),
-                                  config=config)
-        if run is None:
-            st.warning(refused)
+        runs.start(PAGE, label, _optimise, ds, setup["train"], setup["test"],
+                   setup["space"], setup["base"], setup["start"],
+                   setup["n_calls"], setup["seed"], runs.shared_cache(),
+                   config=config)
     run = runs.follow(PAGE, "optimisation", stop_label="Stop (keep the best so far)")
     if run is not None:
         _results(run)

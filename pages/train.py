@@ -157,12 +157,10 @@ def train_section() -> None:
             st.error(f"Cannot train with these settings: {err}")
             model = None
         if model is not None:
-            run, refused = runs.start(
+            runs.start(
                 PAGE, f"train {name} on {len(ids)} image(s) of {ds.name}", _train_work, ds,
                 ids, test, model, int(st.session_state[K_SEED]),
                 config={"name": name, "dataset": ds.name, "n_train": len(ids)})
-            if run is None:
-                st.warning(refused)
     run = runs.follow(PAGE, "training", cancelled="Training was stopped; nothing was kept.")
     if run is not None:
         _results(run)
