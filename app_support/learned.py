@@ -14,7 +14,7 @@ import numpy as np
 import streamlit as st
 
 from cellseg_core.io import tiff_bytes
-from cellseg_core.learn import IGNORE, PixelClassifier, load_model, uncertainty
+from cellseg_core.learn import IGNORE, load_model, uncertainty
 
 from . import cache, figures, runs
 
@@ -87,8 +87,9 @@ def _probabilities(digest: str, name: str, model_id: int, _model, _image):
 
 
 def probabilities(digest: str, image: np.ndarray, name: str, model):
-    """Class probabilities of a :class:`PixelClassifier` (None for other models)."""
-    if not isinstance(model, PixelClassifier):
+    """Class probabilities (M, N, 3) of a model with ``predict_proba`` (a
+    :class:`~cellseg_core.learn.PixelClassifier`, a U-Net, an ensemble); None for the others (k-means)."""
+    if not callable(getattr(model, "predict_proba", None)):
         return None
     return _probabilities(digest, name, id(model), model, image)
 

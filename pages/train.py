@@ -1,9 +1,11 @@
-"""Train: a pixel classifier (or the k-means baseline) on a dataset, or from strokes.
+"""Train: a pixel classifier, the small U-Net or the k-means baseline on a dataset, or
+a pixel classifier from strokes.
 
 1. Dataset + split + settings → a background run (:mod:`app_support.runs`) of
    ``learn.train_on_dataset`` with a progress bar, then ``optimize.evaluate`` on the
    test split → the scores, the model file to download, and the model registered for
-   Explore, Compare and Batch.
+   Explore, Compare and Batch. The U-Net (:mod:`cellseg_core.unet`) needs PyTorch, an
+   optional extra: without it the page says how to install it and offers the rest.
 2. The ilastik way: select pixels of the current image with the lasso or box tool
    for a chosen class; the classifier refits on those strokes and shows its
    prediction and its uncertainty (1 − max probability): paint next where it is bright.
@@ -11,6 +13,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from functools import partial
 
 import numpy as np
@@ -19,7 +22,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_support import figures, learned, runs, sources, state
-from cellseg_core import optimize
+from cellseg_core import optimize, unet
 from cellseg_core.learn import (CHANNELS, ESTIMATORS, FeatureSettings, KMeansBaseline,
                                 PixelClassifier, train_on_dataset, uncertainty)
 from cellseg_core.params import CleanupParams
@@ -35,8 +38,17 @@ K_NAME, K_RUN = f"{PAGE}.name", f"{PAGE}.run_button"
 K_CLASS, K_CANVAS, K_STROKES = f"{PAGE}.class", f"{PAGE}.canvas", f"{PAGE}.strokes"
 K_STROKE_RESULT, K_CLEAR = f"{PAGE}.stroke_result", f"{PAGE}.clear"
 K_REGISTER_STROKES = f"{PAGE}.register_strokes"
-KINDS = ("pixel classifier", "k-means baseline")
+K_UNET_NAME, K_EPOCHS = f"{PAGE}.unet_name", f"{PAGE}.epochs"
+K_UNET_SCALE = f"{PAGE}.unet_scale"
+PIXEL, UNET, KMEANS = "pixel classifier", "U-Net", "k-means baseline"
+KINDS = (PIXEL, UNET, KMEANS)
 KMEANS_NAME = "k-means baseline"
+SCALES = [0.125, 0.25, 0.5, 1.0]
+#: Shown instead of the U-Net's settings when PyTorch is missing.
+INSTALL_UNET = ("The U-Net needs PyTorch, an optional extra that is not installed here. "
+                "Install it with `pip install .[deep]` (in the app's environment), then "
+                "restart the app. The pixel classifier and the k-means baseline work "
+                "without it.")
 CLASSES = {"background": 0, "cytoplasm": 1, "nucleus": 2}
 STROKE_COLORS = {0: (80, 160, 255), 1: (60, 200, 60), 2: (230, 40, 160)}
 #: Scores shown after training: label -> Evaluation.summary key.
@@ -58,21 +70,41 @@ def _train_work(run: runs.Run, dataset, ids, test_ids, model, seed: int) -> dict
             run.progress(100 + int(100 * done / total), 200, f"test image {done} of {total}")
         evaluation = optimize.evaluate(dataset, test_ids, model, progress=test_progress)
     run.progress(200, 200, "done")
-    data = model.to_bytes() if isinstance(model, PixelClassifier) else None
+    savable = isinstance(model, PixelClassifier) or getattr(model, "kind", None) == unet.KIND
+    data = model.to_bytes() if savable else None
     return {"model": model, "evaluation": evaluation, "bytes": data}
 
 
 def _model_from_widgets():
-    if st.session_state[K_KIND] == KINDS[1]:
+    kind = st.session_state[K_KIND]
+    if kind == KMEANS:
         return KMeansBaseline()
+    if kind == UNET:
+        return unet.UNetModel(scale=float(st.session_state[K_UNET_SCALE]),
+                              epochs=int(st.session_state[K_EPOCHS]))
     settings = FeatureSettings(channels=tuple(st.session_state[K_CHANNELS]),
                                scale=float(st.session_state[K_SCALE]))
     return PixelClassifier(settings, estimator=st.session_state[K_ESTIMATOR],
                            n_estimators=int(st.session_state[K_N]))
 
 
+def _model_name() -> str:
+    """The name the model is registered under (Explore, Compare, Batch)."""
+    kind = st.session_state[K_KIND]
+    if kind == KMEANS:
+        return KMEANS_NAME
+    if kind == UNET:
+        return st.session_state[K_UNET_NAME].strip() or "U-Net"
+    return st.session_state[K_NAME].strip() or "classifier"
+
+
+def _file_name(name: str) -> str:
+    """A download file name for model `name` (letters, digits, ``.-_`` only)."""
+    return (re.sub(r"[^\w.-]+", "_", name).strip("._") or "model") + ".cellseg-model"
+
+
 def _dataset_form():
-    """Widgets; returns (dataset, train ids, test ids) or None."""
+    """Widgets; returns (dataset, train ids, test ids, can train) or None."""
     c1, c2, c3 = st.columns([2, 1, 1])
     ds = sources.pick_dataset(
         K_DATASET, container=c1, where=lambda d: d.has_masks and d.kind == "cytology",
@@ -92,7 +124,8 @@ def _dataset_form():
     st.session_state.setdefault(K_KIND, KINDS[0])
     kind = c1.radio("Model", KINDS, key=K_KIND)
     st.session_state.setdefault(K_NAME, "classifier")
-    if kind == KINDS[0]:
+    can_train = True
+    if kind == PIXEL:
         c1.text_input("Name", key=K_NAME, help="The name Explore, Compare and Batch show")
         st.session_state.setdefault(K_ESTIMATOR, ESTIMATORS[0])
         st.session_state.setdefault(K_N, 100)
@@ -101,15 +134,34 @@ def _dataset_form():
         c2.selectbox("Estimator", ESTIMATORS, key=K_ESTIMATOR)
         c2.number_input("Trees / iterations", 1, 500, step=10, key=K_N)
         c3.multiselect("Channels", CHANNELS, key=K_CHANNELS)
-        c3.select_slider("Working scale", [0.125, 0.25, 0.5, 1.0], key=K_SCALE,
+        c3.select_slider("Working scale", SCALES, key=K_SCALE,
                          help="VocEd is upsampled ~4× from the microscope: 0.25 sees the "
                               "same context for 1/16 of the cost")
+    elif kind == UNET:
+        if not unet.torch_available():
+            st.info(INSTALL_UNET)
+            can_train = False
+        else:
+            st.session_state.setdefault(K_UNET_NAME, "U-Net")
+            st.session_state.setdefault(K_EPOCHS, 60)
+            st.session_state.setdefault(K_UNET_SCALE, 0.25)
+            c1.text_input("Name", key=K_UNET_NAME,
+                          help="The name Explore, Compare and Batch show")
+            c2.number_input("Epochs", 1, 500, step=5, key=K_EPOCHS,
+                            help="Passes over the training images; 60 (the command line's "
+                                 "default) takes about 2.5 min for VocEd's 160 images at "
+                                 "1/4 scale on 2 cores")
+            c3.select_slider("Working scale", SCALES, key=K_UNET_SCALE,
+                             help="The network sees the image at this scale; 1/4 scored "
+                                  "best on VocEd (upsampled ~4× from the microscope)")
+            c2.caption("Course Lab 06 U-Net (32/64/128 channels, BatchNorm, cross-entropy "
+                       "+ Dice loss, flips/rot90 augmentation), on PyTorch's CPU threads.")
     else:
         c2.caption(f"Registered as “{KMEANS_NAME}”: unsupervised clusters matched to "
                    "classes, the baseline that shows what supervision adds.")
     st.session_state.setdefault(K_SEED, 0)
     c4.number_input("Seed", 0, 2**31 - 1, step=1, key=K_SEED)
-    return ds, ids[:int(limit)], test
+    return ds, ids[:int(limit)], test, can_train
 
 
 def _results(run: runs.Run) -> None:
@@ -135,7 +187,7 @@ def _results(run: runs.Run) -> None:
                                **{k: s[v] for k, v in SCORES.items()}}])
         st.dataframe(table, hide_index=True, key=f"{PAGE}.scores")
     if res["bytes"] is not None:
-        st.download_button("Download model file", res["bytes"], file_name=f"{name}.cellseg-model",
+        st.download_button("Download model file", res["bytes"], file_name=_file_name(name),
                            mime="application/octet-stream", key=f"{PAGE}.download",
                            on_click="ignore",
                            help="Use it with `cellseg segment --model FILE` or upload it in "
@@ -147,13 +199,12 @@ def train_section() -> None:
     form = _dataset_form()
     if form is None:
         return
-    ds, ids, test = form
-    if st.button("Train", key=K_RUN, type="primary"):
-        kmeans = st.session_state[K_KIND] == KINDS[1]
-        name = KMEANS_NAME if kmeans else (st.session_state[K_NAME].strip() or "classifier")
+    ds, ids, test, can_train = form
+    if st.button("Train", key=K_RUN, type="primary", disabled=not can_train):
+        name = _model_name()
         try:
             model = _model_from_widgets()
-        except ValueError as err:
+        except ValueError as err:  # also unet.MissingDeepExtra (torch gone since the check)
             st.error(f"Cannot train with these settings: {err}")
             model = None
         if model is not None:

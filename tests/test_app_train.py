@@ -188,3 +188,71 @@ def test_compare_runs_a_classifier_and_the_kmeans_baseline(demo_env, small_model
         assert run.result[name].summary["mean_dice"] == pytest.approx(expected, abs=1e-9)
     assert run.result["model:classifier"].summary["mean_dice"] > \
         run.result["model:k-means baseline"].summary["mean_dice"]
+
+
+# --- the U-Net (optional extra) --------------------------------------------------------------
+def test_without_torch_the_unet_option_says_how_to_install_it(train_app, monkeypatch):
+    from cellseg_core import unet
+
+    monkeypatch.setattr(unet, "torch_available", lambda: False)
+    at = _run(train_app)
+    assert "U-Net" in at.radio(key="train.kind").options
+    at = _run(at.radio(key="train.kind").set_value("U-Net"))
+    assert any("pip install .[deep]" in i.value for i in at.info)
+    assert at.button(key="train.run_button").disabled
+    assert "train.epochs" not in at.session_state  # no U-Net settings without torch
+    assert "train.run" not in at.session_state
+    # The other kinds still train.
+    at = _run(at.radio(key="train.kind").set_value("pixel classifier"))
+    assert not at.button(key="train.run_button").disabled
+    assert not any("pip install" in i.value for i in at.info)
+
+
+def test_the_unet_trains_in_the_background_is_scored_and_downloadable(train_app):
+    from cellseg_core import unet
+
+    if not unet.torch_available():
+        pytest.skip("PyTorch is not installed (the deep extra)")
+    at = _run(train_app)
+    at = _run(at.radio(key="train.kind").set_value("U-Net"))
+    assert at.session_state["train.epochs"] == 60 and at.session_state["train.unet_scale"] == 0.25
+    at.number_input(key="train.limit").set_value(4)
+    at.number_input(key="train.epochs").set_value(2)
+    at.text_input(key="train.unet_name").set_value("my unet")
+    at = _run(at.button(key="train.run_button").click())
+    run = at.session_state["train.run"]
+    assert run.join(timeout=120) and run.status == "done", run.error
+    assert (run.done, run.total) == (200, 200)
+    at = _run(at)
+    model = run.result["model"]
+    assert isinstance(model, unet.UNetModel)
+    assert (model.epochs, model.scale, model.epochs_run_) == (2, 0.25, 2)
+    ds = demo_datasets()["demo-cytology"]
+    expected = optimize.evaluate(ds, ds.split["test"], model).summary
+    shown = [d.value for d in at.dataframe if "mean Dice" in d.value.columns][0].iloc[0]
+    assert shown["model"] == "my unet"
+    assert shown["mean Dice"] == pytest.approx(expected["mean_dice"], abs=1e-9)
+    assert shown["test images"] == len(ds.split["test"])
+    assert at.metric[0].value == f"{expected['mean_dice']:.4f}"
+    assert any("registered as “my unet”" in s.value for s in at.success)
+    assert at.session_state[runs.LEARNED_MODELS]["my unet"] is model
+    download = at.get("download_button")
+    assert len(download) == 1 and download[0].label == "Download model file"
+    # The model file loads back (learn.load_model) into the same predictions.
+    again = load_model(run.result["bytes"])
+    assert isinstance(again, unet.UNetModel)
+    image = ds.image(ds.split["test"][0])
+    np.testing.assert_array_equal(again.segment(image).labels, model.segment(image).labels)
+    # Explore offers it like the pixel classifier, with its uncertainty map.
+    ex = _run(AppTest.from_string(_harness("explore.py"), default_timeout=60))
+    ex.session_state[runs.LEARNED_MODELS] = {"my unet": model}
+    ex = _run(ex)
+    ex = _run(ex.selectbox(key="explore.model").set_value("my unet"))
+    source = ex.session_state[state.SOURCE_CURRENT]
+    from cellseg_core.metrics import score_labels
+
+    dice = score_labels(model.segment(source.image).labels, source.mask)["mean_dice"]
+    assert ex.metric[0].value == f"{dice:.4f}"
+    assert learned.probabilities(source.digest, source.image, "my unet", model).shape == (
+        *source.shape[:2], 3)
+
