@@ -231,6 +231,10 @@ def _on_select(digest: str, shape: tuple, step: int) -> None:
     """Callback of the canvas: the selected grid points become a stroke of the class."""
     event = st.session_state.get(K_CANVAS) or {}
     points = (event.get("selection") or {}).get("points") or []
+    # The grid markers (trace 1) sit at the centres of their step x step blocks;
+    # points_to_pixels wants the blocks' top-left corners.
+    points = [{"x": p["x"] - step / 2, "y": p["y"] - step / 2} for p in points
+              if p.get("curve_number", 1) == 1 and "x" in p and "y" in p]
     if not points:
         return
     rows, cols = learned.points_to_pixels(points, step, shape)
