@@ -256,3 +256,38 @@ def test_the_unet_trains_in_the_background_is_scored_and_downloadable(train_app)
     assert learned.probabilities(source.digest, source.image, "my unet", model).shape == (
         *source.shape[:2], 3)
 
+
+
+def test_two_registered_models_combine_into_a_scored_ensemble(train_app, small_model):
+    from cellseg_core.learn import KMeansBaseline
+    from cellseg_core.unet import ProbabilityEnsemble
+
+    ds = demo_datasets()["demo-cytology"]
+    ids = ds.split["train"][3:6]
+    other = PixelClassifier(FeatureSettings(scale=0.5, channels=("gray",)), n_estimators=10,
+                            estimator="forest")
+    other.fit([ds.image(i) for i in ids], [ds.mask(i) for i in ids], rng=1)
+    at = _run(train_app)
+    assert not at.expander  # fewer than two models: nothing to combine
+    at.session_state[runs.LEARNED_MODELS] = {"a": small_model, "k-means baseline":
+                                             KMeansBaseline(), "b": other}
+    at = _run(at)
+    members = at.multiselect(key="train.ensemble_members")
+    assert members.options == ["a", "b"]  # k-means has no probabilities
+    assert at.button(key="train.combine_button").disabled
+    at = _run(members.set_value(["a", "b"]))
+    at = _run(at.button(key="train.combine_button").click())
+    run = at.session_state["train.run"]
+    assert run.join(timeout=60) and run.status == "done", run.error
+    at = _run(at)
+    model = at.session_state[runs.LEARNED_MODELS]["ensemble: a + b"]
+    assert isinstance(model, ProbabilityEnsemble) and model.models == [small_model, other]
+    image = ds.image(ds.ids[0])
+    np.testing.assert_allclose(model.predict_proba(image), 0.5 * small_model.predict_proba(
+        image) + 0.5 * other.predict_proba(image), atol=1e-6)
+    expected = optimize.evaluate(ds, ds.split["test"], model).summary
+    shown = [d.value for d in at.dataframe if "mean Dice" in d.value.columns][0].iloc[0]
+    assert shown["model"] == "ensemble: a + b"
+    assert shown["mean Dice"] == pytest.approx(expected["mean_dice"], abs=1e-9)
+    assert any("Combined a + b" in s.value for s in at.success)
+    assert not at.get("download_button")
