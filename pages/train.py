@@ -199,7 +199,9 @@ def _results(run: runs.Run) -> None:
         c[0].metric("Test mean Dice", f"{s['mean_dice']:.4f}")
         c[1].metric("Dice cytoplasm", f"{s['dice_cytoplasm']:.4f}")
         c[2].metric("Dice nucleus", f"{s['dice_nucleus']:.4f}")
-        c[3].metric("N/C R²", f"{s['nc_r2']:.3f}")
+        c[3].metric("N/C R²", f"{s['nc_r2']:.3f}" if np.isfinite(s["nc_r2"]) else "—",
+                    help=None if np.isfinite(s["nc_r2"]) else
+                    "Undefined: too few test images with a predicted N/C ratio")
         table = pd.DataFrame([{"model": name, "test images": s["n_images"],
                                **{k: s[v] for k, v in SCORES.items()}}])
         st.dataframe(table, hide_index=True, key=f"{PAGE}.scores")
@@ -373,7 +375,8 @@ def strokes_section() -> None:
 
 
 st.title("Train")
-st.caption("Teach a pixel classifier: on a dataset's masks, or with a few strokes.")
+st.caption("Teach a pixel classifier or a small U-Net on a dataset's masks, or a pixel "
+           "classifier with a few strokes.")
 train_section()
 st.divider()
 strokes_section()

@@ -234,6 +234,8 @@ def test_the_unet_trains_in_the_background_is_scored_and_downloadable(train_app)
     assert shown["mean Dice"] == pytest.approx(expected["mean_dice"], abs=1e-9)
     assert shown["test images"] == len(ds.split["test"])
     assert at.metric[0].value == f"{expected['mean_dice']:.4f}"
+    r2 = expected["nc_r2"]  # undefined (NaN) when too few images get a cytoplasm: a dash
+    assert at.metric[3].value == (f"{r2:.3f}" if np.isfinite(r2) else "—")
     assert any("registered as “my unet”" in s.value for s in at.success)
     assert at.session_state[runs.LEARNED_MODELS]["my unet"] is model
     download = at.get("download_button")
