@@ -257,6 +257,16 @@ def test_the_unet_trains_in_the_background_is_scored_and_downloadable(train_app)
     assert ex.metric[0].value == f"{dice:.4f}"
     assert learned.probabilities(source.digest, source.image, "my unet", model).shape == (
         *source.shape[:2], 3)
+    # Compare runs it on the test split like any method.
+    cmp = _run(AppTest.from_string(_harness("compare.py"), default_timeout=60))
+    cmp.session_state[runs.LEARNED_MODELS] = {"my unet": model}
+    cmp = _run(cmp)
+    cmp.multiselect(key="compare.methods").set_value(["model:my unet"])
+    cmp = _run(cmp.button(key="compare.run_button").click())
+    compared = cmp.session_state["compare.run"]
+    assert compared.join(timeout=60) and compared.status == "done", compared.error
+    assert compared.result["model:my unet"].summary["mean_dice"] == pytest.approx(
+        expected["mean_dice"], abs=1e-9)
 
 
 
