@@ -303,3 +303,24 @@ def test_two_registered_models_combine_into_a_scored_ensemble(train_app, small_m
     assert shown["mean Dice"] == pytest.approx(expected["mean_dice"], abs=1e-9)
     assert any("Combined a + b" in s.value for s in at.success)
     assert not at.get("download_button")
+
+
+def test_stopping_a_unet_training_keeps_nothing(train_app):
+    from cellseg_core import unet
+
+    if not unet.torch_available():
+        pytest.skip("PyTorch is not installed (the deep extra)")
+    at = _run(train_app)
+    at = _run(at.radio(key="train.kind").set_value("U-Net"))
+    at.number_input(key="train.limit").set_value(2)
+    at.number_input(key="train.epochs").set_value(500)
+    at = _run(at.button(key="train.run_button").click())
+    run = at.session_state["train.run"]
+    run.cancel()  # what the Stop button does; the work stops after its current epoch
+    assert run.join(timeout=60) and run.status == "cancelled"
+    assert run.done < 100  # far from 500 epochs
+    at = _run(at)
+    assert any("Training was stopped" in i.value for i in at.info)
+    assert runs.LEARNED_MODELS not in at.session_state or not at.session_state[
+        runs.LEARNED_MODELS]
+    assert not at.get("download_button")
