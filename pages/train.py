@@ -71,9 +71,18 @@ def _train_work(run: runs.Run, dataset, ids, test_ids, model, seed: int) -> dict
             run.progress(100 + int(100 * done / total), 200, f"test image {done} of {total}")
         evaluation = optimize.evaluate(dataset, test_ids, model, progress=test_progress)
     run.progress(200, 200, "done")
-    savable = isinstance(model, PixelClassifier) or getattr(model, "kind", None) == unet.KIND
-    data = model.to_bytes() if savable else None
-    return {"model": model, "evaluation": evaluation, "bytes": data}
+    return {"model": model, "evaluation": evaluation, "bytes": _model_file(model)}
+
+
+def _model_file(model) -> bytes | None:
+    """The model file of `model` (``learn.load_model`` reads it), or None when its kind
+    has none (the k-means baseline; an ensemble of a model without one)."""
+    if not callable(getattr(model, "to_bytes", None)):
+        return None
+    try:
+        return model.to_bytes()
+    except ValueError:
+        return None
 
 
 def _combine_work(run: runs.Run, dataset, test_ids, model) -> dict:
@@ -84,7 +93,7 @@ def _combine_work(run: runs.Run, dataset, test_ids, model) -> dict:
             run.progress(int(200 * done / total), 200, f"test image {done} of {total}")
         evaluation = optimize.evaluate(dataset, test_ids, model, progress=test_progress)
     run.progress(200, 200, "done")
-    return {"model": model, "evaluation": evaluation, "bytes": None}
+    return {"model": model, "evaluation": evaluation, "bytes": _model_file(model)}
 
 
 def _model_from_widgets():
@@ -212,7 +221,7 @@ def _results(run: runs.Run) -> None:
                            help="Use it with `cellseg segment --model FILE` or upload it in "
                                 "Explore")
     elif config.get("members"):
-        st.caption("An ensemble has no model file of its own: download its members.")
+        st.caption("No model file for this ensemble: download its members.")
 
 
 def train_section() -> None:
