@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from cellseg_core import Segmentation, learn
-from cellseg_core.learn import (FeatureSettings, KMeansBaseline, PixelClassifier, load_model,
-                                pixel_features, train_on_dataset)
+from cellseg_core.learn import (FeatureSettings, KMeansBaseline, MeanShiftBaseline,
+                                PixelClassifier, load_model, pixel_features, train_on_dataset)
 from cellseg_core.params import CleanupParams
 
 SEED = 20240
@@ -147,6 +147,80 @@ def test_progress_is_reported():
     assert seen[-1] == 1.0 and seen == sorted(seen) and len(seen) == 3
 
 
+# --- auto-context ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def context_model():
+    images, masks = _toy(n=4)
+    model = PixelClassifier(FeatureSettings(scale=1.0, sigma_max=4), n_estimators=15,
+                            auto_context=True, context_sigma_max=4, cleanup=CleanupParams())
+    return model.fit(images, masks, rng=SEED), images, masks
+
+
+def test_auto_context_two_stages_out_of_fold(context_model):
+    model, images, masks = context_model
+    assert len(model.stage1_) == 2  # one stage-1 classifier per fold
+    # Stage 2 sees the features plus 3 probabilities and their features (3 sigmas x 4
+    # families x 3 classes).
+    n_features = pixel_features(images[0], model.settings).shape[-1]
+    assert model.model_.n_features_in_ == n_features + 3 + 3 * 3 * 4
+    test_images, test_masks = _toy(n=2, seed=5)
+    seg = model.segment(test_images[0])
+    assert (seg.labels == test_masks[0]).mean() > 0.95
+    np.testing.assert_allclose(model.predict_proba(test_images[1]).sum(-1), 1, atol=1e-5)
+    assert "auto-context" in repr(model)
+
+
+def test_auto_context_one_image_fits_in_sample():
+    # One image (e.g. painted strokes) cannot be split into folds: stage 1 is fitted
+    # on it and its own probabilities feed stage 2.
+    images, masks = _toy(n=1)
+    model = PixelClassifier(FeatureSettings(scale=1, sigma_max=2), n_estimators=5,
+                            auto_context=True, context_sigma_max=2).fit(images, masks, rng=0)
+    assert len(model.stage1_) == 1
+    assert (model.segment(images[0]).labels == masks[0]).mean() > 0.9
+
+
+def test_auto_context_refuses_bad_settings():
+    with pytest.raises(ValueError, match="context_folds"):
+        PixelClassifier(auto_context=True, context_folds=1)
+    with pytest.raises(ValueError, match="context_sigma_max"):
+        PixelClassifier(auto_context=True, context_sigma_max=0)
+
+
+def test_auto_context_save_load_identical(context_model, tmp_path):
+    model, images, _ = context_model
+    loaded = load_model(model.save(tmp_path / "ac.model"))
+    assert isinstance(loaded, PixelClassifier) and loaded.auto_context
+    assert loaded.config == model.config and len(loaded.stage1_) == 2
+    assert np.array_equal(loaded.predict_proba(images[0]), model.predict_proba(images[0]))
+    assert np.array_equal(load_model(model.to_bytes()).segment(images[1]).labels,
+                          model.segment(images[1]).labels)
+
+
+def test_auto_context_header_payload_mismatch_refused(context_model, toy_model, tmp_path):
+    context, _, _ = context_model
+    plain, _, _ = toy_model
+    # Header of an auto-context model around one estimator, and the reverse.
+    one = learn._write_model(tmp_path / "one", "PixelClassifier", context._header(),
+                             plain.model_)
+    with pytest.raises(ValueError, match="corrupted model file.*one stage"):
+        load_model(one)
+    two = learn._write_model(tmp_path / "two", "PixelClassifier", plain._header(),
+                             context._payload())
+    with pytest.raises(ValueError, match="corrupted model file"):
+        load_model(two)
+
+
+def test_format_1_files_still_load(toy_model, tmp_path, monkeypatch):
+    model, images, _ = toy_model
+    monkeypatch.setattr(learn, "FORMAT_VERSION", 1)
+    path = model.save(tmp_path / "v1")
+    monkeypatch.undo()
+    assert np.array_equal(load_model(path).predict_proba(images[0]),
+                          model.predict_proba(images[0]))
+
+
 # --- model files --------------------------------------------------------------------------
 
 def test_save_load_identical_prediction(toy_model, tmp_path):
@@ -250,6 +324,31 @@ def test_match_clusters_without_replacement():
     assert list(mapping) == [0, 2, 1, 2]
 
 
+def test_mean_shift_toy_and_oracle():
+    images, masks = _toy(n=3)
+    base = MeanShiftBaseline(scale=1.0).fit(images, masks, rng=0)
+    assert 1 <= base.n_clusters <= base.max_clusters and base.bandwidth_ > 0
+    seg = base.segment(images[0])
+    assert isinstance(seg, Segmentation) and seg.labels.shape == masks[0].shape
+    # Three well separated grey levels: three modes, one per class.
+    assert (seg.labels == masks[0]).mean() > 0.9
+    assert (base.segment(images[0], truth=masks[0]).labels == masks[0]).mean() > 0.9
+    assert seg.thresholds["model"].startswith("MeanShiftBaseline/K=")
+    fewer = MeanShiftBaseline(scale=1.0, max_clusters=2).fit(images, masks, rng=0)
+    assert fewer.n_clusters == 2
+    assert set(np.unique(fewer.segment(images[0]).labels)) <= {0, 1, 2}
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"bandwidth": 0}, "bandwidth"), ({"quantile": 0}, "quantile"),
+    ({"max_clusters": 0}, "max_clusters"), ({"scale": 2}, "scale")])
+def test_mean_shift_refuses_bad_settings(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MeanShiftBaseline(**kwargs)
+    with pytest.raises(ValueError, match="not fitted"):
+        MeanShiftBaseline().segment(np.zeros((8, 8, 3)))
+
+
 # --- VocEd --------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -281,6 +380,15 @@ def test_kmeans_on_voced_plausible_band(voced_dataset):
     base = train_on_dataset(ds, ds.split["train"][:40], model=KMeansBaseline(4), rng=SEED)
     scores = evaluate(ds, ds.split["test"], base, cache={}).summary
     # Far below the supervised classifier, far above chance.
+    assert 0.3 <= scores["mean_dice"] <= 0.8, scores
+
+
+def test_mean_shift_on_voced_plausible_band(voced_dataset):
+    from cellseg_core.optimize import evaluate
+
+    ds = voced_dataset
+    base = train_on_dataset(ds, ds.split["train"][:40], model=MeanShiftBaseline(), rng=SEED)
+    scores = evaluate(ds, ds.split["test"], base, cache={}).summary
     assert 0.3 <= scores["mean_dice"] <= 0.8, scores
 
 
