@@ -15,6 +15,9 @@ upsampled back, optionally averaged over the 8 flips/rotations (test-time
 augmentation), then argmax and the engine's clean-up, as for
 :class:`~cellseg_core.learn.PixelClassifier`.
 
+:class:`ProbabilityEnsemble` averages the probabilities of several models (a U-Net and
+an auto-context pixel classifier: the best method on VocEd) and is saved as one file.
+
 Model files use the container of :mod:`cellseg_core.learn` (magic line, JSON header
 with kind ``UNetModel``, payload checksum); the payload is a ``torch.save`` state dict
 read back with ``torch.load(weights_only=True)`` (tensors only, no arbitrary pickle).
@@ -35,8 +38,8 @@ from .io import as_float_image, write_bytes_atomic
 from .params import CleanupParams, Params
 from .pipeline import Segmentation
 
-__all__ = ["KIND", "INSTALL_HINT", "MissingDeepExtra", "torch_available", "UNetModel",
-           "ProbabilityEnsemble"]
+__all__ = ["KIND", "KIND_ENSEMBLE", "INSTALL_HINT", "MissingDeepExtra", "torch_available",
+           "UNetModel", "ProbabilityEnsemble"]
 
 #: The ``kind`` of U-Net model files.
 KIND = "UNetModel"
@@ -420,14 +423,22 @@ def _load_unet(header: dict, payload: bytes, name: str) -> UNetModel:
 
 
 class ProbabilityEnsemble:
-    """Average of the full-scale class probabilities of several models, then argmax and
-    the engine's clean-up (e.g. a U-Net and a pixel classifier).
+    """Weighted average of the full-scale class probabilities of several models, then
+    argmax and the engine's clean-up (e.g. a U-Net and a pixel classifier).
+
+    :meth:`fit` fits every member on the same images; :meth:`save` writes one model
+    file (kind ``ProbabilityEnsemble``) that holds each member's own file, so
+    :func:`cellseg_core.learn.load_model` checks each member as it would alone: a
+    member U-Net without PyTorch is refused with the install hint, a pixel classifier
+    from another scikit-learn version with the version message.
 
     Parameters
     ----------
     models : sequence
-        Fitted models with ``predict_proba(image) -> (M, N, 3)``.
+        Models with ``predict_proba(image) -> (M, N, 3)`` (fitted, or fitted by
+        :meth:`fit`): :class:`~cellseg_core.learn.PixelClassifier`, :class:`UNetModel`.
     weights : sequence of float, optional
+        Default: equal weights.
     cleanup : CleanupParams, optional
     """
 
@@ -444,8 +455,33 @@ class ProbabilityEnsemble:
             raise ValueError(f"`weights` must be {len(self.models)} non-negative numbers")
         self.weights = w / w.sum()
         self.cleanup = DEFAULT_CLEANUP if cleanup is None else cleanup
+        self.fit_seconds_ = None
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{w:.2f} x {m!r}" for w, m in zip(self.weights, self.models))
+        return f"ProbabilityEnsemble({parts})"
+
+    def fit(self, images, masks, *, rng=None, progress=None) -> "ProbabilityEnsemble":
+        """Fit every member on `images` / `masks`, one after the other.
+
+        ``progress(fraction, message)`` gets each member's progress, in equal parts.
+        """
+        start = time.perf_counter()
+        images, masks = list(images), list(masks)
+        gen = np.random.default_rng(rng)
+        n = len(self.models)
+        for k, model in enumerate(self.models):
+            sub = None
+            if progress is not None:
+                def sub(fraction, message, k=k, model=model):
+                    progress((k + min(fraction, 1.0)) / n,
+                             f"{type(model).__name__} ({k + 1}/{n}): {message}")
+            model.fit(images, masks, rng=int(gen.integers(2**31 - 1)), progress=sub)
+        self.fit_seconds_ = time.perf_counter() - start
+        return self
 
     def predict_proba(self, image):
+        """Weighted mean of the members' (M, N, 3) probabilities."""
         return sum(w * m.predict_proba(image) for w, m in zip(self.weights, self.models))
 
     def segment(self, image) -> Segmentation:
@@ -454,3 +490,72 @@ class ProbabilityEnsemble:
         proba = self.predict_proba(image)
         return _learned_segmentation(proba, proba.argmax(-1).astype(np.uint8), self.cleanup,
                                      {"model": "ProbabilityEnsemble"})
+
+    # --- files ---------------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        """One model file: learn's container; the payload is the members' own files."""
+        from . import __version__
+        from .learn import _MAGIC, FORMAT, FORMAT_VERSION
+
+        members = []
+        for k, model in enumerate(self.models):
+            if not hasattr(model, "to_bytes") or isinstance(model, ProbabilityEnsemble):
+                raise ValueError(f"`models[{k}]` ({type(model).__name__}) cannot be saved in "
+                                 "an ensemble file")
+            members.append(model.to_bytes())
+        payload = b"".join(members)
+        header = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": self.kind,
+                  "numpy_version": np.__version__, "cellseg_version": __version__,
+                  "payload_sha256": hashlib.sha256(payload).hexdigest(),
+                  "payload_bytes": len(payload),
+                  "members": [{"kind": m.kind, "bytes": len(b)}
+                              for m, b in zip(self.models, members)],
+                  "weights": self.weights.tolist(),
+                  "cleanup": Params(cleanup=self.cleanup).to_dict()["cleanup"],
+                  "fit_seconds": self.fit_seconds_}
+        head = json.dumps(header).encode()
+        return _MAGIC + len(head).to_bytes(8, "little") + head + payload
+
+    def save(self, path) -> Path:
+        """Write :meth:`to_bytes` to `path` (atomically)."""
+        path = Path(path)
+        write_bytes_atomic(path, self.to_bytes())
+        return path
+
+
+def _load_ensemble(header: dict, payload: bytes, name: str) -> ProbabilityEnsemble:
+    """Build a :class:`ProbabilityEnsemble` from a file's header and payload (called by
+    :func:`cellseg_core.learn.load_model`); each member goes through ``load_model``."""
+    from .learn import load_model
+
+    if (len(payload) != header.get("payload_bytes")
+            or hashlib.sha256(payload).hexdigest() != header.get("payload_sha256")):
+        raise ValueError(f"{name}: corrupted model file (checksum mismatch: truncated or "
+                         "modified)")
+    try:
+        members = header["members"]
+        sizes = [int(m["bytes"]) for m in members]
+        kinds = [m["kind"] for m in members]
+        cleanup = Params.from_dict({"cleanup": header["cleanup"]}).cleanup
+        weights = header["weights"]
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{name}: corrupted model file (ensemble header: {err})") from None
+    if sum(sizes) != len(payload) or not sizes or any(k == KIND_ENSEMBLE for k in kinds):
+        raise ValueError(f"{name}: corrupted model file (ensemble members do not add up)")
+    models, offset = [], 0
+    for k, (size, kind) in enumerate(zip(sizes, kinds)):
+        part = payload[offset:offset + size]
+        offset += size
+        try:
+            models.append(load_model(part))
+        except MissingDeepExtra as err:
+            raise MissingDeepExtra(f"{name}: member {k + 1} ({kind}): {err}") from None
+        except ValueError as err:
+            raise ValueError(f"{name}: member {k + 1} ({kind}): {err}") from None
+    ensemble = ProbabilityEnsemble(models, weights, cleanup)
+    ensemble.fit_seconds_ = header.get("fit_seconds")
+    return ensemble
+
+
+#: The ``kind`` of ensemble model files.
+KIND_ENSEMBLE = ProbabilityEnsemble.kind

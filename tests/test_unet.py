@@ -127,3 +127,75 @@ def test_cli_train_method_unet_then_evaluate(voced, tmp_path, capsys):
     assert isinstance(load_model(out), UNetModel)
     assert main(["evaluate", str(voced), "--split", "test", "--model", str(out), "--json"]) == 0
     assert '"n_images": 40' in capsys.readouterr().out
+
+
+# --- the ensemble as one model file --------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def toy_ensemble(toy_unet):
+    unet, images, masks = toy_unet
+    pc = PixelClassifier(FeatureSettings(scale=1, sigma_max=4), n_estimators=10,
+                         auto_context=True, context_sigma_max=4, cleanup=CleanupParams())
+    pc.fit(images, masks, rng=0)
+    return ProbabilityEnsemble([pc, unet], weights=[0.5, 0.5], cleanup=CleanupParams())
+
+
+def test_ensemble_file_round_trip(toy_ensemble, toy_unet, tmp_path):
+    ens = toy_ensemble
+    images = toy_unet[1]
+    path = ens.save(tmp_path / "ens.model")
+    loaded = load_model(path)
+    assert isinstance(loaded, ProbabilityEnsemble)
+    assert [type(m) for m in loaded.models] == [PixelClassifier, UNetModel]
+    assert loaded.models[0].auto_context and loaded.cleanup == ens.cleanup
+    np.testing.assert_allclose(loaded.weights, ens.weights)
+    np.testing.assert_array_equal(loaded.predict_proba(images[0]), ens.predict_proba(images[0]))
+    np.testing.assert_array_equal(load_model(path.read_bytes()).segment(images[1]).labels,
+                                  ens.segment(images[1]).labels)
+
+
+def test_ensemble_file_refusals(toy_ensemble, tmp_path, monkeypatch):
+    from cellseg_core import learn
+
+    data = toy_ensemble.to_bytes()
+    with pytest.raises(ValueError, match="corrupted model file"):
+        load_model(data[:-10])
+    flipped = bytearray(data)
+    flipped[-5000] ^= 0xFF
+    with pytest.raises(ValueError, match="checksum"):
+        load_model(bytes(flipped))
+    # A member from another scikit-learn version is refused as it would be alone.
+    monkeypatch.setattr(learn, "_sklearn_version", lambda: "0.0.1")
+    with pytest.raises(ValueError, match=r"member 1 \(PixelClassifier\).*scikit-learn"):
+        load_model(data)
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="cannot be saved"):
+        ProbabilityEnsemble([toy_ensemble]).to_bytes()
+
+
+def test_ensemble_fit_fits_every_member():
+    images, masks = _toy(n=4)
+    ens = ProbabilityEnsemble([
+        PixelClassifier(FeatureSettings(scale=1, sigma_max=2), n_estimators=5),
+        UNetModel(scale=0.5, epochs=2, batch_size=2)])
+    seen = []
+    ens.fit(images, masks, rng=0, progress=lambda f, m: seen.append((f, m)))
+    assert all(m.fit_seconds_ is not None for m in ens.models) and ens.fit_seconds_ > 0
+    assert seen[-1][0] == 1.0 and [f for f, _ in seen] == sorted(f for f, _ in seen)
+    assert any("UNetModel (2/2)" in m for _, m in seen)
+    assert ens.segment(images[0]).labels.shape == masks[0].shape
+
+
+def test_cli_train_method_ensemble_one_file(voced, tmp_path, capsys):
+    from cellseg_core.cli import main
+
+    out = tmp_path / "voced.ensemble"
+    assert main(["train", str(voced), "--out", str(out), "--method", "ensemble",
+                 "--auto-context", "--limit", "4", "--epochs", "1", "--n-estimators", "5",
+                 "--seed", "3"]) == 0
+    captured = capsys.readouterr()
+    assert "ProbabilityEnsemble" in captured.err and "mean_dice" in captured.out
+    model = load_model(out)
+    assert isinstance(model, ProbabilityEnsemble)
+    assert [type(m) for m in model.models] == [PixelClassifier, UNetModel]
+    assert model.models[0].auto_context

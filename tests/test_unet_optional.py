@@ -77,3 +77,38 @@ except ImportError as err:
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 2
     assert all("install the deep extra: pip install .[deep]" in line for line in lines)
+
+
+def test_ensemble_with_a_unet_without_torch_is_refused_with_the_install_hint(tmp_path):
+    # An ensemble file (pixel classifier + a U-Net member) built without torch: the
+    # pixel classifier member loads, the U-Net member is refused with the hint.
+    path = tmp_path / "ens.model"
+    code = _BLOCK_TORCH + f"""
+import hashlib, json
+import numpy as np
+from cellseg_core.learn import PixelClassifier, FeatureSettings, load_model
+from cellseg_core.unet import MissingDeepExtra
+img = np.zeros((24, 24, 3), np.float32); img[6:18, 6:18] = 0.5; img[9:15, 9:15] = 0.1
+mask = np.zeros((24, 24), np.uint8); mask[6:18, 6:18] = 1; mask[9:15, 9:15] = 2
+pc = PixelClassifier(FeatureSettings(scale=1, sigma_max=2), n_estimators=3).fit(
+    [img], [mask], rng=0).to_bytes()
+def container(header, payload):
+    header.update(format="cellseg-model", format_version=2, payload_bytes=len(payload),
+                  payload_sha256=hashlib.sha256(payload).hexdigest())
+    head = json.dumps(header).encode()
+    return b"CELLSEG-MODEL\\n" + len(head).to_bytes(8, "little") + head + payload
+unet = container({{"kind": "UNetModel"}}, b"abc")
+ens = container({{"kind": "ProbabilityEnsemble", "weights": [0.5, 0.5], "cleanup": {{}},
+                 "members": [{{"kind": "PixelClassifier", "bytes": len(pc)}},
+                             {{"kind": "UNetModel", "bytes": len(unet)}}]}}, pc + unet)
+try:
+    load_model(ens)
+except MissingDeepExtra as err:
+    print(err)
+import sys
+assert "torch" not in sys.modules
+"""
+    done = _run(code)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.strip()
+    assert "member 2 (UNetModel)" in out and "install the deep extra: pip install .[deep]" in out
