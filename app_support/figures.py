@@ -16,9 +16,9 @@ from PIL import Image
 
 __all__ = [
     "CLASS_NAMES", "CLASS_COLORS", "CONFUSION_COLORS", "display_step", "to_rgb8",
-    "png_data_uri", "jpeg_data_uri", "label_png_uri", "label_rgba", "boundaries", "overlay_rgb", "overlay_figure",
+    "png_data_uri", "palette_png_uri", "jpeg_data_uri", "label_png_uri", "label_rgba", "boundaries", "overlay_rgb", "overlay_figure",
     "steps_figure", "class_histograms", "histogram_figure", "error_map_rgb",
-    "error_map_figure", "instance_rgb",
+    "error_map_figure", "instance_rgb", "BARE_TEMPLATE", "CHART_OPTIONS",
 ]
 
 CLASS_NAMES = {0: "background", 1: "cytoplasm", 2: "nucleus"}
@@ -199,8 +199,11 @@ def _grid_layout(titles, *, height: int, gap: float = 0.01) -> dict:
                                     "anchor": f"y{suffix}", **({"matches": "x"} if i else {})}
         layout[f"yaxis{suffix}"] = {"showticklabels": False, "showgrid": False,
                                     "zeroline": False, "autorange": "reversed",
-                                    "anchor": f"x{suffix}", "scaleanchor": f"x{suffix}",
-                                    **({"matches": "y"} if i else {})}
+                                    "anchor": f"x{suffix}",
+                                    # one square-pixel constraint; the others follow it
+                                    # (Plotly ignores, and warns about, scaleanchor on
+                                    # an axis that also `matches`)
+                                    **({"matches": "y"} if i else {"scaleanchor": "x"})}
         layout["annotations"].append({"text": title, "x": left + width / 2, "y": 1.0,
                                       "xref": "paper", "yref": "paper", "showarrow": False,
                                       "xanchor": "center", "yanchor": "bottom",
@@ -208,8 +211,19 @@ def _grid_layout(titles, *, height: int, gap: float = 0.01) -> dict:
     return layout
 
 
+#: An empty template with transparent backgrounds: the browser re-applies a figure's
+#: template on every redraw, and the default one (~6 KB) is most of a small figure.
+#: Pages show these figures with ``theme=None`` (see :data:`CHART_OPTIONS`).
+BARE_TEMPLATE = {"layout": {"paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)"}}
+#: Keyword arguments for ``st.plotly_chart`` of the figures built here.
+CHART_OPTIONS = {"theme": None}
+
+
 def _figure(data: list, layout: dict) -> go.Figure:
-    return go.Figure({"data": data, "layout": layout})
+    """A figure from plain dicts, not validated property by property: that takes
+    longer than encoding the images (the tests validate every builder's output)."""
+    return go.Figure({"data": data, "layout": {"template": BARE_TEMPLATE, **layout}},
+                     _validate=False)
 
 
 def overlay_figure(image: np.ndarray, labels: np.ndarray, *, truth: np.ndarray | None = None,
@@ -244,19 +258,44 @@ def overlay_figure(image: np.ndarray, labels: np.ndarray, *, truth: np.ndarray |
     return _figure(data, _grid_layout(titles, height=height))
 
 
+def _gray8(array: np.ndarray) -> np.ndarray:
+    """A one-channel float image in [0, 1] as uint8 (one byte a pixel in a PNG)."""
+    return (np.clip(array, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+
+
+def palette_png_uri(indices: np.ndarray, palette: np.ndarray) -> str:
+    """A uint8 index image and an ``(n, 3)`` palette as a PNG data URI.
+
+    A palette PNG is one byte a pixel: three times less to encode and send than RGB.
+    """
+    im = Image.fromarray(np.ascontiguousarray(indices, np.uint8), mode="P")
+    im.putpalette(np.asarray(palette, np.uint8).ravel().tolist())
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", compress_level=1)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+_CLASS_PALETTE = np.array([(0, 0, 0), CLASS_COLORS[1], CLASS_COLORS[2]], np.uint8)
+#: Instance colours: index 0 black, then 255 pseudo-random colours that repeat.
+_INSTANCE_PALETTE = np.vstack([[0, 0, 0], np.random.default_rng(0).integers(
+    60, 256, size=(255, 3))]).astype(np.uint8)
+
+
 def steps_figure(seg, *, max_side: int = 384, height: int = 260) -> go.Figure:
     """The pipeline's intermediate images side by side: channel, blurred, raw
     threshold, cleaned classes, nucleus instances (zoom and pan shared)."""
     step = display_step(seg.labels.shape, max_side)
+    nuclei = _shrink(seg.nuclei, step)
+    instance_index = np.where(nuclei > 0, (nuclei - 1) % 255 + 1, 0).astype(np.uint8)
     panels = {
-        "channel": to_rgb8(_shrink(seg.channel, step)),
-        "blurred": to_rgb8(_shrink(seg.blurred, step)),
-        "raw threshold": label_rgba(_shrink(seg.raw, step))[..., :3],
-        "cleaned": label_rgba(_shrink(seg.labels, step))[..., :3],
-        "instances": instance_rgb(_shrink(seg.nuclei, step)),
+        "channel": png_data_uri(_gray8(_shrink(seg.channel, step))),
+        "blurred": png_data_uri(_gray8(_shrink(seg.blurred, step))),
+        "raw threshold": palette_png_uri(_shrink(seg.raw, step), _CLASS_PALETTE),
+        "cleaned": palette_png_uri(_shrink(seg.labels, step), _CLASS_PALETTE),
+        "instances": palette_png_uri(instance_index, _INSTANCE_PALETTE),
     }
-    data = [_image_trace(rgb, step, name, col)
-            for col, (name, rgb) in enumerate(panels.items(), start=1)]
+    data = [_image_trace(uri, step, name, col)
+            for col, (name, uri) in enumerate(panels.items(), start=1)]
     return _figure(data, _grid_layout(list(panels), height=height))
 
 

@@ -93,7 +93,7 @@ def _numbers(seg, source, params, hist) -> dict:
         c[1].metric("Nuclei", f"{summary['n_nuclei']:,}")
     with right:
         st.plotly_chart(figures.histogram_figure(hist, seg.thresholds),
-                        key=f"{PAGE}.histogram")
+                        key=f"{PAGE}.histogram", **figures.CHART_OPTIONS)
     return scores
 
 
@@ -159,7 +159,8 @@ def _results(source, params) -> None:
         source.image, seg.labels, truth=source.mask, instances=seg.nuclei, opacity=opacity,
         style=style, max_side=MAX_DISPLAY, fluorescence=fluo,
         image_uri=cache.image_uri(source.digest, source.image, step))
-    st.plotly_chart(fig, key=f"{PAGE}.overlay", config={"scrollZoom": True})
+    st.plotly_chart(fig, key=f"{PAGE}.overlay", config={"scrollZoom": True},
+                    **figures.CHART_OPTIONS)
 
     _numbers(seg, source, params, hist=cache.histograms(source.digest, source.image, params,
                                                        source.mask))
@@ -171,7 +172,8 @@ def _results(source, params) -> None:
     tabs = st.tabs(names, key=f"{PAGE}.tab", on_change="rerun")
     with tabs[0]:
         if tabs[0].open:
-            st.plotly_chart(figures.steps_figure(seg), key=f"{PAGE}.steps")
+            st.plotly_chart(figures.steps_figure(seg), key=f"{PAGE}.steps",
+                            **figures.CHART_OPTIONS)
     with tabs[1]:
         if tabs[1].open:
             table = seg.objects
@@ -185,7 +187,7 @@ def _results(source, params) -> None:
             else:
                 st.plotly_chart(figures.error_map_figure(source.image, seg.labels,
                                                          source.mask, max_side=MAX_DISPLAY),
-                                key=f"{PAGE}.errors")
+                                key=f"{PAGE}.errors", **figures.CHART_OPTIONS)
     with tabs[3]:
         if tabs[3].open:
             _try_all(source, params)
@@ -202,18 +204,22 @@ def explore(source) -> None:
         with st.expander("Learned model file"):
             learned.model_upload(PAGE)
         model = learned.model_picker(PAGE)  # None: the parameters below
+    # The results are written before the rest of the controls: the browser draws the
+    # overlay as soon as its element arrives, before it re-renders a dozen widgets.
+    params = state.current_params()  # kept current by the widgets' on_change callbacks
+    with result:
+        if model is not None:
+            learned.show_model_results(source, *model, page=PAGE, max_side=MAX_DISPLAY)
+        else:
+            _mode_hint(source, params)
+            _results(source, params)
+    with ctrl:
         controls.preset_picker(PAGE)
         controls.parameter_controls(PAGE)
         with st.expander("Save / load parameters"):
             controls.params_file_controls(PAGE)
-    params = state.current_params()
-    state.sync_query(params, state.current_preset(), source.dataset, source.image_id)
-    with result:
-        if model is not None:
-            learned.show_model_results(source, *model, page=PAGE, max_side=MAX_DISPLAY)
-            return
-        _mode_hint(source, params)
-        _results(source, params)
+    state.sync_query(state.current_params(), state.current_preset(), source.dataset,
+                     source.image_id)
 
 
 st.title("Explore")

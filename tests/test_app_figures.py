@@ -113,3 +113,64 @@ def test_error_map_colours_each_confusion():
     fig = figures.error_map_figure(np.zeros((1, 4)), pred, truth)
     names = [t.name for t in fig.data if t.type == "scatter"]
     assert names == ["cytoplasm → nucleus (1 px)", "nucleus → cytoplasm (1 px)"]
+
+
+def _builders():
+    from cellseg_core.pipeline import segment
+    from cellseg_core.presets import get_preset
+    from cellseg_core.synthetic import cytology_image
+
+    sample = cytology_image(3, size=64)
+    seg = segment(sample.image, get_preset("lab03v2"))
+    hist = figures.class_histograms(seg.blurred, sample.mask)
+    return {
+        "overlay": figures.overlay_figure(sample.image, seg.labels, truth=sample.mask,
+                                          instances=seg.nuclei, style="contour"),
+        "steps": figures.steps_figure(seg),
+        "histogram": figures.histogram_figure(hist, seg.thresholds),
+        "error map": figures.error_map_figure(sample.image, seg.labels, sample.mask),
+    }
+
+
+@pytest.mark.parametrize("name", ["overlay", "steps", "histogram", "error map"])
+def test_figures_are_valid_plotly_without_conflicting_axis_constraints(name):
+    """The builders skip plotly.py's per-property validation (it cost more than the
+    images on every slider move), so validate their output here."""
+    import plotly.graph_objects as go
+
+    fig = _builders()[name]
+    spec = fig.to_plotly_json()
+    go.Figure(spec)  # raises on any invalid property
+    assert spec["layout"]["template"] == figures.BARE_TEMPLATE
+    axes = {k: v for k, v in spec["layout"].items() if k.startswith(("xaxis", "yaxis"))}
+    # Plotly ignores (and logs a stack trace for) scaleanchor on a matched axis
+    assert not [k for k, v in axes.items() if "matches" in v and "scaleanchor" in v]
+
+
+def test_steps_figure_panels_decode_to_the_pipeline_images():
+    import base64
+    import io
+
+    from PIL import Image
+
+    from cellseg_core.pipeline import segment
+    from cellseg_core.presets import get_preset
+    from cellseg_core.synthetic import cytology_image
+
+    seg = segment(cytology_image(3, size=64).image, get_preset("lab03v2"))
+    fig = figures.steps_figure(seg)
+
+    def decoded(trace):
+        data = base64.b64decode(trace.source.split(",", 1)[1])
+        return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+    panels = {t.name: decoded(t) for t in fig.data}
+    assert list(panels) == ["channel", "blurred", "raw threshold", "cleaned", "instances"]
+    np.testing.assert_array_equal(panels["channel"][..., 0],
+                                  (np.clip(seg.channel, 0, 1) * 255 + 0.5).astype(np.uint8))
+    for name, labels in (("raw threshold", seg.raw), ("cleaned", seg.labels)):
+        for cls, color in figures.CLASS_COLORS.items():
+            assert (panels[name][labels == cls] == color).all()
+        assert (panels[name][labels == 0] == 0).all()
+    assert (panels["instances"][seg.nuclei == 0] == 0).all()
+    assert panels["instances"][seg.nuclei > 0].any(axis=1).all()
