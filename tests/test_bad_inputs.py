@@ -492,6 +492,94 @@ def test_dockerfile_has_the_required_instructions():
     assert {".git", "tests", "**/__pycache__"} <= set(ignore)
 
 
+def _dockerfile_instructions() -> list[str]:
+    text = (REPO / "Dockerfile").read_text(encoding="utf-8")
+    joined = re.sub(r"\\\n\s*", " ", text)
+    return [line.strip() for line in joined.splitlines()
+            if line.strip() and not line.strip().startswith("#")]
+
+
+def test_dockerfile_rehearsal_serves_the_app_from_only_what_it_copies(tmp_path):
+    """No Docker engine runs here (nor in CI), so rehearse the image: copy only what
+    the Dockerfile's COPY lines name (minus .dockerignore), start its CMD with its
+    ENV from that folder, pass its HEALTHCHECK command, and open the app through a
+    websocket client: no exception, the Explore page on the demo data. What this
+    cannot check: the base image and ``pip install`` inside it."""
+    import fnmatch
+    import json
+    import shlex
+    import shutil
+    import time
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from test_browser import free_port
+    from ws_client import StreamlitClient
+
+    lines = _dockerfile_instructions()
+    ignore = [p for p in (REPO / ".dockerignore").read_text(encoding="utf-8").split()]
+
+    def ignored(_dir, names):
+        return [n for n in names if any(fnmatch.fnmatch(n, p.removeprefix("**/"))
+                                        for p in ignore)]
+
+    app = tmp_path / "app"
+    app.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CELLSEG_")}
+    for line in lines:
+        word, _, rest = line.partition(" ")
+        if word == "ENV":
+            env.update(part.split("=", 1) for part in shlex.split(rest))
+        elif word == "COPY":
+            parts = [p for p in rest.split() if not p.startswith("--")]
+            dest = app / parts[-1]
+            for source in parts[:-1]:
+                src = REPO / source
+                target = dest / src.name if parts[-1].endswith("/") else dest
+                if src.is_dir():
+                    shutil.copytree(src, target, ignore=ignored)
+                else:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(src, target)
+    assert (app / "app.py").is_file() and (app / "pages").is_dir()
+
+    port = free_port()
+    cmd = json.loads(next(line for line in lines if line.startswith("CMD"))[3:])
+    assert cmd[0] == "streamlit"
+    cmd = [sys.executable, "-m", *[c.replace("8501", str(port)) for c in cmd]]
+    cmd = [c.replace("0.0.0.0", "127.0.0.1") for c in cmd]  # no outside listener in a test
+    health = shlex.split(next(line for line in lines if line.startswith("HEALTHCHECK"))
+                         .split(" CMD ", 1)[1].replace("8501", str(port)))
+    assert health[0] == "python"
+    health[0] = sys.executable
+    proc = subprocess.Popen(cmd, cwd=app, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while subprocess.run(health, capture_output=True).returncode != 0:
+            assert proc.poll() is None, proc.stdout.read().decode(errors="replace")
+            assert time.monotonic() < deadline, "the HEALTHCHECK command never passed"
+            time.sleep(0.5)
+
+        async def open_app():
+            async with StreamlitClient(f"http://127.0.0.1:{port}", timeout=60) as client:
+                return await client.open("")
+
+        import asyncio
+
+        run = asyncio.run(open_app())
+        assert not run.exceptions and not run.errors
+        headings = [el.heading.body for el in run.elements.values()
+                    if el.WhichOneof("type") == "heading"]
+        assert "Explore" in headings, headings
+        assert "Mean Dice" in run.metrics  # the demo image and its mask, segmented
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 # --- 9: a 4096² upload is shown downsampled and segmented at full size -------------------
 def test_4096_upload_is_downsampled_for_display_and_segmented_in_full(apptest):
     from PIL import Image
