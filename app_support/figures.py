@@ -8,6 +8,7 @@ axes stay in full-resolution pixel coordinates (row/column of the original image
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 
 import numpy as np
@@ -350,13 +351,19 @@ def histogram_figure(hist: dict, thresholds: dict, *, height: int = 280,
                       "text": f"{name} = {value:.3f}", "showarrow": False,
                       "yanchor": "bottom", "font": {"size": 11}})
     title = "channel histogram" + (" per true class" if len(hist["counts"]) > 1 else "")
+    # Same curves -> same datarevision: when only a threshold moves, Plotly.react
+    # redraws the lines and labels instead of recomputing every trace.
+    revision = hashlib.blake2b(b"".join(np.asarray(c, np.int64).tobytes()
+                                        for c in hist["counts"].values()),
+                               digest_size=8).hexdigest()
     layout = {"height": height, "margin": {"l": 0, "r": 0, "t": 50, "b": 0},
               "xaxis": {"title": {"text": "channel value"}, "range": [0, 1]},
               "yaxis": {"title": {"text": "pixels"}, "type": "log" if log else "linear"},
               "legend": {"orientation": "h", "x": 1, "xanchor": "right", "y": -0.25,
                          "yanchor": "top"},
               "title": {"text": title, "font": {"size": 13}},
-              "shapes": shapes, "annotations": notes}
+              "shapes": shapes, "annotations": notes, "datarevision": revision,
+              "uirevision": "keep-zoom"}
     return _figure(data, layout)
 
 

@@ -174,3 +174,13 @@ def test_steps_figure_panels_decode_to_the_pipeline_images():
         assert (panels[name][labels == 0] == 0).all()
     assert (panels["instances"][seg.nuclei == 0] == 0).all()
     assert panels["instances"][seg.nuclei > 0].any(axis=1).all()
+
+
+def test_histogram_datarevision_changes_with_the_curves_not_the_thresholds():
+    channel = np.linspace(0, 1, 400, dtype=np.float32).reshape(20, 20)
+    hist = figures.class_histograms(channel)
+    a = figures.histogram_figure(hist, {"t_nuc": 0.3, "t_bg": 0.8}).layout.datarevision
+    b = figures.histogram_figure(hist, {"t_nuc": 0.35, "t_bg": 0.8}).layout.datarevision
+    other = figures.histogram_figure(figures.class_histograms(channel ** 2),
+                                     {"t_nuc": 0.3}).layout.datarevision
+    assert a == b and a != other
