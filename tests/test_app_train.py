@@ -329,3 +329,45 @@ def test_stopping_a_unet_training_keeps_nothing(train_app):
     assert runs.LEARNED_MODELS not in at.session_state or not at.session_state[
         runs.LEARNED_MODELS]
     assert not at.get("download_button")
+
+
+def test_auto_context_and_the_mean_shift_baseline_train_from_the_page(train_app):
+    from cellseg_core.learn import MeanShiftBaseline
+
+    ds = demo_datasets()["demo-cytology"]
+    at = _run(train_app)
+    assert at.radio(key="train.kind").options == ["pixel classifier", "U-Net",
+                                                  "k-means baseline", "mean-shift baseline"]
+    at.number_input(key="train.limit").set_value(4)
+    at.number_input(key="train.n_estimators").set_value(10)
+    at.select_slider(key="train.scale").set_value(0.5)
+    at = _run(at.checkbox(key="train.auto_context").check())
+    at = _run(at.button(key="train.run_button").click())
+    run = at.session_state["train.run"]
+    assert run.join(timeout=90) and run.status == "done", run.error
+    at = _run(at)
+    model = run.result["model"]
+    assert isinstance(model, PixelClassifier) and model.auto_context
+    again = load_model(run.result["bytes"])
+    assert again.auto_context
+    image = ds.image(ds.split["test"][0])
+    np.testing.assert_array_equal(again.segment(image).labels, model.segment(image).labels)
+    expected = optimize.evaluate(ds, ds.split["test"], model).summary
+    shown = [d.value for d in at.dataframe if "mean Dice" in d.value.columns][0].iloc[0]
+    assert shown["mean Dice"] == pytest.approx(expected["mean_dice"], abs=1e-9)
+
+    # The mean-shift baseline: registered under its own name, scored, no model file.
+    at = _run(at.radio(key="train.kind").set_value("mean-shift baseline"))
+    assert any("mean-shift modes" in c.value for c in at.caption)
+    at = _run(at.button(key="train.run_button").click())
+    run = at.session_state["train.run"]
+    assert run.join(timeout=90) and run.status == "done", run.error
+    at = _run(at)
+    model = run.result["model"]
+    assert isinstance(model, MeanShiftBaseline) and model.n_clusters >= 1
+    assert at.session_state[runs.LEARNED_MODELS]["mean-shift baseline"] is model
+    expected = optimize.evaluate(ds, ds.split["test"], model).summary
+    shown = [d.value for d in at.dataframe if "mean Dice" in d.value.columns][0].iloc[0]
+    assert shown["model"] == "mean-shift baseline"
+    assert shown["mean Dice"] == pytest.approx(expected["mean_dice"], abs=1e-9)
+    assert run.result["bytes"] is None and not at.get("download_button")
