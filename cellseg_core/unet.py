@@ -15,8 +15,8 @@ upsampled back, optionally averaged over the 8 flips/rotations (test-time
 augmentation), then argmax and the engine's clean-up, as for
 :class:`~cellseg_core.learn.PixelClassifier`.
 
-:class:`ProbabilityEnsemble` averages the probabilities of several models (a U-Net and
-an auto-context pixel classifier: the best method on VocEd) and is saved as one file.
+:class:`ProbabilityEnsemble` averages the probabilities of several models (e.g. a U-Net
+and a pixel classifier) and is saved as one file (``cellseg train --method ensemble``).
 
 Model files use the container of :mod:`cellseg_core.learn` (magic line, JSON header
 with kind ``UNetModel``, payload checksum); the payload is a ``torch.save`` state dict

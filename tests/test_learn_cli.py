@@ -87,3 +87,19 @@ def test_a_foreign_model_file_is_a_usage_error(voced, tmp_path, capsys):
     bad.write_bytes(b"not a model")
     assert main(["evaluate", str(voced), "--model", str(bad)]) == 2
     assert "not a cellseg model file" in capsys.readouterr().err
+
+
+def test_train_auto_context_then_segment(voced, tmp_path, capsys):
+    out = tmp_path / "ac.model"
+    assert main(["train", str(voced), "--out", str(out), "--auto-context", "--limit", "4",
+                 "--n-estimators", "10", "--seed", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "auto-context" in captured.err and "mean_dice" in captured.out
+    model = load_model(out)
+    assert isinstance(model, PixelClassifier) and model.auto_context
+    assert len(model.stage1_) == 2  # 4 images, two folds
+    seg_out = tmp_path / "seg"
+    image = voced / "images" / "000.png"
+    assert main(["segment", str(image), "--model", str(out), "--out", str(seg_out)]) == 0
+    labels = tifffile.imread(seg_out / "labels" / "000.tif")
+    np.testing.assert_array_equal(labels, model.segment(open_dataset(voced).image("000")).labels)
