@@ -322,7 +322,8 @@ class PixelClassifier:
     auto_context : bool
         Two stages, as ilastik's auto-context: stage 2 sees the features plus the
         multiscale features of stage 1's (out-of-fold) probabilities (see :meth:`fit`).
-        About 1.7x the training time and 2x the prediction time of one stage.
+        Measured on VocEd (160 training images, 2 cores): 51 s training instead of 22 s,
+        0.33 s instead of 0.19 s per 256² image; test mean Dice 0.851 instead of 0.843.
     context_sigma_max : float
         Largest sigma (working-scale pixels) of the features of the probabilities.
     context_folds : int
