@@ -19,6 +19,7 @@ from streamlit.errors import StreamlitAPIException
 from app_support import cache, compare_figures, figures, runs, sources, state
 from app_support.assets import read_asset
 from cellseg_core import optimize
+from cellseg_core.learn import KMeansBaseline, MeanShiftBaseline, train_on_dataset
 from cellseg_core.params import Params
 from cellseg_core.presets import PRESETS
 from app_support.router import require_frame
@@ -50,6 +51,12 @@ COLUMNS = {
 }
 
 
+#: Unsupervised baselines (issue 5a: why supervision pays). They are fitted inside the
+#: comparison run on the dataset's training split (the compared images when it has
+#: none); only their matching of clusters to classes sees masks.
+BASELINES = {"baseline: k-means": KMeansBaseline, "baseline: mean-shift": MeanShiftBaseline}
+
+
 # --- methods ------------------------------------------------------------------------------
 def _uploaded_methods() -> dict:
     """Params from the uploaded JSON files; a bad file is reported and skipped."""
@@ -68,11 +75,14 @@ def method_catalogue() -> dict:
     out[EXPLORE_METHOD] = state.current_params()
     out.update(_uploaded_methods())
     out.update({f"model:{name}": model for name, model in runs.learned_models().items()})
+    out.update(BASELINES)
     return out
 
 
 def _method_key(name: str, method) -> tuple:
-    return ("params", method) if isinstance(method, Params) else ("model", name, id(method))
+    if isinstance(method, Params):
+        return ("params", method)
+    return ("baseline", name) if name in BASELINES else ("model", name, id(method))
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -84,8 +94,13 @@ def _evaluate_all(run: runs.Run, dataset, ids, methods: dict, known: dict, cache
     for j, name in enumerate(todo):
         def progress(done, n, j=j, name=name):
             run.progress(j * n + done, total, f"{name}: image {done} of {n}")
-        out[name] = optimize.evaluate(dataset, ids, methods[name], cache=cache_,
-                                      progress=progress)
+        method = methods[name]
+        if name in BASELINES:
+            fit_ids = (dataset.split or {}).get("train") or ids
+            run.progress(j * len(ids), total, f"{name}: fitting on {len(fit_ids)} images")
+            method = train_on_dataset(dataset, fit_ids, model=method(), rng=0)
+            run.config.setdefault("fitted", {})[name] = method
+        out[name] = optimize.evaluate(dataset, ids, method, cache=cache_, progress=progress)
     run.progress(total, total, "done")
     return {name: out[name] for name in methods}
 
@@ -93,7 +108,8 @@ def _evaluate_all(run: runs.Run, dataset, ids, methods: dict, known: dict, cache
 def _start(dataset, split: str, ids: list, methods: dict) -> None:
     store = st.session_state.setdefault(K_CACHE, {})
     keys = {name: (dataset.key, tuple(ids), _method_key(name, m)) for name, m in methods.items()}
-    known = {name: store[k] for name, k in keys.items() if k in store}
+    # baselines are refitted (seconds): their fitted model is needed for the worst cases
+    known = {name: store[k] for name, k in keys.items() if k in store and name not in BASELINES}
     config = {"dataset": dataset.name, "split": split, "ids": list(ids), "keys": keys,
               "methods": {n: (m.to_json(indent=None) if isinstance(m, Params) else None)
                           for n, m in methods.items()}}
@@ -226,7 +242,9 @@ def _worst_cases(ds, config: dict, results: dict) -> None:
         digest = f"ds:{ds.name}:{ds.source}:{row.id}"
         if params_json is not None:
             seg = cache.segmentation(digest, image, Params.from_json(params_json))
-        elif method in methods:
+        elif method in config.get("fitted", {}):
+            seg = config["fitted"][method].segment(image)
+        elif method in methods and method not in BASELINES:
             seg = methods[method].segment(image)
         else:
             st.info(f"{method} is no longer available")
@@ -271,7 +289,8 @@ def _setup():
     st.session_state[K_METHODS] = [m for m in st.session_state[K_METHODS] if m in catalogue]
     chosen = st.multiselect("Methods", list(catalogue), key=K_METHODS,
                             help="Presets, the parameters now set on Explore, uploaded "
-                                 "files and learned models.")
+                                 "files, learned models and two unsupervised baselines "
+                                 "(fitted on the training split when the run starts).")
     return ds, split, ids, {name: catalogue[name] for name in chosen}
 
 

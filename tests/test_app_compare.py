@@ -122,3 +122,33 @@ def test_runs_on_demo_data_without_configuration(monkeypatch):
     table = _table(_compare(at))
     assert ((table["mean Dice"] > 0.3) & (table["mean Dice"] <= 1.0)).all()
     assert not at.error
+
+
+def test_unsupervised_baselines_are_fitted_on_the_train_split_and_scored(monkeypatch):
+    """Issue 8, 5a: k-means and mean-shift sit in Compare next to the presets; the
+    scores shown equal fitting them on the training split and evaluating directly."""
+    from cellseg_core import optimize
+    from cellseg_core.datasets import demo_datasets
+    from cellseg_core.learn import KMeansBaseline, MeanShiftBaseline, train_on_dataset
+
+    monkeypatch.delenv("CELLSEG_DATA", raising=False)
+    monkeypatch.delenv("CELLSEG_CONFIG", raising=False)
+    at = _run(AppTest.from_string(HARNESS, default_timeout=120))
+    options = at.multiselect(key="compare.methods").options
+    assert {"baseline: k-means", "baseline: mean-shift"} <= set(options)
+    at.multiselect(key="compare.methods").set_value(
+        ["lab03v2", "baseline: k-means", "baseline: mean-shift"])
+    table = _table(_compare(at))
+    ds = demo_datasets()["demo-cytology"]
+    test_ids = ds.split["test"]
+    for name, cls in (("baseline: k-means", KMeansBaseline),
+                      ("baseline: mean-shift", MeanShiftBaseline)):
+        model = train_on_dataset(ds, ds.split["train"], model=cls(), rng=0)
+        expected = optimize.evaluate(ds, test_ids, model).summary["mean_dice"]
+        assert table.loc[name, "mean Dice"] == pytest.approx(expected, abs=1e-9)
+    # the worst cases of a baseline draw its own segmentations, no "Open in Explore"
+    at.session_state["compare.method"] = "baseline: k-means"
+    at.session_state["compare.tab"] = "Worst cases"
+    at = _run(at)
+    assert len(at.get("plotly_chart")) == 4
+    assert all(b.disabled for b in at.button if b.key.startswith("compare.open."))
