@@ -139,7 +139,17 @@ def _augment(torch, x, y, rng: np.random.Generator):
     return torch.stack(xs), torch.stack(ys)
 
 
-class UNetModel:
+class _ModelFile:
+    """``save(path)`` for a model that has ``to_bytes()``."""
+
+    def save(self, path) -> Path:
+        """Write :meth:`to_bytes` to `path` (atomically)."""
+        path = Path(path)
+        write_bytes_atomic(path, self.to_bytes())
+        return path
+
+
+class UNetModel(_ModelFile):
     """A small U-Net segmenter (background / cytoplasm / nucleus) with ``.segment``.
 
     Parameters
@@ -376,12 +386,6 @@ class UNetModel:
         head = json.dumps(header).encode()
         return _MAGIC + len(head).to_bytes(8, "little") + head + payload
 
-    def save(self, path) -> Path:
-        """Write :meth:`to_bytes` to `path` (atomically)."""
-        path = Path(path)
-        write_bytes_atomic(path, self.to_bytes())
-        return path
-
     @classmethod
     def load(cls, path) -> "UNetModel":
         """Read a file written by :meth:`save`; ValueError for anything else."""
@@ -422,7 +426,7 @@ def _load_unet(header: dict, payload: bytes, name: str) -> UNetModel:
     return model
 
 
-class ProbabilityEnsemble:
+class ProbabilityEnsemble(_ModelFile):
     """Weighted average of the full-scale class probabilities of several models, then
     argmax and the engine's clean-up (e.g. a U-Net and a pixel classifier).
 
@@ -515,12 +519,6 @@ class ProbabilityEnsemble:
                   "fit_seconds": self.fit_seconds_}
         head = json.dumps(header).encode()
         return _MAGIC + len(head).to_bytes(8, "little") + head + payload
-
-    def save(self, path) -> Path:
-        """Write :meth:`to_bytes` to `path` (atomically)."""
-        path = Path(path)
-        write_bytes_atomic(path, self.to_bytes())
-        return path
 
 
 def _load_ensemble(header: dict, payload: bytes, name: str) -> ProbabilityEnsemble:

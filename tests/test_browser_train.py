@@ -8,9 +8,7 @@ missing browser is a failure (as in ``test_browser.py``, whose server helpers it
 """
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import sys
 from pathlib import Path
 
@@ -23,7 +21,7 @@ pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO / "tests") not in sys.path:
     sys.path.insert(0, str(REPO / "tests"))
-from test_browser import (CHROMIUM, CHROMIUM_ARGS, start_streamlit,  # noqa: E402
+from test_browser import (CHROMIUM_ARGS, _need_chromium, start_streamlit,  # noqa: E402
                           stop_streamlit, wait_idle)
 
 from cellseg_core.datasets import demo_datasets  # noqa: E402
@@ -35,14 +33,7 @@ CLASS_NAMES = ("background", "cytoplasm", "nucleus")
 
 @pytest.fixture
 def chromium():
-    path = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
-    if not path:
-        reason = (f"no Chromium at {CHROMIUM} (install Debian's `chromium` package or set "
-                  "CELLSEG_CHROMIUM)")
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return path
+    return _need_chromium()  # skips without Chromium, fails in CI
 
 
 @pytest.fixture
