@@ -215,7 +215,11 @@ def _grid_layout(titles, *, height: int, gap: float = 0.01) -> dict:
 #: An empty template with transparent backgrounds: the browser re-applies a figure's
 #: template on every redraw, and the default one (~6 KB) is most of a small figure.
 #: Pages show these figures with ``theme=None`` (see :data:`CHART_OPTIONS`).
-BARE_TEMPLATE = {"layout": {"paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)"}}
+BARE_TEMPLATE = {"layout": {
+    "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
+    # as the default template: no tick marks (figures with tick labels ask for automargin)
+    "xaxis": {"ticks": "", "gridcolor": "#e5e5e5"},
+    "yaxis": {"ticks": "", "gridcolor": "#e5e5e5"}}}
 #: Keyword arguments for ``st.plotly_chart`` of the figures built here.
 CHART_OPTIONS = {"theme": None}
 
@@ -357,8 +361,9 @@ def histogram_figure(hist: dict, thresholds: dict, *, height: int = 280,
                                         for c in hist["counts"].values()),
                                digest_size=8).hexdigest()
     layout = {"height": height, "margin": {"l": 0, "r": 0, "t": 50, "b": 0},
-              "xaxis": {"title": {"text": "channel value"}, "range": [0, 1]},
-              "yaxis": {"title": {"text": "pixels"}, "type": "log" if log else "linear"},
+              "xaxis": {"title": {"text": "channel value"}, "range": [0, 1], "automargin": True},
+              "yaxis": {"title": {"text": "pixels"}, "type": "log" if log else "linear",
+                        "automargin": True},
               "legend": {"orientation": "h", "x": 1, "xanchor": "right", "y": -0.25,
                          "yanchor": "top"},
               "title": {"text": title, "font": {"size": 13}},
