@@ -17,8 +17,8 @@ from PIL import Image
 
 __all__ = [
     "CLASS_NAMES", "CLASS_COLORS", "CONFUSION_COLORS", "display_step", "to_rgb8",
-    "png_data_uri", "palette_png_uri", "jpeg_data_uri", "label_png_uri", "label_rgba", "boundaries", "overlay_rgb", "overlay_figure",
-    "steps_figure", "class_histograms", "histogram_figure", "error_map_rgb",
+    "png_data_uri", "palette_png_uri", "jpeg_data_uri", "label_png_uri", "label_rgba",
+    "boundaries", "overlay_rgb", "overlay_figure", "steps_figure", "class_histograms", "histogram_figure", "error_map_rgb",
     "error_map_figure", "instance_rgb", "BARE_TEMPLATE", "CHART_OPTIONS",
 ]
 
@@ -35,6 +35,10 @@ CONFUSION_COLORS = {
     (2, 1): (0, 200, 83),      # nucleus called cytoplasm
 }
 _MARGIN = dict(l=0, r=0, t=30, b=0)
+_CLASS_PALETTE = np.array([(0, 0, 0), CLASS_COLORS[1], CLASS_COLORS[2]], np.uint8)
+#: Instance colours: index 0 black, then 255 pseudo-random colours that repeat.
+_INSTANCE_PALETTE = np.vstack([[0, 0, 0], np.random.default_rng(0).integers(
+    60, 256, size=(255, 3))]).astype(np.uint8)
 
 
 def display_step(shape, max_side: int = 1024) -> int:
@@ -48,29 +52,49 @@ def _shrink(array: np.ndarray, step: int) -> np.ndarray:
     return array if step == 1 else array[::step, ::step]
 
 
+def _gray8(array: np.ndarray) -> np.ndarray:
+    """Float values in [0, 1] as uint8 (clipped, rounded)."""
+    return (np.clip(array, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+
+
 def to_rgb8(image: np.ndarray) -> np.ndarray:
     """A float image in [0, 1] (gray or RGB) as uint8 RGB ``(M, N, 3)``."""
     image = np.asarray(image)
     if image.dtype != np.uint8:
-        image = (np.clip(image, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+        image = _gray8(image)
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)
     return image
 
 
+def _data_uri(im: Image.Image, fmt: str, **options) -> str:
+    """`im` encoded as `fmt` (``PNG`` with fast zlib, or ``JPEG``) in a base64 data URI."""
+    buf = io.BytesIO()
+    im.save(buf, format=fmt, **({"compress_level": 1} if fmt == "PNG" else {}), **options)
+    return f"data:image/{fmt.lower()};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
 def png_data_uri(rgb: np.ndarray) -> str:
     """Encode a uint8 gray/RGB/RGBA array as a ``data:image/png;base64`` URI (fast zlib)."""
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="PNG", compress_level=1)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return _data_uri(Image.fromarray(np.ascontiguousarray(rgb)), "PNG")
 
 
 def jpeg_data_uri(rgb: np.ndarray, quality: int = 90) -> str:
     """Encode a uint8 RGB image as a JPEG data URI: a photo-like base image is several
     times smaller than as PNG, and it is sent once per panel on every redraw."""
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="JPEG", quality=quality)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return _data_uri(Image.fromarray(np.ascontiguousarray(rgb)), "JPEG", quality=quality)
+
+
+def palette_png_uri(indices: np.ndarray, palette: np.ndarray, *,
+                    transparent_zero: bool = False) -> str:
+    """A uint8 index image and an ``(n, 3)`` palette as a PNG data URI (index 0
+    transparent if asked).
+
+    A palette PNG is one byte a pixel: three times less to encode and send than RGB.
+    """
+    im = Image.fromarray(np.ascontiguousarray(indices, np.uint8), mode="P")
+    im.putpalette(np.asarray(palette, np.uint8).ravel().tolist())
+    return _data_uri(im, "PNG", **({"transparency": 0} if transparent_zero else {}))
 
 
 def boundaries(labels: np.ndarray) -> np.ndarray:
@@ -149,21 +173,19 @@ def label_png_uri(labels: np.ndarray, *, style: str = "fill",
             edge |= inner
             labels = np.where(inner & (labels == 0), np.uint8(2), labels)
         labels = np.where(edge, labels, np.uint8(0))
-    im = Image.fromarray(np.ascontiguousarray(labels))
-    palette = [0, 0, 0, *CLASS_COLORS[1], *CLASS_COLORS[2]]
-    im.putpalette(palette)
-    buf = io.BytesIO()
-    im.save(buf, format="PNG", compress_level=1, transparency=0)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return palette_png_uri(labels, _CLASS_PALETTE, transparent_zero=True)
+
+
+def _instance_index(instances: np.ndarray) -> np.ndarray:
+    """Instance ids as indices into :data:`_INSTANCE_PALETTE` (0 stays 0; ids repeat
+    the 255 colours)."""
+    instances = np.asarray(instances)
+    return np.where(instances > 0, (instances - 1) % 255 + 1, 0).astype(np.uint8)
 
 
 def instance_rgb(instances: np.ndarray) -> np.ndarray:
-    """Instances in distinct pseudo-random colours, background black."""
-    instances = np.asarray(instances)
-    n = int(instances.max()) if instances.size else 0
-    rng = np.random.default_rng(0)
-    lut = np.vstack([[0, 0, 0], rng.integers(60, 256, size=(max(n, 1), 3))]).astype(np.uint8)
-    return lut[instances]
+    """Instances in pseudo-random colours (255 of them, repeating), background black."""
+    return _INSTANCE_PALETTE[_instance_index(instances)]
 
 
 def _image_trace(rgb: np.ndarray | str, step: int, name: str, col: int = 1) -> dict:
@@ -263,41 +285,17 @@ def overlay_figure(image: np.ndarray, labels: np.ndarray, *, truth: np.ndarray |
     return _figure(data, _grid_layout(titles, height=height))
 
 
-def _gray8(array: np.ndarray) -> np.ndarray:
-    """A one-channel float image in [0, 1] as uint8 (one byte a pixel in a PNG)."""
-    return (np.clip(array, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
-
-
-def palette_png_uri(indices: np.ndarray, palette: np.ndarray) -> str:
-    """A uint8 index image and an ``(n, 3)`` palette as a PNG data URI.
-
-    A palette PNG is one byte a pixel: three times less to encode and send than RGB.
-    """
-    im = Image.fromarray(np.ascontiguousarray(indices, np.uint8), mode="P")
-    im.putpalette(np.asarray(palette, np.uint8).ravel().tolist())
-    buf = io.BytesIO()
-    im.save(buf, format="PNG", compress_level=1)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-_CLASS_PALETTE = np.array([(0, 0, 0), CLASS_COLORS[1], CLASS_COLORS[2]], np.uint8)
-#: Instance colours: index 0 black, then 255 pseudo-random colours that repeat.
-_INSTANCE_PALETTE = np.vstack([[0, 0, 0], np.random.default_rng(0).integers(
-    60, 256, size=(255, 3))]).astype(np.uint8)
-
-
 def steps_figure(seg, *, max_side: int = 384, height: int = 260) -> go.Figure:
     """The pipeline's intermediate images side by side: channel, blurred, raw
     threshold, cleaned classes, nucleus instances (zoom and pan shared)."""
     step = display_step(seg.labels.shape, max_side)
-    nuclei = _shrink(seg.nuclei, step)
-    instance_index = np.where(nuclei > 0, (nuclei - 1) % 255 + 1, 0).astype(np.uint8)
     panels = {
         "channel": png_data_uri(_gray8(_shrink(seg.channel, step))),
         "blurred": png_data_uri(_gray8(_shrink(seg.blurred, step))),
         "raw threshold": palette_png_uri(_shrink(seg.raw, step), _CLASS_PALETTE),
         "cleaned": palette_png_uri(_shrink(seg.labels, step), _CLASS_PALETTE),
-        "instances": palette_png_uri(instance_index, _INSTANCE_PALETTE),
+        "instances": palette_png_uri(_instance_index(_shrink(seg.nuclei, step)),
+                                     _INSTANCE_PALETTE),
     }
     data = [_image_trace(uri, step, name, col)
             for col, (name, uri) in enumerate(panels.items(), start=1)]
