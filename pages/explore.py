@@ -218,8 +218,7 @@ def explore(source) -> None:
         controls.parameter_controls(PAGE)
         with st.expander("Save / load parameters"):
             controls.params_file_controls(PAGE)
-    state.sync_query(state.current_params(), state.current_preset(), source.dataset,
-                     source.image_id)
+    state.sync_query(params, state.current_preset(), source.dataset, source.image_id)
 
 
 st.title("Explore")

@@ -74,10 +74,17 @@ def _train_work(run: runs.Run, dataset, ids, test_ids, model, seed: int) -> dict
         run.progress(int(100 * fraction), 200, message)
 
     train_on_dataset(dataset, ids, model=model, rng=seed, progress=fit_progress)
+    return _score_work(run, dataset, test_ids, model, start=100)
+
+
+def _score_work(run: runs.Run, dataset, test_ids, model, start: int = 0) -> dict:
+    """Background work: score a ready model on the test ids (progress `start`-200);
+    also the whole work of an ensemble, which has nothing to fit."""
     evaluation = None
     if test_ids:
         def test_progress(done, total):
-            run.progress(100 + int(100 * done / total), 200, f"test image {done} of {total}")
+            run.progress(start + int((200 - start) * done / total), 200,
+                         f"test image {done} of {total}")
         evaluation = optimize.evaluate(dataset, test_ids, model, progress=test_progress)
     run.progress(200, 200, "done")
     return {"model": model, "evaluation": evaluation, "bytes": _model_file(model)}
@@ -92,17 +99,6 @@ def _model_file(model) -> bytes | None:
         return model.to_bytes()
     except ValueError:
         return None
-
-
-def _combine_work(run: runs.Run, dataset, test_ids, model) -> dict:
-    """Background work of an ensemble: nothing to fit, score it on the test ids."""
-    evaluation = None
-    if test_ids:
-        def test_progress(done, total):
-            run.progress(int(200 * done / total), 200, f"test image {done} of {total}")
-        evaluation = optimize.evaluate(dataset, test_ids, model, progress=test_progress)
-    run.progress(200, 200, "done")
-    return {"model": model, "evaluation": evaluation, "bytes": _model_file(model)}
 
 
 def _model_from_widgets():
@@ -282,7 +278,7 @@ def combine_form(ds, test) -> None:
                      key=K_COMBINE, disabled=len(members) < 2):
             model = unet.ProbabilityEnsemble([models[m] for m in members])
             runs.start(PAGE, f"score {name} on {len(test)} image(s) of {ds.name}",
-                       _combine_work, ds, test, model,
+                       _score_work, ds, test, model,
                        config={"name": name, "dataset": ds.name, "n_train": 0,
                                "members": list(members)})
 
