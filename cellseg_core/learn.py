@@ -37,7 +37,7 @@ import io as _io
 import json
 import pickle
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -930,19 +930,31 @@ def _write_model(path, kind: str, header: dict, estimator) -> Path:
     return path
 
 
-def _model_bytes(kind: str, header: dict, estimator) -> bytes:
-    import numpy
-    import sklearn
-
+def _container(kind: str, payload: bytes, header: dict) -> bytes:
+    """A model file of any kind: magic, the JSON header (format, versions, payload
+    size and SHA-256, plus the kind's own `header` fields), then `payload`."""
     from . import __version__
 
-    payload = pickle.dumps(estimator, protocol=5)
     header = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind,
-              "sklearn_version": sklearn.__version__, "numpy_version": numpy.__version__,
-              "cellseg_version": __version__, "payload_sha256": hashlib.sha256(payload).hexdigest(),
+              "numpy_version": np.__version__, "cellseg_version": __version__,
+              "payload_sha256": hashlib.sha256(payload).hexdigest(),
               "payload_bytes": len(payload), **header}
     head = json.dumps(header).encode()
     return _MAGIC + len(head).to_bytes(8, "little") + head + payload
+
+
+def _checked_payload(header: dict, payload: bytes, name: str) -> bytes:
+    """`payload` if its size and SHA-256 match the header, else a ValueError."""
+    if (len(payload) != header.get("payload_bytes")
+            or hashlib.sha256(payload).hexdigest() != header.get("payload_sha256")):
+        raise ValueError(f"{name}: corrupted model file (checksum mismatch: truncated or "
+                         "modified)")
+    return payload
+
+
+def _model_bytes(kind: str, header: dict, estimator) -> bytes:
+    return _container(kind, pickle.dumps(estimator, protocol=5),
+                      {"sklearn_version": _sklearn_version(), **header})
 
 
 def load_model(source):
@@ -1000,11 +1012,7 @@ def load_model(source):
             f"{name}: model saved with scikit-learn {header.get('sklearn_version')}, but "
             f"scikit-learn {_sklearn_version()} is installed; retrain the model (or install "
             "that version): trees do not carry over between scikit-learn versions")
-    payload = data[offset + size:]
-    if (len(payload) != header.get("payload_bytes")
-            or hashlib.sha256(payload).hexdigest() != header.get("payload_sha256")):
-        raise ValueError(f"{name}: corrupted model file (checksum mismatch: truncated or "
-                         "modified)")
+    payload = _checked_payload(header, data[offset + size:], name)
     try:
         estimator = _RestrictedUnpickler(_io.BytesIO(payload)).load()
         return _KINDS[kind]._from_file(header, estimator)

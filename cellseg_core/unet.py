@@ -25,9 +25,7 @@ read back with ``torch.load(weights_only=True)`` (tensors only, no arbitrary pic
 """
 from __future__ import annotations
 
-import hashlib
 import io as _io
-import json
 import time
 from pathlib import Path
 
@@ -367,24 +365,18 @@ class UNetModel(_ModelFile):
     # --- files ---------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
         """One model file: learn's container, a torch state dict as payload."""
-        from . import __version__
-        from .learn import _MAGIC, FORMAT, FORMAT_VERSION
+        from .learn import _container
 
         self._check_fitted()
         torch = _torch()
         buffer = _io.BytesIO()
         torch.save({k: v.detach().clone() for k, v in self.net_.state_dict().items()}, buffer)
         payload = buffer.getvalue()
-        header = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": KIND,
-                  "torch_version": torch.__version__, "numpy_version": np.__version__,
-                  "cellseg_version": __version__,
-                  "payload_sha256": hashlib.sha256(payload).hexdigest(),
-                  "payload_bytes": len(payload), "config": self.config,
-                  "cleanup": Params(cleanup=self.cleanup).to_dict()["cleanup"],
-                  "mean": self.mean_.tolist(), "std": self.std_.tolist(),
-                  "fit_seconds": self.fit_seconds_, "epochs_run": self.epochs_run_}
-        head = json.dumps(header).encode()
-        return _MAGIC + len(head).to_bytes(8, "little") + head + payload
+        return _container(KIND, payload, {
+            "torch_version": torch.__version__, "config": self.config,
+            "cleanup": Params(cleanup=self.cleanup).to_dict()["cleanup"],
+            "mean": self.mean_.tolist(), "std": self.std_.tolist(),
+            "fit_seconds": self.fit_seconds_, "epochs_run": self.epochs_run_})
 
     @classmethod
     def load(cls, path) -> "UNetModel":
@@ -400,10 +392,9 @@ class UNetModel(_ModelFile):
 def _load_unet(header: dict, payload: bytes, name: str) -> UNetModel:
     """Build a :class:`UNetModel` from a file's header and payload (called by
     :func:`cellseg_core.learn.load_model` once the container is checked)."""
-    if (len(payload) != header.get("payload_bytes")
-            or hashlib.sha256(payload).hexdigest() != header.get("payload_sha256")):
-        raise ValueError(f"{name}: corrupted model file (checksum mismatch: truncated or "
-                         "modified)")
+    from .learn import _checked_payload
+
+    payload = _checked_payload(header, payload, name)
     torch = _torch()
     try:
         state = torch.load(_io.BytesIO(payload), weights_only=True, map_location="cpu")
@@ -498,8 +489,7 @@ class ProbabilityEnsemble(_ModelFile):
     # --- files ---------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
         """One model file: learn's container; the payload is the members' own files."""
-        from . import __version__
-        from .learn import _MAGIC, FORMAT, FORMAT_VERSION
+        from .learn import _container
 
         members = []
         for k, model in enumerate(self.models):
@@ -507,29 +497,20 @@ class ProbabilityEnsemble(_ModelFile):
                 raise ValueError(f"`models[{k}]` ({type(model).__name__}) cannot be saved in "
                                  "an ensemble file")
             members.append(model.to_bytes())
-        payload = b"".join(members)
-        header = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": self.kind,
-                  "numpy_version": np.__version__, "cellseg_version": __version__,
-                  "payload_sha256": hashlib.sha256(payload).hexdigest(),
-                  "payload_bytes": len(payload),
-                  "members": [{"kind": m.kind, "bytes": len(b)}
-                              for m, b in zip(self.models, members)],
-                  "weights": self.weights.tolist(),
-                  "cleanup": Params(cleanup=self.cleanup).to_dict()["cleanup"],
-                  "fit_seconds": self.fit_seconds_}
-        head = json.dumps(header).encode()
-        return _MAGIC + len(head).to_bytes(8, "little") + head + payload
+        return _container(self.kind, b"".join(members), {
+            "members": [{"kind": m.kind, "bytes": len(b)}
+                        for m, b in zip(self.models, members)],
+            "weights": self.weights.tolist(),
+            "cleanup": Params(cleanup=self.cleanup).to_dict()["cleanup"],
+            "fit_seconds": self.fit_seconds_})
 
 
 def _load_ensemble(header: dict, payload: bytes, name: str) -> ProbabilityEnsemble:
     """Build a :class:`ProbabilityEnsemble` from a file's header and payload (called by
     :func:`cellseg_core.learn.load_model`); each member goes through ``load_model``."""
-    from .learn import load_model
+    from .learn import _checked_payload, load_model
 
-    if (len(payload) != header.get("payload_bytes")
-            or hashlib.sha256(payload).hexdigest() != header.get("payload_sha256")):
-        raise ValueError(f"{name}: corrupted model file (checksum mismatch: truncated or "
-                         "modified)")
+    payload = _checked_payload(header, payload, name)
     try:
         members = header["members"]
         sizes = [int(m["bytes"]) for m in members]
