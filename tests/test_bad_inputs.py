@@ -472,11 +472,16 @@ def test_cache_size_stays_at_max_entries():
 
 
 # --- 7: Dockerfile -------------------------------------------------------------------------
-def test_dockerfile_has_the_required_instructions():
+def _dockerfile_instructions() -> list[str]:
     text = (REPO / "Dockerfile").read_text(encoding="utf-8")
     joined = re.sub(r"\\\n\s*", " ", text)  # line continuations
-    lines = [line.strip() for line in joined.splitlines()
-             if line.strip() and not line.strip().startswith("#")]
+    return [line.strip() for line in joined.splitlines()
+            if line.strip() and not line.strip().startswith("#")]
+
+
+def test_dockerfile_has_the_required_instructions():
+    text = (REPO / "Dockerfile").read_text(encoding="utf-8")
+    lines = _dockerfile_instructions()
     instr = [line.split()[0].upper() for line in lines]
     assert lines[0].startswith("FROM python:3.11-slim")
     assert "USER" in instr and not any(line == "USER root" for line in lines[instr.index("USER"):])
@@ -492,19 +497,13 @@ def test_dockerfile_has_the_required_instructions():
     assert {".git", "tests", "**/__pycache__"} <= set(ignore)
 
 
-def _dockerfile_instructions() -> list[str]:
-    text = (REPO / "Dockerfile").read_text(encoding="utf-8")
-    joined = re.sub(r"\\\n\s*", " ", text)
-    return [line.strip() for line in joined.splitlines()
-            if line.strip() and not line.strip().startswith("#")]
-
-
 def test_dockerfile_rehearsal_serves_the_app_from_only_what_it_copies(tmp_path):
     """No Docker engine runs here (nor in CI), so rehearse the image: copy only what
     the Dockerfile's COPY lines name (minus .dockerignore), start its CMD with its
     ENV from that folder, pass its HEALTHCHECK command, and open the app through a
     websocket client: no exception, the Explore page on the demo data. What this
     cannot check: the base image and ``pip install`` inside it."""
+    import asyncio
     import fnmatch
     import json
     import shlex
@@ -516,7 +515,7 @@ def test_dockerfile_rehearsal_serves_the_app_from_only_what_it_copies(tmp_path):
     from ws_client import StreamlitClient
 
     lines = _dockerfile_instructions()
-    ignore = [p for p in (REPO / ".dockerignore").read_text(encoding="utf-8").split()]
+    ignore = (REPO / ".dockerignore").read_text(encoding="utf-8").split()
 
     def ignored(_dir, names):
         return [n for n in names if any(fnmatch.fnmatch(n, p.removeprefix("**/"))
@@ -563,8 +562,6 @@ def test_dockerfile_rehearsal_serves_the_app_from_only_what_it_copies(tmp_path):
         async def open_app():
             async with StreamlitClient(f"http://127.0.0.1:{port}", timeout=60) as client:
                 return await client.open("")
-
-        import asyncio
 
         run = asyncio.run(open_app())
         assert not run.exceptions and not run.errors
