@@ -17,6 +17,7 @@ Usage::
     python3 benchmarks/bench_learn.py --all        # also the forest and lab-colour variants
     python3 benchmarks/bench_learn.py --seed 1
     python3 benchmarks/bench_learn.py --no-deep    # skip the U-Net rows (minutes)
+    python3 benchmarks/bench_learn.py --best       # only the recommended ensemble (~10 min)
 
 With PyTorch (``pip install .[deep]``) it adds the small U-Net and the ensembles of its
 probabilities with each pixel classifier's; without, it says the rows were skipped.
@@ -80,6 +81,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--all", action="store_true", help="also the slower variants")
+    parser.add_argument("--best", action="store_true",
+                        help="only the presets and the recommended model: pixel classifier "
+                             "+ 2 U-Nets of 120 epochs (`cellseg train --method ensemble "
+                             "--epochs 120 --unets 2`), chosen on a holdout of the train split")
     parser.add_argument("--no-deep", action="store_true",
                         help="skip the U-Net and ensemble rows even with PyTorch installed")
     args = parser.parse_args(argv)
@@ -106,7 +111,13 @@ def main(argv=None):
     from cellseg_core.unet import ProbabilityEnsemble, UNetModel, torch_available
 
     skipped = []
-    if args.no_deep:
+    if args.best:
+        if not torch_available():
+            parser.error("--best needs PyTorch (pip install .[deep])")
+        methods = {"ensemble pixel classifier + 2 U-Nets (120 epochs)":
+                   lambda: ProbabilityEnsemble([PixelClassifier(FeatureSettings()),
+                                                UNetModel(epochs=120), UNetModel(epochs=120)])}
+    elif args.no_deep:
         skipped.append("U-Net rows skipped (--no-deep)")
     elif torch_available():
         methods["U-Net (Lab 06, 1/4, 60 epochs, TTA)"] = lambda: UNetModel()
@@ -127,7 +138,7 @@ def main(argv=None):
         ev = evaluate(ds, ds.split["test"], model, cache={})
         rows.append((name, train_s, ev.summary, ev.per_image))
         fitted[name] = (model, train_s)
-    unets = [k for k in fitted if k.startswith("U-Net")]
+    unets = [k for k in fitted if k.startswith("U-Net")]  # (not with --best)
     if unets:
         # The members fitted above, their probabilities averaged (what `cellseg train
         # --method ensemble [--auto-context]` saves as one file); train s = the sum.

@@ -1080,6 +1080,9 @@ def add_train_arguments(parser) -> None:
     parser.add_argument("--epochs", type=int, default=60, metavar="N",
                         help="U-Net training epochs (default 60; --method unet or "
                              "ensemble)")
+    parser.add_argument("--unets", type=int, default=1, metavar="N",
+                        help="U-Nets in the ensemble, each from its own seed (default 1; "
+                             "--method ensemble)")
 
 
 def train_command(args) -> int:
@@ -1111,8 +1114,11 @@ def train_command(args) -> int:
         if method == "ensemble":
             from .unet import ProbabilityEnsemble, UNetModel
 
-            model = ProbabilityEnsemble([model, UNetModel(scale=args.scale,
-                                                          epochs=args.epochs)])
+            n_unets = getattr(args, "unets", 1)
+            if not 1 <= n_unets <= 8:
+                raise ValueError(f"--unets must be 1 to 8, got {n_unets}")
+            model = ProbabilityEnsemble([model, *(UNetModel(scale=args.scale, epochs=args.epochs)
+                                                  for _ in range(n_unets))])
     dataset = _open_dataset(args.dataset)
     if not dataset.has_masks:
         raise ValueError(f"{args.dataset}: has no masks to train on")

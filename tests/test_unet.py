@@ -199,3 +199,20 @@ def test_cli_train_method_ensemble_one_file(voced, tmp_path, capsys):
     assert isinstance(model, ProbabilityEnsemble)
     assert [type(m) for m in model.models] == [PixelClassifier, UNetModel]
     assert model.models[0].auto_context
+
+
+def test_cli_train_ensemble_with_two_unets_seeds_each_apart(voced, tmp_path, capsys):
+    from cellseg_core.cli import main
+
+    out = tmp_path / "two.ensemble"
+    assert main(["train", str(voced), "--out", str(out), "--method", "ensemble",
+                 "--unets", "2", "--limit", "4", "--epochs", "1", "--n-estimators", "5"]) == 0
+    model = load_model(out)
+    assert [type(m) for m in model.models] == [PixelClassifier, UNetModel, UNetModel]
+    np.testing.assert_allclose(model.weights, [1 / 3] * 3)
+    first, second = (dict(m.net_.state_dict()) for m in model.models[1:])
+    assert not np.allclose(first["enc1.0.weight"].numpy(), second["enc1.0.weight"].numpy())
+    capsys.readouterr()
+    assert main(["train", str(voced), "--out", str(out), "--method", "ensemble",
+                 "--unets", "0"]) == 2
+    assert "--unets must be 1 to 8" in capsys.readouterr().err
