@@ -196,6 +196,18 @@ def _image_trace(rgb: np.ndarray | str, step: int, name: str, col: int = 1) -> d
             "xaxis": f"x{suffix}", "yaxis": f"y{suffix}"}
 
 
+def _layer_image(uri: str, shape, step: int, name: str, col: int, opacity: float = 1.0,
+                 layer: str = "above") -> dict:
+    """A layout image (data URI) filling panel `col`'s pixels, `shape` its size in display
+    pixels. Plotly draws a layout image by setting its href, at once; an image trace
+    first loads its source to learn its size, so the chart is drawn a task later."""
+    suffix = "" if col == 1 else str(col)
+    return {"name": name, "source": uri, "xref": f"x{suffix}", "yref": f"y{suffix}",
+            "x": -step / 2, "y": -step / 2, "sizex": shape[1] * step, "sizey": shape[0] * step,
+            "xanchor": "left", "yanchor": "top", "sizing": "stretch", "layer": layer,
+            "opacity": opacity}
+
+
 def _legend(items: dict) -> list:
     """Legend entries (name -> RGB) as invisible scatter points."""
     return [{"type": "scatter", "x": [None], "y": [None], "mode": "markers", "name": name,
@@ -203,34 +215,47 @@ def _legend(items: dict) -> list:
              "showlegend": True, "hoverinfo": "skip"} for name, color in items.items()]
 
 
-def _grid_layout(titles, *, height: int, gap: float = 0.01) -> dict:
+def _grid_layout(titles, *, height: int, gap: float = 0.01, extent=None,
+                 titled: bool = True) -> dict:
     """Layout of a row of image panels whose zoom and pan follow the first panel.
+
+    `extent` = (display shape, step) sets the axes' ranges to the image's pixels, for
+    figures whose images are layout images (Plotly's autorange sees only traces).
+    `titled`: the panel titles above the panels (else no top margin for them).
 
     Built as a plain dict (``make_subplots`` and per-property validation cost tens of
     milliseconds, paid on every slider move).
     """
     n = len(titles)
     width = (1 - gap * (n - 1)) / n
-    layout = {"height": height, "margin": dict(_MARGIN), "dragmode": "pan",
+    layout = {"height": height, "margin": {**_MARGIN, **({} if titled else {"t": 4})},
+              "dragmode": "pan",
               "uirevision": "keep-zoom", "annotations": [],
               "legend": {"orientation": "h", "y": -0.02, "yanchor": "top"}}
+    ranges = {}
+    if extent is not None:
+        (rows, cols), step = extent
+        ranges = {"x": [-step / 2, (cols - 0.5) * step], "y": [(rows - 0.5) * step, -step / 2]}
     for i, title in enumerate(titles):
         suffix = "" if i == 0 else str(i + 1)
         left = i * (width + gap)
+        if i:  # zoom and pan follow the first panel
+            x_span, y_span = {"matches": "x"}, {"matches": "y"}
+        else:  # one square-pixel constraint (Plotly warns about one on a matched axis)
+            x_span = {"range": ranges["x"]} if ranges else {}
+            y_span = {"scaleanchor": "x"}
+        if not (ranges and i):
+            y_span.update({"range": ranges["y"]} if ranges else {"autorange": "reversed"})
         layout[f"xaxis{suffix}"] = {"domain": [left, left + width], "showticklabels": False,
                                     "showgrid": False, "zeroline": False,
-                                    "anchor": f"y{suffix}", **({"matches": "x"} if i else {})}
+                                    "anchor": f"y{suffix}", **x_span}
         layout[f"yaxis{suffix}"] = {"showticklabels": False, "showgrid": False,
-                                    "zeroline": False, "autorange": "reversed",
-                                    "anchor": f"x{suffix}",
-                                    # one square-pixel constraint; the others follow it
-                                    # (Plotly ignores, and warns about, scaleanchor on
-                                    # an axis that also `matches`)
-                                    **({"matches": "y"} if i else {"scaleanchor": "x"})}
-        layout["annotations"].append({"text": title, "x": left + width / 2, "y": 1.0,
-                                      "xref": "paper", "yref": "paper", "showarrow": False,
-                                      "xanchor": "center", "yanchor": "bottom",
-                                      "font": {"size": 14}})
+                                    "zeroline": False, "anchor": f"x{suffix}", **y_span}
+        if titled:
+            layout["annotations"].append({"text": title, "x": left + width / 2, "y": 1.0,
+                                          "xref": "paper", "yref": "paper",
+                                          "showarrow": False, "xanchor": "center",
+                                          "yanchor": "bottom", "font": {"size": 14}})
     return layout
 
 
@@ -262,8 +287,9 @@ def overlay_figure(image: np.ndarray, labels: np.ndarray, *, truth: np.ndarray |
 
     Large images are drawn with a stride (see :func:`display_step`) but the axes are
     in full-resolution pixels, so coordinates read on hover match the original.
-    Each overlay is the image with a palette-PNG label layer of the given opacity on
-    top; `image_uri` is the image already encoded (it does not change when a
+    Each overlay is the image (an image trace) with a palette-PNG label layer of the
+    given opacity on top (a layout image, so a slider move redraws only that layer);
+    `image_uri` is the image already encoded (it does not change when a
     parameter moves, so callers may cache it).
     """
     step = display_step(labels.shape, max_side)
@@ -273,16 +299,25 @@ def overlay_figure(image: np.ndarray, labels: np.ndarray, *, truth: np.ndarray |
     titles = ["image", "prediction"] + ([] if truth is None else ["ground truth"])
     base = image_uri or jpeg_data_uri(to_rgb8(small))
     alpha = opacity if style == "fill" else max(opacity, 0.8)
-    data = [_image_trace(base, step, "image", 1), _image_trace(base, step, "image", 2),
-            {**_image_trace(label_png_uri(lab, style=style, instances=inst), step,
-                            "prediction", 2), "opacity": alpha}]
+    layers = [_layer_image(base, lab.shape, step, "image", col, layer="below")
+              for col in range(1, len(titles) + 1)]
+    layers += [_layer_image(label_png_uri(lab, style=style, instances=inst), lab.shape, step,
+                           "prediction", 2, alpha)]
     if truth is not None:
-        data += [_image_trace(base, step, "image", 3),
-                 {**_image_trace(label_png_uri(_shrink(truth, step), style=style), step,
-                                 "ground truth", 3), "opacity": alpha}]
-    names = {2: "nucleus"} if fluorescence else {1: "cytoplasm", 2: "nucleus"}
-    data += _legend({names[c]: CLASS_COLORS[c] for c in names})
-    return _figure(data, _grid_layout(titles, height=height))
+        layers.append(_layer_image(label_png_uri(_shrink(truth, step), style=style),
+                                   lab.shape, step, "ground truth", 3, alpha))
+    layout = _grid_layout(titles, height=height, extent=(lab.shape, step), titled=False)
+    return _figure([], {**layout, "images": layers, "showlegend": False})
+
+
+def overlay_key(*, truth: bool, fluorescence: bool = False) -> str:
+    """Markdown for the caption of :func:`overlay_figure`: its panels and colours (the
+    figure has no titles or legend: Plotly measures every text in the page's layout,
+    which made each redraw ~15 ms slower on the Explore page)."""
+    panels = " · ".join(["image", "prediction"] + (["ground truth"] if truth else []))
+    colours = ("nuclei magenta" if fluorescence
+               else "cytoplasm green, nucleus magenta")
+    return f"Left to right: {panels}. {colours.capitalize()}."
 
 
 def steps_figure(seg, *, max_side: int = 384, height: int = 260) -> go.Figure:

@@ -113,7 +113,9 @@ def show_model_results(source, name: str, model, *, page: str, max_side: int = 1
     fig = figures.overlay_figure(source.image, seg.labels, truth=source.mask,
                                  instances=seg.nuclei, opacity=0.4, max_side=max_side,
                                  image_uri=cache.image_uri(source.digest, source.image, step))
-    st.plotly_chart(fig, key=f"{page}.model_overlay", config={"scrollZoom": True})
+    st.plotly_chart(fig, key=f"{page}.model_overlay", config={"scrollZoom": True},
+                    **figures.CHART_OPTIONS)
+    st.caption(figures.overlay_key(truth=source.mask is not None))
     scores = cache.scores(seg, source.mask)
     c = st.columns(4)
     if scores:

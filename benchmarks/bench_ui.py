@@ -29,7 +29,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
-from test_browser import start_streamlit, stop_streamlit  # noqa: E402
+from test_browser import PREDICTION_LAYER, start_streamlit, stop_streamlit  # noqa: E402
 
 CHROMIUM = os.environ.get("CELLSEG_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -39,9 +39,9 @@ GOALS_MS = {256: 150, 2048: 400}
 # The prediction layer of the overlay (explore page) or the st.image (bare page).
 _OVERLAY_JS = """() => {
     const chart = document.querySelector('[data-testid="stPlotlyChart"]');
-    const imgs = chart ? chart.querySelectorAll('image') : [];
-    return imgs.length > 2 ? imgs[2].getAttribute('href') : null;
-  }"""
+    const layer = chart ? chart.querySelector('%s') : null;
+    return layer ? layer.getAttribute('href') : null;
+  }""" % PREDICTION_LAYER
 _BARE_JS = """() => {
     const img = document.querySelector('[data-testid="stImage"] img');
     return img ? img.getAttribute('src') : null;

@@ -260,7 +260,9 @@ def _worst_cases(ds, config: dict, results: dict) -> None:
         st.plotly_chart(figures.overlay_figure(image, seg.labels, truth=truth, height=300,
                                                max_side=384,
                                                fluorescence=ds.kind == "fluorescence"),
-                        key=f"{PAGE}.worst.{row.id}")
+                        key=f"{PAGE}.worst.{row.id}", **figures.CHART_OPTIONS)
+        st.caption(figures.overlay_key(truth=truth is not None,
+                                       fluorescence=ds.kind == "fluorescence"))
 
 
 def _fmt(value: float) -> str:

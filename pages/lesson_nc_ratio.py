@@ -133,7 +133,8 @@ def step_hand_picked() -> dict:
     scores = cache.scores(seg, truth)
     hist = cache.histograms(digest, image, params, truth)
     st.plotly_chart(figures.overlay_figure(image, seg.labels, truth=truth, height=300),
-                    key=key("overlay"))
+                    key=key("overlay"), **figures.CHART_OPTIONS)
+    st.caption(figures.overlay_key(truth=truth is not None))
     st.plotly_chart(figures.histogram_figure(hist, seg.thresholds), key=key("hist"))
     train, test = _split(ds)
     ev = evaluate(ds, test, params).summary
@@ -247,7 +248,8 @@ def step_cleanup() -> dict:
     seg2 = cache.segmentation(digest, image, stage2()[0])
     seg4 = cache.segmentation(digest, image, params)
     st.plotly_chart(figures.overlay_figure(image, seg4.labels, truth=truth, height=300),
-                    key=key("overlay4"))
+                    key=key("overlay4"), **figures.CHART_OPTIONS)
+    st.caption(figures.overlay_key(truth=truth is not None))
     b, a = evaluate(ds, test, stage2()[0]).summary, evaluate(ds, test, params).summary
     m = st.columns(3)
     m[0].metric("Test mean Dice, stage 2", f"{b['mean_dice']:.4f}")

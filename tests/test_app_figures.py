@@ -47,17 +47,28 @@ def test_overlay_figure_panels_share_zoom_and_keep_full_resolution_axes():
     labels = (image > 0.5).astype(np.uint8)
     fig = figures.overlay_figure(image, labels, truth=labels, max_side=512)
     fig = figures.overlay_figure(image, labels, truth=labels, max_side=512, opacity=0.3)
-    images = [t for t in fig.data if t.type == "image"]
-    # image | image + prediction layer | image + truth layer
-    assert [t.name for t in images] == ["image", "image", "prediction", "image",
-                                        "ground truth"]
-    assert [t.xaxis for t in images] == ["x", "x2", "x2", "x3", "x3"]
-    assert [t.opacity for t in images if t.name != "image"] == [0.3, 0.3]
-    assert all(t.dx == 4 and t.dy == 4 for t in images)  # 2048 / 512
-    assert images[0].source.startswith("data:image/jpeg;base64,")
-    assert all(t.source.startswith("data:image/png;base64,") for t in images[2::2])
+    # image | image + prediction layer | image + truth layer, all layout images: the
+    # images below the axes, the label layers above them, each on its panel's axes
+    layers = fig.layout.images
+    assert [(im.name, im.xref, im.yref, im.layer) for im in layers] == [
+        ("image", "x", "y", "below"), ("image", "x2", "y2", "below"),
+        ("image", "x3", "y3", "below"), ("prediction", "x2", "y2", "above"),
+        ("ground truth", "x3", "y3", "above")]
+    assert layers[0].source.startswith("data:image/jpeg;base64,")
+    assert all(im.source.startswith("data:image/png;base64,") for im in layers[3:])
+    assert [im.opacity for im in layers[3:]] == [0.3, 0.3]
+    # each covers the image's pixels exactly: 256 x 512 display pixels of 4 (2048 / 512)
+    assert all((im.x, im.y, im.sizex, im.sizey) == (-2, -2, 1024, 2048) for im in layers)
+    assert all(im.sizing == "stretch" for im in layers)
+    # the axes span those pixels (y downwards), zoom and pan follow the first panel
+    assert fig.layout.xaxis.range == (-2, 1022) and fig.layout.yaxis.range == (2046, -2)
+    assert fig.layout.yaxis.scaleanchor == "x"
     assert fig.layout.xaxis2.matches == "x" and fig.layout.yaxis3.matches == "y"
-    assert [t.name for t in fig.data if t.type == "scatter"] == ["cytoplasm", "nucleus"]
+    # no texts to measure on redraw: the panels and colours are named in a caption
+    assert not fig.data and not fig.layout.annotations and fig.layout.showlegend is False
+    assert figures.overlay_key(truth=True) == (
+        "Left to right: image · prediction · ground truth. Cytoplasm green, nucleus magenta.")
+    assert "ground truth" not in figures.overlay_key(truth=False, fluorescence=True)
 
 
 def test_label_png_is_a_transparent_palette_image():

@@ -23,6 +23,9 @@ pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("CELLSEG_CHROMIUM", "/usr/bin/chromium")
+#: The prediction's label layer in the Explore overlay: the first Plotly layout image
+#: (drawn above the image traces).
+PREDICTION_LAYER = ".layer-above .imagelayer image"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
@@ -136,7 +139,7 @@ def test_explore_in_chromium(chromium_path, server, tmp_path):
             overlay = page.locator('[data-testid="stPlotlyChart"]').first
             overlay.wait_for()
             before = metric_value(page, "Mean Dice")
-            image_before = overlay.locator("image").nth(2).get_attribute("href")
+            image_before = overlay.locator(PREDICTION_LAYER).first.get_attribute("href")
             page.screenshot(path=str(tmp_path / "explore_before.png"), full_page=True)
 
             # Move the nucleus threshold with the keyboard: 6 steps of 0.005 up.
@@ -150,7 +153,7 @@ def test_explore_in_chromium(chromium_path, server, tmp_path):
             expect(page.locator('[data-testid="stMetric"]', has_text="Mean Dice")
                    .locator('[data-testid="stMetricValue"]')).not_to_have_text(before)
             after = metric_value(page, "Mean Dice")
-            image_after = overlay.locator("image").nth(2).get_attribute("href")
+            image_after = overlay.locator(PREDICTION_LAYER).first.get_attribute("href")
             page.screenshot(path=str(tmp_path / "explore_after.png"), full_page=True)
             assert float(after) != float(before)
             assert image_after != image_before, "the overlay was not redrawn"
