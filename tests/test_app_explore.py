@@ -254,3 +254,29 @@ def test_controls_keep_the_params_when_the_page_had_no_image(app_voced):
     _pick(at, "voced", IMAGE_ID)
     assert at.slider(key=T_NUC).value == pytest.approx(0.42)
     assert at.selectbox(key=state.preset_key()).value == state.DEFAULT_PRESET
+
+
+def _overlay_layers(at) -> dict:
+    """The overlay chart's label layers as sent to the browser: name -> layout image."""
+    chart = next(c for c in at.get("plotly_chart") if c.proto.id.endswith("explore.overlay"))
+    images = json.loads(chart.proto.spec)["layout"]["images"]
+    return {im["name"]: im for im in images if im["layer"] == "above"}
+
+
+def test_overlay_options_redraw_the_overlay(app_voced):
+    at = _pick(app_voced, "voced", IMAGE_ID)
+    fill = _overlay_layers(at)
+    assert set(fill) == {"prediction", "ground truth"}
+    assert fill["prediction"]["opacity"] == pytest.approx(0.4)
+    # The options are drawn after the overlay (it goes to the browser first) and read
+    # from the session before it: a change shows in the same run.
+    at.slider(key="explore.opacity").set_value(0.9)
+    _run(at)
+    assert _overlay_layers(at)["prediction"]["opacity"] == pytest.approx(0.9)
+    at.slider(key="explore.opacity").set_value(0.5)
+    at.radio(key="explore.style").set_value("contour")
+    _run(at)
+    contour = _overlay_layers(at)
+    assert contour["prediction"]["opacity"] == pytest.approx(0.8)  # outlines stay visible
+    assert contour["prediction"]["source"] != fill["prediction"]["source"]
+    assert at.slider(key="explore.opacity").value == pytest.approx(0.5)
