@@ -239,13 +239,13 @@ def _grid_layout(titles, *, height: int, gap: float = 0.01, extent=None,
     for i, title in enumerate(titles):
         suffix = "" if i == 0 else str(i + 1)
         left = i * (width + gap)
+        y_extent = {"range": ranges["y"]} if ranges else {"autorange": "reversed"}
         if i:  # zoom and pan follow the first panel
-            x_span, y_span = {"matches": "x"}, {"matches": "y"}
+            x_span = {"matches": "x"}
+            y_span = {"matches": "y", **({} if ranges else y_extent)}
         else:  # one square-pixel constraint (Plotly warns about one on a matched axis)
             x_span = {"range": ranges["x"]} if ranges else {}
-            y_span = {"scaleanchor": "x"}
-        if not (ranges and i):
-            y_span.update({"range": ranges["y"]} if ranges else {"autorange": "reversed"})
+            y_span = {"scaleanchor": "x", **y_extent}
         layout[f"xaxis{suffix}"] = {"domain": [left, left + width], "showticklabels": False,
                                     "showgrid": False, "zeroline": False,
                                     "anchor": f"y{suffix}", **x_span}
@@ -287,10 +287,10 @@ def overlay_figure(image: np.ndarray, labels: np.ndarray, *, truth: np.ndarray |
 
     Large images are drawn with a stride (see :func:`display_step`) but the axes are
     in full-resolution pixels, so coordinates read on hover match the original.
-    Each overlay is the image (an image trace) with a palette-PNG label layer of the
-    given opacity on top (a layout image, so a slider move redraws only that layer);
-    `image_uri` is the image already encoded (it does not change when a
-    parameter moves, so callers may cache it).
+    Every panel is a layout image (see :func:`_layer_image`), each overlay a palette-PNG
+    label layer of the given opacity above the image; the figure has no titles or
+    legend, :func:`overlay_key` names them for a caption. `image_uri` is the image
+    already encoded (it does not change when a parameter moves, so callers may cache it).
     """
     step = display_step(labels.shape, max_side)
     small = _shrink(np.asarray(image), step)
@@ -313,7 +313,7 @@ def overlay_figure(image: np.ndarray, labels: np.ndarray, *, truth: np.ndarray |
 def overlay_key(*, truth: bool, fluorescence: bool = False) -> str:
     """Markdown for the caption of :func:`overlay_figure`: its panels and colours (the
     figure has no titles or legend: Plotly measures every text in the page's layout,
-    which made each redraw ~15 ms slower on the Explore page)."""
+    which made each redraw ~13 ms slower on the Explore page)."""
     panels = " · ".join(["image", "prediction"] + (["ground truth"] if truth else []))
     colours = ("nuclei magenta" if fluorescence
                else "cytoplasm green, nucleus magenta")

@@ -138,7 +138,7 @@ def main(argv=None):
         ev = evaluate(ds, ds.split["test"], model, cache={})
         rows.append((name, train_s, ev.summary, ev.per_image))
         fitted[name] = (model, train_s)
-    unets = [k for k in fitted if k.startswith("U-Net")]  # (not with --best)
+    unets = [k for k in fitted if k.startswith("U-Net")]  # none with --best
     if unets:
         # The members fitted above, their probabilities averaged (what `cellseg train
         # --method ensemble [--auto-context]` saves as one file); train s = the sum.
