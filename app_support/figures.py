@@ -246,6 +246,10 @@ def _grid_layout(titles, *, height: int, gap: float = 0.01, extent=None,
         else:  # one square-pixel constraint (Plotly warns about one on a matched axis)
             x_span = {"range": ranges["x"]} if ranges else {}
             y_span = {"scaleanchor": "x", **y_extent}
+        # Square pixels by narrowing the panel, not by widening the range: a range
+        # Plotly widened itself counts as changed on the next redraw, and redrawing
+        # in place (app_support.live_plot) would then drop the user's zoom.
+        x_span["constrain"] = y_span["constrain"] = "domain"
         layout[f"xaxis{suffix}"] = {"domain": [left, left + width], "showticklabels": False,
                                     "showgrid": False, "zeroline": False,
                                     "anchor": f"y{suffix}", **x_span}
