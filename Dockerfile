@@ -25,6 +25,9 @@ COPY --chown=cellseg:cellseg app_support ./app_support
 COPY --chown=cellseg:cellseg pages ./pages
 COPY --chown=cellseg:cellseg assets ./assets
 COPY --chown=cellseg:cellseg .streamlit ./.streamlit
+# plotly.js for the charts redrawn in place (app_support/live_plot.py), put in static/
+# now: the app's user may not write to /app.
+RUN python -c "from app_support.live_plot import _plotly_js_name; assert _plotly_js_name()"
 
 USER cellseg
 EXPOSE 8501
