@@ -6,6 +6,8 @@ through that one door. Call :func:`state.ensure_widgets` before drawing them.
 """
 from __future__ import annotations
 
+import functools
+
 import streamlit as st
 
 from cellseg_core.params import BackgroundMethod, BlurKind, Channel, Mode, ThresholdMethod
@@ -13,7 +15,8 @@ from cellseg_core.presets import DESCRIPTIONS, preset_names
 
 from . import state
 
-__all__ = ["preset_picker", "parameter_controls", "params_file_controls"]
+__all__ = ["preset_picker", "parameter_controls", "layout_signature", "params_download",
+           "params_file_controls"]
 
 _CHANNEL_LABELS = {"gray": "gray", "red": "R", "green": "G", "blue": "B",
                    "hematoxylin": "hematoxylin (colour deconvolution)"}
@@ -21,10 +24,34 @@ _METHOD_LABELS = {"manual": "manual (sliders)", "multiotsu": "multi-Otsu (3 clas
                   "local": "local (adaptive)"}
 
 
-def _w(kind, label: str, name: str, page: str, **kwargs):
-    """Draw one parameter widget bound to dotted parameter `name`."""
-    return kind(label, key=state.widget_key(name, page), on_change=state.on_widget_change,
-                args=(name, page), **kwargs)
+def _w(kind, label: str, name: str, page: str, rerun=None, **kwargs):
+    """Draw one parameter widget bound to dotted parameter `name` (see
+    :func:`parameter_controls` for `rerun`)."""
+    return kind(label, key=state.widget_key(name, page), on_change=_on_change,
+                args=(name, page, rerun), **kwargs)
+
+
+def layout_signature(page: str = "explore") -> tuple:
+    """What the controls show besides their widgets' values: which widgets there are
+    (they depend on mode, blur kind, threshold method, background method and
+    watershed), the preset's list of changed parameters and any error. While it stays
+    the same, the drawn controls are still right after a change."""
+    p = state.current_params()
+    return (p.mode, p.blur.kind, p.threshold.method, p.threshold.background,
+            p.watershed.enabled, tuple(_changed(p)), state.PARAMS_ERROR in st.session_state)
+
+
+def _changed(params) -> list:
+    base = _preset_flat(state.current_preset())
+    return sorted(k for k, v in params.flat().items() if v != base.get(k))
+
+
+def _on_change(name: str, page: str, rerun) -> None:
+    before = layout_signature(page)
+    state.on_widget_change(name, page)
+    target = rerun() if callable(rerun) else rerun
+    if target is not None and layout_signature(page) == before:
+        st.rerun(target)
 
 
 def _on_preset(page: str) -> None:
@@ -41,8 +68,7 @@ def preset_picker(page: str = "explore") -> None:
     col_reset.button("Reset", key=f"{page}.reset", on_click=state.apply_preset,
                      args=(preset,), kwargs={"page": page},
                      help=f"Back to the values of preset {preset}.")
-    base = _preset_flat(preset)
-    changed = sorted(k for k, v in state.current_params().flat().items() if v != base.get(k))
+    changed = _changed(state.current_params())
     st.caption(DESCRIPTIONS[preset] + (f"  \n**Changed:** {', '.join(changed)}" if changed
                                        else ""))
 
@@ -53,79 +79,87 @@ def _preset_flat(name: str) -> dict:
     return get_preset(name).flat()
 
 
-def parameter_controls(page: str = "explore") -> None:
+def parameter_controls(page: str = "explore", rerun=None) -> None:
     """Every engine parameter, in pipeline order: mode, channel, blur, thresholds,
-    clean-up, watershed."""
+    clean-up, watershed.
+
+    `rerun`: what a change reruns when the controls still look the same (see
+    :func:`layout_signature`): a fragment key or keys for ``st.rerun``, or a function
+    of no arguments that returns them when the change happens. None, or a change
+    that alters the controls: the default rerun (the whole app, or the fragment the
+    controls are drawn in).
+    """
+    wg = functools.partial(_w, rerun=rerun)  # a parameter widget
     p = state.current_params()
     if state.PARAMS_ERROR in st.session_state:
         st.error(st.session_state[state.PARAMS_ERROR])
-    _w(st.radio, "Image type", "mode", page, options=[m.value for m in Mode],
+    wg(st.radio, "Image type", "mode", page, options=[m.value for m in Mode],
        horizontal=True, help="Cytology: dark nucleus, cytoplasm, bright background "
        "(labels 0/1/2). Fluorescence: bright nuclei on dark (labels 0/2).")
 
     st.markdown("**1 · Channel**")
-    _w(st.selectbox, "Channel", "channel", page, options=[c.value for c in Channel],
+    wg(st.selectbox, "Channel", "channel", page, options=[c.value for c in Channel],
        format_func=_CHANNEL_LABELS.get, label_visibility="collapsed")
 
     st.markdown("**2 · Blur**")
-    _w(st.selectbox, "Blur", "blur.kind", page, options=[b.value for b in BlurKind])
+    wg(st.selectbox, "Blur", "blur.kind", page, options=[b.value for b in BlurKind])
     if p.blur.kind == BlurKind.GAUSSIAN:
-        _w(st.slider, "Sigma (px)", "blur.sigma", page, min_value=0.0, max_value=10.0,
+        wg(st.slider, "Sigma (px)", "blur.sigma", page, min_value=0.0, max_value=10.0,
            step=0.1)
     elif p.blur.kind in (BlurKind.MEDIAN, BlurKind.MEAN):
-        _w(st.slider, "Window size (px)", "blur.size", page, min_value=1, max_value=31)
+        wg(st.slider, "Window size (px)", "blur.size", page, min_value=1, max_value=31)
 
     st.markdown("**3 · Thresholds**")
-    _w(st.selectbox, "Method", "threshold.method", page,
+    wg(st.selectbox, "Method", "threshold.method", page,
        options=[m.value for m in ThresholdMethod], format_func=lambda m: _METHOD_LABELS.get(m, m))
     manual = p.threshold.method == ThresholdMethod.MANUAL
     cytology = p.mode == Mode.CYTOLOGY
     if manual and cytology:
-        _w(st.slider, "Nucleus below (t_nuc)", "threshold.t_nuc", page, min_value=0.0,
+        wg(st.slider, "Nucleus below (t_nuc)", "threshold.t_nuc", page, min_value=0.0,
            max_value=1.0, step=0.005, format="%.4f")
-        _w(st.slider, "Background above (t_bg)", "threshold.t_bg", page, min_value=0.0,
+        wg(st.slider, "Background above (t_bg)", "threshold.t_bg", page, min_value=0.0,
            max_value=1.0, step=0.005, format="%.4f")
     elif manual:
-        _w(st.slider, "Object above (t_object)", "threshold.t_object", page, min_value=0.0,
+        wg(st.slider, "Object above (t_object)", "threshold.t_object", page, min_value=0.0,
            max_value=1.0, step=0.005, format="%.4f")
     else:
         if cytology:
-            _w(st.selectbox, "Background threshold from", "threshold.background", page,
+            wg(st.selectbox, "Background threshold from", "threshold.background", page,
                options=[b.value for b in BackgroundMethod],
                help="same: the method on the whole image; peak: below the bright "
                     "background mode; manual: the t_bg slider.")
             if p.threshold.background == BackgroundMethod.MANUAL:
-                _w(st.slider, "Background above (t_bg)", "threshold.t_bg", page,
+                wg(st.slider, "Background above (t_bg)", "threshold.t_bg", page,
                    min_value=0.0, max_value=1.0, step=0.005, format="%.4f")
         if p.threshold.method == ThresholdMethod.LOCAL:
-            _w(st.slider, "Block size (px, odd)", "threshold.block_size", page, min_value=3,
+            wg(st.slider, "Block size (px, odd)", "threshold.block_size", page, min_value=3,
                max_value=301, step=2)
-            _w(st.slider, "Offset", "threshold.offset", page, min_value=-0.2, max_value=0.2,
+            wg(st.slider, "Offset", "threshold.offset", page, min_value=-0.2, max_value=0.2,
                step=0.005)
 
     st.markdown("**4 · Clean-up**")
     c1, c2 = st.columns(2)
     with c1:
-        _w(st.number_input, "Opening radius", "cleanup.opening_radius", page, min_value=0,
+        wg(st.number_input, "Opening radius", "cleanup.opening_radius", page, min_value=0,
            max_value=50)
-        _w(st.number_input, "Min nucleus (px)", "cleanup.min_nucleus_size", page,
+        wg(st.number_input, "Min nucleus (px)", "cleanup.min_nucleus_size", page,
            min_value=0, step=10)
     with c2:
-        _w(st.number_input, "Closing radius", "cleanup.closing_radius", page, min_value=0,
+        wg(st.number_input, "Closing radius", "cleanup.closing_radius", page, min_value=0,
            max_value=50)
-        _w(st.number_input, "Min cytoplasm (px)", "cleanup.min_cytoplasm_size", page,
+        wg(st.number_input, "Min cytoplasm (px)", "cleanup.min_cytoplasm_size", page,
            min_value=0, step=10)
-    _w(st.checkbox, "Fill holes in nuclei", "cleanup.fill_holes", page)
+    wg(st.checkbox, "Fill holes in nuclei", "cleanup.fill_holes", page)
 
     st.markdown("**5 · Split touching nuclei**")
-    _w(st.toggle, "Watershed", "watershed.enabled", page)
+    wg(st.toggle, "Watershed", "watershed.enabled", page)
     if p.watershed.enabled:
         c1, c2 = st.columns(2)
         with c1:
-            _w(st.number_input, "Min distance (px)", "watershed.min_distance", page,
+            wg(st.number_input, "Min distance (px)", "watershed.min_distance", page,
                min_value=1, max_value=200)
         with c2:
-            _w(st.number_input, "Footprint (px)", "watershed.footprint", page, min_value=1,
+            wg(st.number_input, "Footprint (px)", "watershed.footprint", page, min_value=1,
                max_value=201)
 
 
@@ -142,12 +176,15 @@ def _on_params_upload(page: str) -> None:
         st.session_state.pop(f"{page}.params_upload_error", None)
 
 
-def params_file_controls(page: str = "explore") -> None:
-    """Download the params in force as JSON; upload a params JSON to set the controls."""
-    params = state.current_params()
-    st.download_button("Download parameters (JSON)", params.to_json(),
+def params_download(page: str = "explore") -> None:
+    """Download the params in force as JSON."""
+    st.download_button("Parameters (JSON)", state.current_params().to_json(),
                        file_name="params.json", mime="application/json",
                        key=f"{page}.params_download", on_click="ignore")
+
+
+def params_file_controls(page: str = "explore") -> None:
+    """Upload a params JSON to set the controls."""
     st.file_uploader("Load parameters (JSON)", type=["json"], key=f"{page}.params_upload",
                      on_change=_on_params_upload, args=(page,))
     if f"{page}.params_upload_error" in st.session_state:

@@ -18,8 +18,8 @@ from cellseg_core.learn import IGNORE, load_model, uncertainty
 
 from . import cache, figures, runs
 
-__all__ = ["PARAMS_CHOICE", "model_upload", "model_picker", "segmentation", "probabilities",
-           "show_model_results", "uncertainty_rgb", "points_to_pixels", "add_stroke",
+__all__ = ["PARAMS_CHOICE", "model_upload", "model_picker", "picked_model", "segmentation",
+           "probabilities", "show_model_results", "uncertainty_rgb", "points_to_pixels", "add_stroke",
            "stroke_counts"]
 
 #: The picker's entry that means "no model: the parameters".
@@ -54,19 +54,25 @@ def model_upload(page: str) -> None:
     st.session_state[f"{page}.model"] = name
 
 
+def picked_model(page: str):
+    """The model chosen in :func:`model_picker` (read, not drawn): ``(name, model)``, or
+    None for the parameters."""
+    name = st.session_state.get(f"{page}.model")
+    models = runs.learned_models()
+    return (name, models[name]) if name in models else None
+
+
 def model_picker(page: str):
     """Choose parameters or a registered model: ``(name, model)`` or None (parameters)."""
-    models = runs.learned_models()
-    choices = [PARAMS_CHOICE, *models]
+    choices = [PARAMS_CHOICE, *runs.learned_models()]
     key = f"{page}.model"
     if st.session_state.get(key) not in choices:
         st.session_state[key] = PARAMS_CHOICE
-    if len(choices) == 1:
-        return None
-    name = st.selectbox("Method", choices, key=key,
-                        help="A learned model registered in this session (Train page or an "
-                             "uploaded model file), or the parameters below.")
-    return None if name == PARAMS_CHOICE else (name, models[name])
+    if len(choices) > 1:
+        st.selectbox("Method", choices, key=key,
+                     help="A learned model registered in this session (Train page or an "
+                          "uploaded model file), or the parameters below.")
+    return picked_model(page)
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)

@@ -1,19 +1,22 @@
 """Explore: one image, every parameter, the segmentation live.
 
 Widgets → params (through ``app_support.state``) → cached core call → display.
-The controls and the results form one ``st.fragment``: moving a slider reruns only
-this part, not the sidebar; the channel and its blur are cached apart from the
-thresholds, and the overlay is drawn at display size.
+Moving a slider reruns only the overlay's fragment, then (once the browser has drawn
+it) the fragment of the numbers, histogram and tabs: not the controls, not the
+sidebar. The channel and its blur are cached apart from the thresholds, the overlay
+is drawn at display size, and the charts are redrawn in place (``live_plot``), so a
+zoom survives a slider move.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_support import cache, controls, figures, learned, state
+from app_support import cache, controls, figures, learned, live_plot, state
 from app_support.assets import read_asset
 from app_support.safe_text import md
 from cellseg_core.io import tiff_bytes
@@ -23,6 +26,10 @@ from app_support.router import require_frame
 require_frame()  # a deep link on a fresh server must still go through app.py
 
 PAGE = "explore"
+#: The two result fragments (``st.rerun`` keys) and what links them in the session.
+OVERLAY, ANALYSIS = f"{PAGE}.overlay_part", f"{PAGE}.analysis_part"
+ANALYSIS_VERSION = f"{PAGE}.analysis_version"  # image and params the numbers are for
+BROWSER_REPORTS = f"{PAGE}.browser_reports"  # the browser reports drawn overlays
 MAX_DISPLAY = 1024
 OPACITY_KEY, STYLE_KEY = f"{PAGE}.opacity", f"{PAGE}.style"
 DEFAULT_OPACITY, OVERLAY_STYLES = 0.4, ["fill", "contour"]
@@ -94,8 +101,8 @@ def _numbers(seg, source, params, hist) -> dict:
         c[0].metric("Nucleus (px)", f"{summary['nucleus_area']:,}")
         c[1].metric("Nuclei", f"{summary['n_nuclei']:,}")
     with right:
-        st.plotly_chart(figures.histogram_figure(hist, seg.thresholds),
-                        key=f"{PAGE}.histogram", **figures.CHART_OPTIONS)
+        live_plot.plotly_chart(figures.histogram_figure(hist, seg.thresholds),
+                               key=f"{PAGE}.histogram")
     return scores
 
 
@@ -124,7 +131,7 @@ def _try_all(source, params) -> None:
 
 def _downloads(seg, source) -> None:
     stem = (source.image_id or source.name).replace("/", "_").replace(" ", "_")
-    c = st.columns(3)
+    c = st.columns(4)
     c[0].download_button("Labels (uint8 TIFF)", lambda: tiff_bytes(seg.labels),
                          file_name=f"{stem}_labels.tif", mime="image/tiff",
                          key=f"{PAGE}.dl_labels", on_click="ignore")
@@ -136,7 +143,9 @@ def _downloads(seg, source) -> None:
     c[2].download_button("Per-cell table (CSV)", lambda: seg.objects.to_csv(index=False),
                          file_name=f"{stem}_objects.csv", mime="text/csv",
                          key=f"{PAGE}.dl_csv", on_click="ignore")
-    st.caption("Labels: 0 background, 1 cytoplasm, 2 nucleus. The parameters JSON is "
+    with c[3]:
+        controls.params_download(PAGE)
+    st.caption("Labels: 0 background, 1 cytoplasm, 2 nucleus. Load a parameters JSON "
                "under the controls.")
 
 
@@ -148,8 +157,7 @@ def _tabs(seg, source, params) -> None:
     tabs = st.tabs(names, key=f"{PAGE}.tab", on_change="rerun")
     with tabs[0]:
         if tabs[0].open:
-            st.plotly_chart(figures.steps_figure(seg), key=f"{PAGE}.steps",
-                            **figures.CHART_OPTIONS)
+            live_plot.plotly_chart(figures.steps_figure(seg), key=f"{PAGE}.steps")
     with tabs[1]:
         if tabs[1].open:
             table = seg.objects
@@ -161,9 +169,9 @@ def _tabs(seg, source, params) -> None:
             if source.mask is None:
                 st.info("No ground truth for this image.")
             else:
-                st.plotly_chart(figures.error_map_figure(source.image, seg.labels,
-                                                         source.mask, max_side=MAX_DISPLAY),
-                                key=f"{PAGE}.errors", **figures.CHART_OPTIONS)
+                live_plot.plotly_chart(figures.error_map_figure(
+                    source.image, seg.labels, source.mask, max_side=MAX_DISPLAY),
+                    key=f"{PAGE}.errors")
     with tabs[3]:
         if tabs[3].open:
             _try_all(source, params)
@@ -184,33 +192,52 @@ def _overlay_figure(source, seg, params):
                                   figures.display_step(source.shape, MAX_DISPLAY)))
 
 
-def _results(source, params) -> None:
-    """The overlay, then the steps strip, the numbers and the histogram.
+def _segmentation(source, params):
+    """The cached segmentation, or None with an error on the page."""
+    try:
+        return cache.segmentation(source.digest, source.image, params)
+    except ValueError as err:
+        st.error(f"Cannot segment with these parameters: {err}")
+        return None
 
-    The overlay is sent on its own, before anything else of the run is computed: the
-    browser draws it while the steps strip is encoded and the rest is sent (sent
-    together, the overlay waited for the whole batch to render: ~50 ms more per slider
-    move at 256²). Containers keep the page order: heading, overlay, numbers, tabs.
+
+def _analysis_done() -> None:
+    """The overlay of new parameters is on screen: now the numbers, histogram and tabs."""
+    st.session_state[BROWSER_REPORTS] = True
+    st.rerun(ANALYSIS)
+
+
+@st.fragment(key=OVERLAY)
+def overlay_part(source) -> None:
+    """Heading, overlay and its options: what a parameter change reruns first.
+
+    Once the browser has drawn an overlay whose parameters the numbers below were not
+    computed for, it reruns :func:`analysis_part` (``notify``/``on_drawn``): the
+    overlay goes to the screen alone, not behind the numbers, the histogram and the
+    tabs (~40 % sooner per slider move at 256²). The first draw in a session only
+    reports that this browser does so; until then changes rerun the whole app.
     """
+    params = state.current_params()
+    model = learned.picked_model(PAGE)
+    if model is not None:
+        learned.show_model_results(source, *model, page=PAGE, max_side=MAX_DISPLAY)
+        return
     step = figures.display_step(source.shape, MAX_DISPLAY)
     if step > 1:
         st.info(f"{source.shape[1]}×{source.shape[0]} px image: shown at 1/{step} scale, "
                 "segmented and measured at full resolution.")
-    try:
-        seg = cache.segmentation(source.digest, source.image, params)
-    except ValueError as err:
-        st.error(f"Cannot segment with these parameters: {err}")
+    seg = _segmentation(source, params)
+    if seg is None:
         return
     heading = st.container()
-    st.plotly_chart(_overlay_figure(source, seg, params), key=f"{PAGE}.overlay",
-                    config={"scrollZoom": True}, **figures.CHART_OPTIONS)
+    version = _version(source, params)
+    notify = (version if st.session_state.get(ANALYSIS_VERSION) != version
+              else None if st.session_state.get(BROWSER_REPORTS) else "hello")
+    live_plot.plotly_chart(_overlay_figure(source, seg, params), key=f"{PAGE}.overlay",
+                           config={"scrollZoom": True}, notify=notify,
+                           on_drawn=_analysis_done)
     st.caption(figures.overlay_key(truth=source.mask is not None,
                                    fluorescence=params.mode == Mode.FLUORESCENCE))
-    numbers = st.container()
-    _tabs(seg, source, params)
-    with numbers:
-        _numbers(seg, source, params, hist=cache.histograms(source.digest, source.image,
-                                                           params, source.mask))
     with heading:  # the overlay's own widgets: their values were read above
         st.markdown(f"{md(source.name)} · {_thresholds_line(seg, params)}")
         row = st.container(horizontal=True, vertical_alignment="bottom")
@@ -219,29 +246,58 @@ def _results(source, params) -> None:
         row.radio("Overlay", OVERLAY_STYLES, horizontal=True, key=STYLE_KEY)
 
 
-@st.fragment
+@st.fragment(key=ANALYSIS)
+def analysis_part(source) -> None:
+    """Numbers, histogram and the tabs (steps strip, table, error map, downloads)."""
+    params = state.current_params()
+    st.session_state[ANALYSIS_VERSION] = _version(source, params)
+    # After the overlay: a new URL re-renders the whole page in the browser.
+    state.sync_query(params, state.current_preset(), source.dataset, source.image_id)
+    if learned.picked_model(PAGE) is not None:
+        return
+    seg = _segmentation(source, params)
+    if seg is None:
+        return
+    _numbers(seg, source, params, hist=cache.histograms(source.digest, source.image,
+                                                       params, source.mask))
+    _tabs(seg, source, params)
+
+
+def _version(source, params) -> str:
+    """Names an (image, parameters) pair."""
+    return hashlib.sha1(f"{source.digest}{params.to_json(indent=None)}".encode()).hexdigest()
+
+
+def _rerun_on_change():
+    """What a parameter change that leaves the controls as drawn reruns: the overlay
+    alone once the browser reports drawn overlays, else the whole app."""
+    return OVERLAY if st.session_state.get(BROWSER_REPORTS) else None
+
+
 def explore(source) -> None:
-    """Controls and results: reruns alone when one of its widgets changes."""
+    """Controls (left) and results (right).
+
+    The controls are not in a fragment: a change that alters them (a preset, the
+    method, a model...) reruns the whole app, while a value change that leaves them as
+    drawn reruns only :func:`overlay_part` (see ``controls.layout_signature``), once
+    the browser reports drawn overlays; :func:`analysis_part` follows.
+    """
     ctrl, result = st.columns([1, 3], gap="medium")
     with ctrl:
         with st.expander("Learned model file"):
             learned.model_upload(PAGE)  # registers a good file before the picker
-        model = learned.model_picker(PAGE)  # None: the parameters below
-    # The results are written before the rest of the controls: the browser draws the
-    # overlay as soon as its element arrives, before it re-renders a dozen widgets.
-    params = state.current_params()  # kept current by the widgets' on_change callbacks
-    with result:
-        if model is not None:
-            learned.show_model_results(source, *model, page=PAGE, max_side=MAX_DISPLAY)
-        else:
-            _mode_hint(source, params)
-            _results(source, params)
-    with ctrl:
+        learned.model_picker(PAGE)
         controls.preset_picker(PAGE)
-        controls.parameter_controls(PAGE)
-        with st.expander("Save / load parameters"):
+        controls.parameter_controls(PAGE, rerun=_rerun_on_change)
+        with st.expander("Load parameters"):
             controls.params_file_controls(PAGE)
-    state.sync_query(params, state.current_preset(), source.dataset, source.image_id)
+    with result:
+        _mode_hint(source, state.current_params())
+        top, bottom = st.container(), st.container()
+    with bottom:  # first: a full run draws the numbers for the parameters it shows
+        analysis_part(source)
+    with top:
+        overlay_part(source)
 
 
 st.title("Explore")

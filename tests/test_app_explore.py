@@ -256,10 +256,18 @@ def test_controls_keep_the_params_when_the_page_had_no_image(app_voced):
     assert at.selectbox(key=state.preset_key()).value == state.DEFAULT_PRESET
 
 
+def _live_chart(at, key: str) -> dict:
+    """The data sent to the browser for a ``live_plot`` chart: figure (JSON text),
+    config, notify..."""
+    charts = [json.loads(c.proto.json) for c in at.get("bidi_component")]
+    found = [c for c in charts if c["name"] == key]
+    assert found, f"no live chart {key!r}; shown: {[c['name'] for c in charts]}"
+    return found[0]
+
+
 def _overlay_layers(at) -> dict:
     """The overlay chart's label layers as sent to the browser: name -> layout image."""
-    chart = next(c for c in at.get("plotly_chart") if c.proto.id.endswith("explore.overlay"))
-    images = json.loads(chart.proto.spec)["layout"]["images"]
+    images = json.loads(_live_chart(at, "explore.overlay")["figure"])["layout"]["images"]
     return {im["name"]: im for im in images if im["layer"] == "above"}
 
 
@@ -280,3 +288,40 @@ def test_overlay_options_redraw_the_overlay(app_voced):
     assert contour["prediction"]["opacity"] == pytest.approx(0.8)  # outlines stay visible
     assert contour["prediction"]["source"] != fill["prediction"]["source"]
     assert at.slider(key="explore.opacity").value == pytest.approx(0.5)
+
+
+def test_threshold_move_reruns_only_the_overlay_once_the_browser_reports(app_voced, voced):
+    """With a browser that reports drawn overlays, a value change that leaves the
+    controls as drawn reruns the overlay's fragment alone, asking the browser to report
+    when that overlay is drawn (the numbers follow then); a change that alters the
+    controls still reruns the whole page."""
+    at = _pick(app_voced, "voced", IMAGE_ID)
+    assert _live_chart(at, "explore.overlay")["notify"] == "hello"  # does it report?
+    at.session_state["explore.browser_reports"] = True  # it did (JavaScript, not here)
+    _run(at)
+    assert _live_chart(at, "explore.overlay")["notify"] is None  # numbers are current
+    dice = _metric(at, "Mean Dice")
+
+    # The first move away from the preset adds t_nuc to the preset's list of changed
+    # parameters (drawn with the controls): a whole-page rerun.
+    at.slider(key=T_NUC).set_value(0.44)
+    _run(at)
+    assert _live_chart(at, "explore.overlay")["notify"] is None
+    assert _metric(at, "Mean Dice") != dice
+
+    at.slider(key=T_NUC).set_value(0.45)
+    _run(at)
+    assert _live_chart(at, "explore.overlay")["notify"]  # numbers are for 0.44
+    assert not at.metric, "the numbers were recomputed before the overlay was drawn"
+    assert "t_nuc = 0.450" in at.markdown[0].value  # the overlay's heading is current
+
+    at.run()  # what the browser's report (or any full rerun) brings
+    moved = _engine_dice(voced, IMAGE_ID, get_preset(state.DEFAULT_PRESET)
+                         .with_values({"threshold.t_nuc": 0.45}))
+    assert _metric(at, "Mean Dice") == f"{moved['mean_dice']:.4f}"
+    assert _live_chart(at, "explore.overlay")["notify"] is None
+
+    # The method changes which controls there are: the whole page reruns at once.
+    at.selectbox(key=state.widget_key("threshold.method")).set_value("otsu")
+    _run(at)
+    assert at.metric and not [s for s in at.slider if s.key == T_NUC]

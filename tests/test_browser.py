@@ -23,9 +23,13 @@ pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("CELLSEG_CHROMIUM", "/usr/bin/chromium")
-#: The prediction's label layer in the Explore overlay: the first Plotly layout image
-#: (drawn above the image traces).
+#: The Explore overlay (a chart of app_support.live_plot) and, in it, the prediction's
+#: label layer: the first Plotly layout image drawn above the image.
+OVERLAY_CHART = 'div.cellseg-plot[data-chart="explore.overlay"]'
 PREDICTION_LAYER = ".layer-above .imagelayer image"
+#: The overlay's zoom: x and y ranges of its first panel.
+_ZOOM_JS = """(sel) => { const gd = document.querySelector(sel)._fullLayout;
+    return [gd.xaxis.range, gd.yaxis.range]; }"""
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
@@ -136,11 +140,19 @@ def test_explore_in_chromium(chromium_path, server, tmp_path):
             choose(page, "Image id", "007")
             wait_idle(page)
             expect(page).to_have_url(re.compile(r"dataset=voced.*image=007"))
-            overlay = page.locator('[data-testid="stPlotlyChart"]').first
-            overlay.wait_for()
+            overlay = page.locator(OVERLAY_CHART)
+            overlay.locator(PREDICTION_LAYER).first.wait_for()
             before = metric_value(page, "Mean Dice")
             image_before = overlay.locator(PREDICTION_LAYER).first.get_attribute("href")
             page.screenshot(path=str(tmp_path / "explore_before.png"), full_page=True)
+            # Zoom into the image with the mouse wheel (scroll zoom is on).
+            box = overlay.bounding_box()
+            page.mouse.move(box["x"] + box["width"] / 6, box["y"] + box["height"] / 2)
+            for _ in range(4):
+                page.mouse.wheel(0, -200)
+            page.wait_for_timeout(500)
+            zoom = page.evaluate(_ZOOM_JS, OVERLAY_CHART)
+            assert zoom[0][1] - zoom[0][0] < 200, f"the wheel did not zoom: {zoom}"
 
             # Move the nucleus threshold with the keyboard: 6 steps of 0.005 up.
             thumb = page.locator('[data-testid="stSlider"]',
@@ -157,6 +169,9 @@ def test_explore_in_chromium(chromium_path, server, tmp_path):
             page.screenshot(path=str(tmp_path / "explore_after.png"), full_page=True)
             assert float(after) != float(before)
             assert image_after != image_before, "the overlay was not redrawn"
+            # Redrawn in place: the zoom survived six slider moves.
+            kept = page.evaluate(_ZOOM_JS, OVERLAY_CHART)
+            assert sum(kept, []) == pytest.approx(sum(zoom, []))
             assert not page.locator('[data-testid="stException"]').count()
 
             # Upload: a broken file gives a reason, a 16-bit TIFF is segmented.
