@@ -44,7 +44,7 @@ _OVERLAY_JS = """() => {
     const layer = document.querySelector('%s %s');
     return layer ? layer.getAttribute('href') : null;
   }""" % (OVERLAY_CHART, PREDICTION_LAYER)
-_NUMBERS_JS = """() => Array.from(document.querySelectorAll('[data-testid="stMetric"]'))
+_NUMBERS_JS = """() => Array.from(document.querySelectorAll('[data-testid="stMarkdown"] table'))
     .map(e => e.innerText).join('|')"""
 _BARE_JS = """() => {
     const img = document.querySelector('[data-testid="stImage"] img');
@@ -112,8 +112,7 @@ def measure(page, url: str, dataset: str, size: int, repeats: int,
     else:
         page.goto(f"{url}/?dataset={dataset}&image=s{size}&preset=lab03v2",
                   wait_until="domcontentloaded")
-        page.locator('[data-testid="stMetric"]', has_text="Mean Dice").first.wait_for(
-            timeout=180_000)
+        page.get_by_text("Mean Dice").first.wait_for(timeout=180_000)
         page.locator(f"{OVERLAY_CHART} {PREDICTION_LAYER}").first.wait_for(timeout=60_000)
     wait_idle(page)
     thumb = page.locator('[data-testid="stSlider"]', has_text="Nucleus below"

@@ -56,7 +56,9 @@ class RunResult:
     elements : dict
         Delta path (tuple) -> ``Element`` proto for every element of this run.
     metrics : dict
-        ``st.metric`` label -> shown value text, for this run's metrics.
+        Label -> shown value text, for this run's ``st.metric`` elements and the
+        numbers of its markdown tables (a row of names over a row of values, as
+        Explore shows them).
     exceptions : list of str
         Messages of ``st.exception`` / uncaught-exception elements.
     errors : list of str
@@ -73,6 +75,14 @@ class RunResult:
     errors: list = field(default_factory=list)
     n_messages: int = 0
     n_bytes: int = 0
+
+
+def table_numbers(markdown: str) -> dict:
+    """Name -> value of the tables in `markdown` whose rows are names, ---, values."""
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")]
+            for line in markdown.splitlines() if line.startswith("|")]
+    return {name: value for names, values in zip(rows[::3], rows[2::3])
+            for name, value in zip(names, values)}
 
 
 def _widget_state(kind: str, el) -> WidgetState | None:
@@ -246,6 +256,8 @@ class StreamlitClient:
         body = getattr(el, kind)
         if kind == "metric":
             result.metrics[body.label] = body.body
+        elif kind == "markdown":
+            result.metrics.update(table_numbers(body.body))
         elif kind == "exception":
             result.exceptions.append(f"{body.type}: {body.message}"[:300])
         elif kind == "alert" and body.format == body.ERROR:

@@ -62,6 +62,16 @@ def _thresholds_line(seg, params) -> str:
             else f"**{method.value}** chose {shown}")
 
 
+def _table(values: dict) -> str:
+    """Numbers as a markdown table: their names over their values.
+
+    One element where a grid of ``st.metric`` was ~30 (metrics and column blocks):
+    the browser re-renders the page's elements on every slider move.
+    """
+    return (f"| {' | '.join(values)} |\n|{'---:|' * len(values)}\n"
+            f"| {' | '.join(values.values())} |")
+
+
 def _numbers(seg, source, params, hist) -> dict:
     """Scores against the ground truth (when there is one), then class areas, N/C and
     counts beside the per-class histogram. Returns the scores."""
@@ -69,37 +79,35 @@ def _numbers(seg, source, params, hist) -> dict:
     fluo = params.mode == Mode.FLUORESCENCE
     scores = cache.scores(seg, source.mask, source.instances if fluo else None)
     if scores:
-        st.markdown("**Agreement with the ground truth**")
-        c = st.columns(4)
         if fluo:
-            c[0].metric("Dice nucleus", _fmt(scores["dice_nucleus"]))
-            c[1].metric("IoU nucleus", _fmt(scores["iou_nucleus"]))
+            agreement = {"Dice nucleus": _fmt(scores["dice_nucleus"]),
+                         "IoU nucleus": _fmt(scores["iou_nucleus"])}
             if "instance_f1" in scores:
-                c[2].metric("Instance F1 (IoU ≥ 0.5)", _fmt(scores["instance_f1"]))
-                c[3].metric("Average precision (DSB)", _fmt(scores["average_precision"]))
+                agreement.update({
+                    "Instance F1 (IoU ≥ 0.5)": _fmt(scores["instance_f1"]),
+                    "Average precision (DSB)": _fmt(scores["average_precision"])})
         else:
-            c[0].metric("Mean Dice", _fmt(scores["mean_dice"]),
-                        help="(Dice cytoplasm + Dice nucleus) / 2, as in the course")
-            c[1].metric("Dice cytoplasm", _fmt(scores["dice_cytoplasm"]))
-            c[2].metric("Dice nucleus", _fmt(scores["dice_nucleus"]))
-            c[3].metric("Mean IoU", _fmt(scores["mean_iou"]))
-            c = st.columns(4)
-            c[0].metric("N/C predicted", _fmt(scores["nc_pred"], 3))
-            c[1].metric("N/C true", _fmt(scores["nc_true"], 3))
-            c[2].metric("N/C error", _fmt(scores["nc_error"], 3),
-                        help="predicted N/C minus true N/C")
-            c[3].metric("Pixel accuracy", _fmt(scores["pixel_accuracy"]))
+            agreement = {"Mean Dice": _fmt(scores["mean_dice"]),
+                         "Dice cytoplasm": _fmt(scores["dice_cytoplasm"]),
+                         "Dice nucleus": _fmt(scores["dice_nucleus"]),
+                         "Mean IoU": _fmt(scores["mean_iou"]),
+                         "N/C predicted": _fmt(scores["nc_pred"], 3),
+                         "N/C true": _fmt(scores["nc_true"], 3),
+                         "N/C error": _fmt(scores["nc_error"], 3),
+                         "Pixel accuracy": _fmt(scores["pixel_accuracy"])}
+        st.markdown("**Agreement with the ground truth**\n\n" + _table(agreement))
+        if not fluo:
+            st.caption("Mean Dice = (Dice cytoplasm + Dice nucleus) / 2, as in the course. "
+                       "N/C error = predicted N/C − true N/C.")
     left, right = st.columns([2, 3], gap="medium")
     with left:
-        st.markdown("**Segmentation**")
-        c = st.columns(2)
+        counts = {} if fluo else {"N/C ratio": _fmt(summary["nc_ratio"], 3),
+                                  "Cytoplasm (px)": f"{summary['cytoplasm_area']:,}"}
+        counts.update({"Nucleus (px)": f"{summary['nucleus_area']:,}",
+                       "Nuclei": f"{summary['n_nuclei']:,}"})
+        st.markdown("**Segmentation**\n\n" + _table(counts))
         if not fluo:
-            c[0].metric("N/C ratio", _fmt(summary["nc_ratio"], 3),
-                        help="nucleus pixels / cytoplasm pixels")
-            c[1].metric("Cytoplasm (px)", f"{summary['cytoplasm_area']:,}")
-        c = st.columns(2)
-        c[0].metric("Nucleus (px)", f"{summary['nucleus_area']:,}")
-        c[1].metric("Nuclei", f"{summary['n_nuclei']:,}")
+            st.caption("N/C ratio = nucleus pixels / cytoplasm pixels.")
     with right:
         live_plot.plotly_chart(figures.histogram_figure(hist, seg.thresholds),
                                key=f"{PAGE}.histogram")

@@ -231,7 +231,11 @@ def _app_run(at):
 
 
 def _metric(at, label):
-    return [m.value for m in at.metric if m.label == label]
+    """The Explore page's number `label` as shown (a list: empty when not shown)."""
+    from test_app_explore import numbers_shown
+
+    shown = numbers_shown(at)
+    return [shown[label]] if label in shown else []
 
 
 def _app_name(case) -> str:
