@@ -2,7 +2,7 @@
 
 Widgets → params (through ``app_support.state``) → cached core call → display.
 Moving a slider reruns only the overlay's fragment, then (once the browser has drawn
-it) the fragment of the numbers, histogram and tabs: not the controls, not the
+it) the fragment of the numbers, histogram and sections: not the controls, not the
 sidebar. The channel and its blur are cached apart from the thresholds, the overlay
 is drawn at display size, and the charts are redrawn in place (``live_plot``), so a
 zoom survives a slider move.
@@ -157,35 +157,40 @@ def _downloads(seg, source) -> None:
                "under the controls.")
 
 
-def _tabs(seg, source, params) -> None:
-    # Tabs render only when open (lazy): the per-cell table needs every nucleus's
-    # cell (a watershed), about a second at 2048², so it is not the default tab.
-    names = ["Intermediate steps", "Per-cell table", "Error map", "Try all thresholds",
-             "Downloads"]
-    tabs = st.tabs(names, key=f"{PAGE}.tab", on_change="rerun")
-    with tabs[0]:
-        if tabs[0].open:
-            live_plot.plotly_chart(figures.steps_figure(seg), key=f"{PAGE}.steps")
-    with tabs[1]:
-        if tabs[1].open:
-            table = seg.objects
-            st.caption(f"{len(table)} nuclei; N/C per cell = nucleus area / the cytoplasm "
-                       "nearest to that nucleus.")
-            st.dataframe(table, hide_index=True, key=f"{PAGE}.objects")
-    with tabs[2]:
-        if tabs[2].open:
-            if source.mask is None:
-                st.info("No ground truth for this image.")
-            else:
-                live_plot.plotly_chart(figures.error_map_figure(
-                    source.image, seg.labels, source.mask, max_side=MAX_DISPLAY),
-                    key=f"{PAGE}.errors")
-    with tabs[3]:
-        if tabs[3].open:
-            _try_all(source, params)
-    with tabs[4]:
-        if tabs[4].open:
-            _downloads(seg, source)
+#: The sections under the numbers, one shown at a time (see :func:`_sections`).
+SECTIONS = ["Intermediate steps", "Per-cell table", "Error map", "Try all thresholds",
+            "Downloads"]
+
+
+def _sections(seg, source, params) -> None:
+    """The chosen section: the steps strip, the per-cell table, the error map, every
+    automatic threshold, or the downloads.
+
+    Only the chosen one is computed (the per-cell table needs every nucleus's cell,
+    about a second at 2048², so it is not the default). A segmented control rather
+    than ``st.tabs``: the tabs re-render twice more after every render of the page,
+    on every slider move.
+    """
+    shown = st.segmented_control("Show", SECTIONS, default=SECTIONS[0], required=True,
+                                 key=f"{PAGE}.tab", label_visibility="collapsed")
+    if shown == "Intermediate steps":
+        live_plot.plotly_chart(figures.steps_figure(seg), key=f"{PAGE}.steps")
+    elif shown == "Per-cell table":
+        table = seg.objects
+        st.caption(f"{len(table)} nuclei; N/C per cell = nucleus area / the cytoplasm "
+                   "nearest to that nucleus.")
+        st.dataframe(table, hide_index=True, key=f"{PAGE}.objects")
+    elif shown == "Error map":
+        if source.mask is None:
+            st.info("No ground truth for this image.")
+        else:
+            live_plot.plotly_chart(figures.error_map_figure(
+                source.image, seg.labels, source.mask, max_side=MAX_DISPLAY),
+                key=f"{PAGE}.errors")
+    elif shown == "Try all thresholds":
+        _try_all(source, params)
+    else:
+        _downloads(seg, source)
 
 
 def _overlay_figure(source, seg, params):
@@ -210,7 +215,7 @@ def _segmentation(source, params):
 
 
 def _analysis_done() -> None:
-    """The overlay of new parameters is on screen: now the numbers, histogram and tabs."""
+    """The overlay of new parameters is on screen: now the numbers, histogram and the rest."""
     st.session_state[BROWSER_REPORTS] = True
     st.rerun(ANALYSIS)
 
@@ -256,7 +261,7 @@ def overlay_part(source) -> None:
 
 @st.fragment(key=ANALYSIS)
 def analysis_part(source) -> None:
-    """Numbers, histogram and the tabs (steps strip, table, error map, downloads)."""
+    """Numbers, histogram and a section (steps strip, table, error map, downloads...)."""
     params = state.current_params()
     st.session_state[ANALYSIS_VERSION] = _version(source, params)
     # After the overlay: a new URL re-renders the whole page in the browser.
@@ -268,7 +273,7 @@ def analysis_part(source) -> None:
         return
     _numbers(seg, source, params, hist=cache.histograms(source.digest, source.image,
                                                        params, source.mask))
-    _tabs(seg, source, params)
+    _sections(seg, source, params)
 
 
 def _version(source, params) -> str:

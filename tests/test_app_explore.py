@@ -336,3 +336,21 @@ def test_threshold_move_reruns_only_the_overlay_once_the_browser_reports(app_voc
     at.selectbox(key=state.widget_key("threshold.method")).set_value("otsu")
     _run(at)
     assert numbers_shown(at) and not [s for s in at.slider if s.key == T_NUC]
+
+
+def test_sections_under_the_numbers_show_one_at_a_time(app_voced):
+    at = _pick(app_voced, "voced", IMAGE_ID)
+    assert _live_chart(at, "explore.steps")  # the default section: the steps strip
+    assert not at.dataframe
+    at.segmented_control(key="explore.tab").set_value("Per-cell table")
+    _run(at)
+    assert len(at.dataframe) == 1 and len(at.dataframe[0].value) >= 1
+    assert not [c for c in at.get("bidi_component") if "steps" in c.proto.json]
+    at.segmented_control(key="explore.tab").set_value("Error map")
+    _run(at)
+    assert _live_chart(at, "explore.errors")
+    at.segmented_control(key="explore.tab").set_value("Downloads")
+    _run(at)
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert labels == ["Labels (uint8 TIFF)", "Nucleus instances (uint16 TIFF)",
+                      "Per-cell table (CSV)", "Parameters (JSON)"]
