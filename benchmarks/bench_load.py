@@ -12,10 +12,13 @@ Two kinds of session (``--client``):
 ``ws`` (default)
     a lightweight Streamlit websocket client (``benchmarks/ws_client.py``) that speaks
     the frontend's protocol: it opens ``/?dataset=voced&image=<id>``, finds the t_nuc
-    slider in the deltas and sends the same fragment rerun a browser sends (all widget
-    states, the fragment id, cached-message hashes); an update is from sending that
-    message until ``script_finished``. All sessions open first, then move together.
-    The clients cost little CPU, so the numbers are the server's.
+    slider in the deltas and sends the same rerun a browser sends (all widget states,
+    cached-message hashes), then, as a browser does once it has drawn the new overlay,
+    reports it (the chart's ``drawn`` trigger), which reruns the numbers' fragment; an
+    update is from sending the first message until the second run's
+    ``script_finished`` (both runs; the browser's drawing is not in it). All sessions
+    open first, then move together. The clients cost little CPU, so the numbers are
+    the server's.
 ``chromium``
     headless Chromium through Playwright (one browser, a context per session), keyboard
     ArrowRight on the slider; an update is from the key press until the URL carries the
@@ -107,6 +110,10 @@ async def _session(browser, url: str, image: str, moves: int, timeout_ms: float)
         await context.close()
 
 
+#: The Explore overlay's live chart (app_support.live_plot), which reports drawn figures.
+OVERLAY = "explore.overlay"
+
+
 async def _ws_session(url: str, image: str, moves: int, timeout: float, opened, go,
                       think: float = 0.0, seed: int = 0):
     """One websocket client: open `image`, wait for `go`, move t_nuc `moves` steps.
@@ -125,6 +132,8 @@ async def _ws_session(url: str, image: str, moves: int, timeout: float, opened, 
         try:  # whatever happens, this session counts as opened: the others go on
             await client.connect()
             run = await client.open(f"dataset=voced&image={image}")
+            if client.pending_report(OVERLAY):  # the browser says it reports drawn charts
+                run = await client.report_drawn(OVERLAY)
             problems = run.exceptions + run.errors
             if problems:
                 raise RuntimeError(f"image {image} on opening: {problems[0]}")
@@ -137,13 +146,16 @@ async def _ws_session(url: str, image: str, moves: int, timeout: float, opened, 
             if think > 0:
                 await asyncio.sleep(rng.uniform(0.0, 2.0 * think))
             value = client.next_step(client.widget(wid), value)
-            run = await client.set_widget(wid, [value])
-            latencies.append(run.seconds)
-            problems = run.exceptions + run.errors
-            if problems:
-                raise RuntimeError(f"image {image}, t_nuc={value}: {problems[0]}")
-            if run.status != "fragment finished":
-                raise RuntimeError(f"image {image}: a {run.status!r} run, not a fragment run")
+            runs = [await client.set_widget(wid, [value])]
+            if client.pending_report(OVERLAY):  # a browser, once it has drawn the overlay
+                runs.append(await client.report_drawn(OVERLAY))
+            latencies.append(sum(run.seconds for run in runs))
+            for run in runs:
+                problems = run.exceptions + run.errors
+                if problems:
+                    raise RuntimeError(f"image {image}, t_nuc={value}: {problems[0]}")
+                if run.status not in ("finished", "fragment finished"):
+                    raise RuntimeError(f"image {image}: the run ended {run.status!r}")
         return latencies
     finally:
         await client.close()

@@ -25,6 +25,7 @@ the frontend.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -32,6 +33,9 @@ from dataclasses import dataclass, field
 from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from streamlit.proto.WidgetStates_pb2 import WidgetState
+
+#: Streamlit's prefix of internal widget ids (a v2 component's trigger widgets use it).
+INTERNAL_KEY_PREFIX = "$$STREAMLIT_INTERNAL_KEY"
 
 __all__ = ["RunResult", "StreamlitClient", "FINISHED"]
 
@@ -144,6 +148,7 @@ class StreamlitClient:
         self.widgets: dict[str, WidgetState] = {}
         self.elements: dict[tuple, object] = {}  # delta path -> Element (the screen)
         self.widget_kinds: dict[str, tuple[str, object, str]] = {}  # id -> (kind, el, fragment)
+        self.charts: dict[str, tuple[str, dict, str]] = {}  # live chart -> (id, data, fragment)
         self._cache: dict[str, ForwardMsg] = {}
         self._ws = None
 
@@ -262,6 +267,11 @@ class StreamlitClient:
             result.exceptions.append(f"{body.type}: {body.message}"[:300])
         elif kind == "alert" and body.format == body.ERROR:
             result.errors.append(body.body[:300])
+        if kind == "bidi_component":  # app_support.live_plot charts, by name
+            data = json.loads(body.json) if body.json else {}
+            if isinstance(data, dict) and "name" in data:
+                self.charts[data["name"]] = (body.id, data, delta.fragment_id)
+            return
         wid = getattr(body, "id", "") if kind != "plotly_chart" else ""
         if not wid:
             return
@@ -306,6 +316,24 @@ class StreamlitClient:
     def widget(self, wid: str):
         """The last element proto received for widget `wid`."""
         return self.widget_kinds[wid][1]
+
+    def pending_report(self, chart: str) -> str | None:
+        """What the live chart named `chart` asks to report once drawn (its
+        ``notify``), or None."""
+        found = self.charts.get(chart)
+        return found[1].get("notify") if found else None
+
+    async def report_drawn(self, chart: str) -> RunResult:
+        """Do what the browser does once the live chart `chart` has drawn its figure:
+        set its ``drawn`` trigger to the chart's ``notify`` and wait for the rerun."""
+        cid, data, fragment_id = self.charts[chart]
+        trigger = WidgetState(id=f"{INTERNAL_KEY_PREFIX}_{cid}__events")
+        trigger.json_trigger_value = json.dumps([{"event": "drawn", "value": data["notify"]}])
+        msg = self.rerun_message(fragment_id)
+        msg.rerun_script.widget_states.widgets.append(trigger)
+        start = time.perf_counter()
+        await self._send(msg)
+        return await self._receive_run(start)
 
     async def set_widget(self, wid: str, value) -> RunResult:
         """Change widget `wid` to `value` (a list for a slider) and wait for the rerun.

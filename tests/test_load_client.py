@@ -98,3 +98,38 @@ def test_one_ws_update_changes_dice_like_the_app(voced, monkeypatch):
     assert moved.metrics["Mean Dice"] == f"{after:.4f}"
     assert moved.metrics["Mean Dice"] != opened.metrics["Mean Dice"]
     assert moved.metrics["Mean Dice"] == _app_test_metric(voced, monkeypatch, value)
+
+
+async def _two_updates(url: str):
+    async with StreamlitClient(url, timeout=30) as client:
+        await client.open(f"dataset=voced&image={IMAGE_ID}")
+        hello = client.pending_report("explore.overlay")
+        await client.report_drawn("explore.overlay")
+        wid = client.find_widget("slider", key=T_NUC)
+        first = client.next_step(client.widget(wid), client.widget(wid).value[0])
+        await client.set_widget(wid, [first])  # off the preset: the controls change
+        second = client.next_step(client.widget(wid), first)
+        overlay = await client.set_widget(wid, [second])
+        notify = client.pending_report("explore.overlay")
+        numbers = await client.report_drawn("explore.overlay")
+        return hello, overlay, notify, numbers, second
+
+
+def test_a_client_that_reports_drawn_overlays_gets_two_fragment_runs(voced):
+    """What a browser gets: a move reruns the overlay's fragment, whose chart asks to
+    be reported once drawn; the report reruns the numbers' fragment."""
+    proc, url = start_streamlit({"CELLSEG_DATA": str(voced), "CELLSEG_CONFIG": ""})
+    try:
+        hello, overlay, notify, numbers, value = asyncio.run(
+            asyncio.wait_for(_two_updates(url), 60))
+    finally:
+        stop_streamlit(proc)
+    assert hello == "hello"
+    assert overlay.status == numbers.status == "fragment finished"
+    assert notify and "Mean Dice" not in overlay.metrics  # the numbers come next
+    image = read_image(voced / "images" / f"{IMAGE_ID}.png")
+    truth = read_mask(voced / "masks" / f"{IMAGE_ID}.png")
+    params = get_preset("lab02").with_values({"threshold.t_nuc": value})
+    assert numbers.metrics["Mean Dice"] == \
+        f"{score_labels(segment(image, params).labels, truth)['mean_dice']:.4f}"
+    assert not (overlay.errors or overlay.exceptions or numbers.errors or numbers.exceptions)
