@@ -1,8 +1,10 @@
 """Parameter controls, grouped as the pipeline flows, for any page.
 
-Every widget's key is ``state.widget_key(name, page)`` and its callback is
-``state.on_widget_change``: widgets show the params in force and change them only
-through that one door. Call :func:`state.ensure_widgets` before drawing them.
+Every widget's key is ``state.widget_key(name, page)`` and its callback sends the
+value through ``state.on_widget_change``: widgets show the params in force and change
+them only through that one door. The callback then reruns what the page asked for
+(``rerun``) when the controls themselves still look the same, the whole app
+otherwise. Call :func:`state.ensure_widgets` before drawing them.
 """
 from __future__ import annotations
 
