@@ -217,6 +217,45 @@ def test_explore_in_chromium(chromium_path, server, tmp_path):
     assert (tmp_path / "explore_after.png").stat().st_size > 10_000
 
 
+def test_explore_fast_slider_moves_end_consistent(chromium_path, server, voced):
+    """Eight quick key presses: overlay runs and the numbers' runs (started by the
+    browser's reports) interleave; once idle, the URL, the overlay's heading and the
+    numbers all show the last value, and the Dice is the engine's for it."""
+    from playwright.sync_api import sync_playwright
+
+    from cellseg_core import read_image, read_mask, score_labels, segment
+    from cellseg_core.presets import get_preset
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1200})
+            page.goto(f"{server}/?dataset=voced&image=007&preset=lab03v2",
+                      wait_until="domcontentloaded")
+            page.locator(f"{OVERLAY_CHART} {PREDICTION_LAYER}").first.wait_for(timeout=60_000)
+            wait_idle(page)
+            page.locator('[data-testid="stSlider"]', has_text="Nucleus below"
+                         ).get_by_role("slider").focus()
+            for _ in range(8):
+                page.keyboard.press("ArrowRight", delay=15)
+            page.wait_for_function("() => /threshold\\.t_nuc=0\\.43\\b/.test(location.search)",
+                                   timeout=30_000)
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('[data-testid=\"stMarkdown\"]')]"
+                ".some(e => e.innerText.includes('t_nuc = 0.430'))", timeout=30_000)
+            image = read_image(voced / "images" / "007.png")
+            truth = read_mask(voced / "masks" / "007.png")
+            params = get_preset("lab03v2").with_values({"threshold.t_nuc": 0.43})
+            dice = f"{score_labels(segment(image, params).labels, truth)['mean_dice']:.4f}"
+            page.wait_for_function(f"() => ({NUMBER_JS})('Mean Dice') === '{dice}'",
+                                   timeout=30_000)
+            wait_idle(page)
+            assert number_value(page, "Mean Dice") == dice
+            assert not page.locator('[data-testid="stException"]').count()
+        finally:
+            browser.close()
+
+
 def test_compare_optimise_count_in_chromium(chromium_path, server, tmp_path):
     """Visit the other pages, run a comparison and a short optimisation, screenshot."""
     from playwright.sync_api import expect, sync_playwright
