@@ -21,7 +21,7 @@ pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO / "tests") not in sys.path:
     sys.path.insert(0, str(REPO / "tests"))
-from test_browser import (CHROMIUM_ARGS, _need_chromium, start_streamlit,  # noqa: E402
+from test_browser import (_need_chromium, chromium_page, start_streamlit,  # noqa: E402
                           stop_streamlit, wait_idle)
 
 from cellseg_core.datasets import demo_datasets  # noqa: E402
@@ -120,7 +120,7 @@ def choose_class(page, name: str) -> None:
 
 
 def test_paint_strokes_in_chromium(chromium, demo_server, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     ds = demo_datasets()["demo-cytology"]
     image_id = ds.ids[0]
@@ -130,68 +130,63 @@ def test_paint_strokes_in_chromium(chromium, demo_server, tmp_path):
     base = to_rgb8(ds.image(image_id))  # what the page draws (a 256² image: no subsampling)
     nucleus = inner_block(mask, 2, 2)
     background = inner_block(mask, 0, 3)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1300})
-            page.goto(f"{demo_server}/train?dataset=demo-cytology&image={image_id}",
-                      wait_until="domcontentloaded")
-            expect(page.get_by_text("Paint at least two classes")).to_be_visible(
-                timeout=60_000)
-            canvas = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').first
-            canvas.wait_for(timeout=30_000)
-            wait_idle(page)
-            assert painted_text(page) == {"background": 0, "cytoplasm": 0, "nucleus": 0}
+    with chromium_page(chromium, (1400, 1300)) as page:
+        page.goto(f"{demo_server}/train?dataset=demo-cytology&image={image_id}",
+                  wait_until="domcontentloaded")
+        expect(page.get_by_text("Paint at least two classes")).to_be_visible(
+            timeout=60_000)
+        canvas = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').first
+        canvas.wait_for(timeout=30_000)
+        wait_idle(page)
+        assert painted_text(page) == {"background": 0, "cytoplasm": 0, "nucleus": 0}
 
-            # Nucleus (the default class): a lasso around a square inside the nucleus.
-            canvas.scroll_into_view_if_needed()
-            r0, c0, r1, c1 = nucleus
-            drag(page, [to_screen(page, x, y) for x, y in
-                        ((c0, r0), (c1, r0), (c1, r1), (c0, r1), (c0, r0 + 1))])
-            n_nucleus = painted_pixels(nucleus, mask.shape)
-            expect(page.get_by_text("Painted pixels:")).to_contain_text(
-                f"nucleus {n_nucleus:,}", timeout=30_000)
-            wait_idle(page)
-            expect(page.get_by_text("Paint at least two classes")).to_be_visible()
-            # The painted pixels are exactly the selected blocks (drawn tinted).
-            expected = np.zeros(mask.shape, bool)
-            expected[r0:r1, c0:c1] = True
-            np.testing.assert_array_equal(tinted(page, base, n_nucleus), expected)
+        # Nucleus (the default class): a lasso around a square inside the nucleus.
+        canvas.scroll_into_view_if_needed()
+        r0, c0, r1, c1 = nucleus
+        drag(page, [to_screen(page, x, y) for x, y in
+                    ((c0, r0), (c1, r0), (c1, r1), (c0, r1), (c0, r0 + 1))])
+        n_nucleus = painted_pixels(nucleus, mask.shape)
+        expect(page.get_by_text("Painted pixels:")).to_contain_text(
+            f"nucleus {n_nucleus:,}", timeout=30_000)
+        wait_idle(page)
+        expect(page.get_by_text("Paint at least two classes")).to_be_visible()
+        # The painted pixels are exactly the selected blocks (drawn tinted).
+        expected = np.zeros(mask.shape, bool)
+        expected[r0:r1, c0:c1] = True
+        np.testing.assert_array_equal(tinted(page, base, n_nucleus), expected)
 
-            # Background: the box-select tool of the plot's toolbar.
-            choose_class(page, "background")
-            canvas.scroll_into_view_if_needed()
-            canvas.hover()
-            canvas.locator('[data-title="Box Select"]').click()
-            r0, c0, r1, c1 = background
-            drag(page, [to_screen(page, c0, r0), to_screen(page, c1, r1)])
-            n_background = painted_pixels(background, mask.shape)
-            expect(page.get_by_text("Painted pixels:")).to_contain_text(
-                f"background {n_background:,}", timeout=30_000)
-            assert painted_text(page) == {"background": n_background, "cytoplasm": 0,
-                                          "nucleus": n_nucleus}
-            expected[r0:r1, c0:c1] = True
-            np.testing.assert_array_equal(tinted(page, base, n_nucleus + n_background),
-                                          expected)
+        # Background: the box-select tool of the plot's toolbar.
+        choose_class(page, "background")
+        canvas.scroll_into_view_if_needed()
+        canvas.hover()
+        canvas.locator('[data-title="Box Select"]').click()
+        r0, c0, r1, c1 = background
+        drag(page, [to_screen(page, c0, r0), to_screen(page, c1, r1)])
+        n_background = painted_pixels(background, mask.shape)
+        expect(page.get_by_text("Painted pixels:")).to_contain_text(
+            f"background {n_background:,}", timeout=30_000)
+        assert painted_text(page) == {"background": n_background, "cytoplasm": 0,
+                                      "nucleus": n_nucleus}
+        expected[r0:r1, c0:c1] = True
+        np.testing.assert_array_equal(tinted(page, base, n_nucleus + n_background),
+                                      expected)
 
-            # Two classes: the prediction and the uncertainty map appear.
-            prediction = page.locator('[data-testid="stImage"]',
-                                      has_text="Prediction from the strokes")
-            expect(prediction).to_be_visible(timeout=60_000)
-            uncertainty = page.locator('[data-testid="stImage"]', has_text="Uncertainty")
-            expect(uncertainty).to_be_visible()
-            wait_idle(page)
-            mean = float(re.search(r"mean (\d\.\d{3})", uncertainty.inner_text()).group(1))
-            assert 0.0 <= mean <= 0.5  # two classes: 1 - max probability <= 1/2
-            assert prediction.locator("img").evaluate("i => i.naturalWidth") == mask.shape[1]
-            page.screenshot(path=str(tmp_path / "train_strokes.png"), full_page=True)
-            assert not page.locator('[data-testid="stException"]').count()
+        # Two classes: the prediction and the uncertainty map appear.
+        prediction = page.locator('[data-testid="stImage"]',
+                                  has_text="Prediction from the strokes")
+        expect(prediction).to_be_visible(timeout=60_000)
+        uncertainty = page.locator('[data-testid="stImage"]', has_text="Uncertainty")
+        expect(uncertainty).to_be_visible()
+        wait_idle(page)
+        mean = float(re.search(r"mean (\d\.\d{3})", uncertainty.inner_text()).group(1))
+        assert 0.0 <= mean <= 0.5  # two classes: 1 - max probability <= 1/2
+        assert prediction.locator("img").evaluate("i => i.naturalWidth") == mask.shape[1]
+        page.screenshot(path=str(tmp_path / "train_strokes.png"), full_page=True)
+        assert not page.locator('[data-testid="stException"]').count()
 
-            # Clear strokes: back to nothing painted, no prediction.
-            page.get_by_role("button", name="Clear strokes").click()
-            expect(page.get_by_text("Paint at least two classes")).to_be_visible(
-                timeout=30_000)
-            assert painted_text(page) == {"background": 0, "cytoplasm": 0, "nucleus": 0}
-        finally:
-            browser.close()
+        # Clear strokes: back to nothing painted, no prediction.
+        page.get_by_role("button", name="Clear strokes").click()
+        expect(page.get_by_text("Paint at least two classes")).to_be_visible(
+            timeout=30_000)
+        assert painted_text(page) == {"background": 0, "cytoplasm": 0, "nucleus": 0}
     assert (tmp_path / "train_strokes.png").stat().st_size > 10_000
