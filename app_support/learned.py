@@ -19,8 +19,8 @@ from cellseg_core.learn import IGNORE, load_model, uncertainty
 from . import cache, figures, runs
 
 __all__ = ["PARAMS_CHOICE", "model_upload", "model_picker", "picked_model", "segmentation",
-           "probabilities", "show_model_results", "uncertainty_rgb", "points_to_pixels", "add_stroke",
-           "stroke_counts"]
+           "probabilities", "show_model_results", "uncertainty_rgb", "points_to_pixels",
+           "add_stroke", "stroke_counts"]
 
 #: The picker's entry that means "no model: the parameters".
 PARAMS_CHOICE = "parameters (presets)"

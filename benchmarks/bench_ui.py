@@ -5,7 +5,7 @@ synthetic cytology images (256² and 2048², with masks), opens the Explore page
 each with preset ``lab03v2`` (overlay, histogram and numbers all live), and times
 from a keyboard step on the ``t_nuc`` slider (keydown in the page) to the first
 animation frame in which the prediction overlay's image has changed, and to the one
-in which the numbers shown have changed (the numbers, histogram and tabs follow the
+in which the numbers shown have changed (the numbers, histogram and section follow the
 overlay in a second fragment run). Every step gives new parameters (no result-cache
 hits; the cached channel is reused, as in use). Prints a table of median / p90 / min
 per size against the goals (≤ 150 ms at 256², ≤ 400 ms at 2048²).
@@ -30,12 +30,9 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
-from test_browser import (OVERLAY_CHART, PREDICTION_LAYER, start_streamlit,  # noqa: E402
-                          stop_streamlit)
+from test_browser import (CHROMIUM, OVERLAY_CHART, PREDICTION_LAYER,  # noqa: E402
+                          chromium_page, start_streamlit, stop_streamlit, wait_idle)
 
-CHROMIUM = os.environ.get("CELLSEG_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 GOALS_MS = {256: 150, 2048: 400}
 
 # What is watched: the prediction layer of the overlay and the numbers shown
@@ -97,11 +94,6 @@ st.image(((gray < t) * 255).astype(np.uint8))
 """
 
 
-def wait_idle(page, timeout=120_000) -> None:
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
-
-
 def measure(page, url: str, dataset: str, size: int, repeats: int,
             bare: bool = False) -> list[list[float]]:
     """Per step: ms to the new overlay (or image) and, on the Explore page, to the
@@ -114,7 +106,7 @@ def measure(page, url: str, dataset: str, size: int, repeats: int,
                   wait_until="domcontentloaded")
         page.get_by_text("Mean Dice").first.wait_for(timeout=180_000)
         page.locator(f"{OVERLAY_CHART} {PREDICTION_LAYER}").first.wait_for(timeout=60_000)
-    wait_idle(page)
+    wait_idle(page, 120_000)
     thumb = page.locator('[data-testid="stSlider"]', has_text="Nucleus below"
                          ).get_by_role("slider")
     probes = [_BARE_JS] if bare else [_OVERLAY_JS, _NUMBERS_JS]
@@ -126,7 +118,7 @@ def measure(page, url: str, dataset: str, size: int, repeats: int,
         page.wait_for_function("() => window.__done.every(t => t !== null)",
                                timeout=120_000)
         done = page.evaluate("() => window.__done")
-        wait_idle(page)
+        wait_idle(page, 120_000)
         if i:
             times.append(done)
     return times
@@ -140,8 +132,6 @@ def main(argv=None) -> int:
                         help="skip the bare page (slider + threshold + st.image) that "
                              "shows what the machine does at best right now")
     args = parser.parse_args(argv)
-    from playwright.sync_api import sync_playwright
-
     with tempfile.TemporaryDirectory() as tmp:
         dataset = make_dataset(Path(tmp), args.sizes)
         rows = []
@@ -150,9 +140,7 @@ def main(argv=None) -> int:
         runs = [("Explore page", "app.py", False)]
         if not args.no_baseline:
             runs.append(("bare page", str(bare), True))
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            page = browser.new_page(viewport={"width": 1600, "height": 1200})
+        with chromium_page(CHROMIUM, (1600, 1200)) as page:
             for label, script, is_bare in runs:
                 proc, url = start_streamlit({"CELLSEG_DATA": tmp}, script=script,
                                             timeout=120)
@@ -162,7 +150,6 @@ def main(argv=None) -> int:
                                                           args.repeats, bare=is_bare)))
                 finally:
                     stop_streamlit(proc)
-            browser.close()
     print(f"\nExplore page, preset lab03v2: keyboard step on t_nuc -> new overlay drawn "
           f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     print(f"{'page':<13} {'image':>11} {'n':>3} {'median ms':>10} {'p90 ms':>8} "
