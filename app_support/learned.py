@@ -14,7 +14,7 @@ import numpy as np
 import streamlit as st
 
 from cellseg_core.io import tiff_bytes
-from cellseg_core.learn import IGNORE, load_model, uncertainty
+from cellseg_core.learn import IGNORE, load_model, pickle_models_allowed, uncertainty
 
 from . import cache, figures, runs
 
@@ -29,28 +29,37 @@ PARAMS_CHOICE = "parameters (presets)"
 def model_upload(page: str) -> None:
     """A model-file uploader; a good file is registered as ``file:<stem>``.
 
-    A bad or foreign file is refused with ``st.error`` (never unpickled).
+    A bad or foreign file is refused with ``st.error``. Model files hold no code; an
+    old pickled one is read only when the server allows it
+    (:func:`~cellseg_core.learn.pickle_models_allowed`) and the user ticks "Trust this
+    file", a box drawn only where the server allows it.
     """
     up = st.file_uploader("Model file (from Train or `cellseg train`)", key=f"{page}.model_file",
-                          help="Load model files only from a source you trust.")
+                          help="A model file saved by this version holds no code. Files "
+                               "of the old pickled format are refused unless trusted.")
+    trust = False
+    if pickle_models_allowed():
+        trust = st.checkbox("Trust this file (runs code from it)", key=f"{page}.trust_pickle",
+                            help="Only for an old (pickled) model file from a source you "
+                                 "trust: reading it can run code on this server.")
     if up is None:
         return
     data = up.getvalue()
-    sha = hashlib.sha256(data).hexdigest()
+    key = (hashlib.sha256(data).hexdigest(), trust)
     seen = st.session_state.setdefault(f"{page}.model_files", {})
-    if sha in seen:
-        if seen[sha] is None:
+    if key in seen:
+        if seen[key] is None:
             st.error(f"{up.name} is not a usable model file (see above).")
         return
     try:
-        model = load_model(data)
+        model = load_model(data, trust_pickle=trust)
     except ValueError as err:
-        seen[sha] = None
+        seen[key] = None
         st.error(f"{up.name} is not a usable model file: {err}")
         return
     name = f"file:{Path(up.name).stem}"
     runs.register_model(name, model)
-    seen[sha] = name
+    seen[key] = name
     st.session_state[f"{page}.model"] = name
 
 

@@ -194,13 +194,15 @@ def load_params(source) -> Params:
         raise ValueError(f"{where}{err}") from None
 
 
-def load_method(*, preset: str | None = None, params=None, model=None):
+def load_method(*, preset: str | None = None, params=None, model=None,
+                trust_pickle: bool = False):
     """The method a batch runs: a preset, a params file / object, or a learned model.
 
     At most one may be given; none means ``Params()`` (the course's Lab 01
     thresholds). A model file is loaded by
     ``cellseg_core.learn.load_model`` (learn helper), which must return an object with
-    ``.segment(image) -> Segmentation``.
+    ``.segment(image) -> Segmentation``; `trust_pickle` is passed on (old pickled
+    model files only, see ``load_model``).
     """
     given = [name for name, v in (("--preset", preset), ("--params", params), ("--model", model))
              if v is not None]
@@ -222,7 +224,7 @@ def load_method(*, preset: str | None = None, params=None, model=None):
             path = Path(model)
             if not path.is_file():
                 raise ValueError(f"{path}: no such model file")
-            return load_model(path)
+            return load_model(path, trust_pickle=trust_pickle)
         return model
     return Params()
 

@@ -36,13 +36,18 @@ def _add_method_options(parser: argparse.ArgumentParser, *, model: bool = True) 
                        help="parameters saved by the app, or a previous run's params.json")
     if model:
         group.add_argument("--model", metavar="FILE", help="a model trained by `cellseg train`")
+        group.add_argument("--trust-pickle", action="store_true",
+                           help="read a --model file of the old pickled format (cellseg before "
+                                "model format 3), which can run code: only a file you trust, "
+                                "and only where CELLSEG_ALLOW_PICKLE_MODELS=1")
 
 
 def _method(args):
     from .batch import load_method
 
     return load_method(preset=args.preset, params=args.params,
-                       model=getattr(args, "model", None))
+                       model=getattr(args, "model", None),
+                       trust_pickle=getattr(args, "trust_pickle", False))
 
 
 def _progress_bar(total: int, desc: str, *, initial: int = 0, unit: str = "img"):

@@ -505,9 +505,11 @@ class ProbabilityEnsemble(_ModelFile):
             "fit_seconds": self.fit_seconds_})
 
 
-def _load_ensemble(header: dict, payload: bytes, name: str) -> ProbabilityEnsemble:
+def _load_ensemble(header: dict, payload: bytes, name: str, *,
+                   trust_pickle: bool = False) -> ProbabilityEnsemble:
     """Build a :class:`ProbabilityEnsemble` from a file's header and payload (called by
-    :func:`cellseg_core.learn.load_model`); each member goes through ``load_model``."""
+    :func:`cellseg_core.learn.load_model`); each member goes through ``load_model``
+    (with the same `trust_pickle`: an old pickled member needs it as a file alone would)."""
     from .learn import _checked_payload, load_model
 
     payload = _checked_payload(header, payload, name)
@@ -526,7 +528,7 @@ def _load_ensemble(header: dict, payload: bytes, name: str) -> ProbabilityEnsemb
         part = payload[offset:offset + size]
         offset += size
         try:
-            models.append(load_model(part))
+            models.append(load_model(part, trust_pickle=trust_pickle))
         except MissingDeepExtra as err:
             raise MissingDeepExtra(f"{name}: member {k + 1} ({kind}): {err}") from None
         except ValueError as err:
