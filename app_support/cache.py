@@ -21,6 +21,7 @@ from cellseg_core.params import Mode, Params, ThresholdMethod
 from cellseg_core.pipeline import Segmentation, preprocess, segment
 from cellseg_core.threshold import AUTO_METHODS
 
+from . import worker
 from .figures import class_histograms, jpeg_data_uri, to_rgb8
 
 __all__ = ["preprocessed", "segmentation", "histograms", "scores", "try_all_methods",
@@ -53,6 +54,10 @@ def preprocessed(digest: str, image: np.ndarray, params: Params):
 
 @st.cache_resource(max_entries=16, show_spinner=False)
 def _segmentation(digest: str, params_json: str, _image: np.ndarray) -> Segmentation:
+    if worker.is_heavy(_image):  # issue 21 point 4: large images in the worker pool
+        seg = worker.segmentation(digest, _image, params_json)
+        _read_only(seg.labels, seg.nuclei, seg.raw)
+        return seg
     params = Params.from_json(params_json)
     seg = segment(_image, params, preprocessed=preprocessed(digest, _image, params))
     _read_only(seg.labels, seg.nuclei, seg.raw)
@@ -66,14 +71,17 @@ def segmentation(digest: str, image: np.ndarray, params: Params) -> Segmentation
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _histograms(digest: str, key: str, has_truth: bool, _channel, _truth):
-    return class_histograms(_channel, _truth if has_truth else None)
+def _histograms(digest: str, key: str, has_truth: bool, _image, _truth):
+    truth = _truth if has_truth else None
+    if worker.is_heavy(_image):  # issue 21 point 4: large images in the worker pool
+        return worker.histograms(digest, _image, Params.from_json(key), truth)
+    _, blurred = _preprocessed(digest, key, _image)
+    return class_histograms(blurred, truth)
 
 
 def histograms(digest: str, image: np.ndarray, params: Params, truth=None) -> dict:
     """Per-class histogram of the thresholded (blurred) channel, cached."""
-    _, blurred = preprocessed(digest, image, params)
-    return _histograms(digest, _preprocess_key(params), truth is not None, blurred, truth)
+    return _histograms(digest, _preprocess_key(params), truth is not None, image, truth)
 
 
 def scores(seg: Segmentation, truth: np.ndarray | None,

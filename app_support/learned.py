@@ -16,7 +16,7 @@ import streamlit as st
 from cellseg_core.io import tiff_bytes
 from cellseg_core.learn import IGNORE, load_model, pickle_models_allowed, uncertainty
 
-from . import cache, figures, runs
+from . import cache, figures, runs, worker
 
 __all__ = ["PARAMS_CHOICE", "model_upload", "model_picker", "picked_model", "segmentation",
            "probabilities", "show_model_results", "uncertainty_rgb", "points_to_pixels",
@@ -86,6 +86,8 @@ def model_picker(page: str):
 
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _segmentation(digest: str, name: str, model_id: int, _model, _image):
+    if worker.is_heavy(_image):  # issue 21 point 4: large images in the worker pool
+        return worker.model_call("segment", digest, _image, f"{name}:{model_id}", _model)
     seg = _model.segment(_image)
     seg.summary  # noqa: B018  computed once
     return seg
@@ -98,6 +100,9 @@ def segmentation(digest: str, image: np.ndarray, name: str, model):
 
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _probabilities(digest: str, name: str, model_id: int, _model, _image):
+    if worker.is_heavy(_image):  # issue 21 point 4: large images in the worker pool
+        return worker.model_call("predict_proba", digest, _image, f"{name}:{model_id}",
+                                 _model)
     return _model.predict_proba(_image)
 
 

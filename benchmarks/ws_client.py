@@ -16,7 +16,11 @@ of the frontend (checked against the frames Chromium sends, see
   ``cached_message_hashes`` and resolves ``ref_hash`` answers from that cache;
 * a widget change is a ``rerun_script`` with every widget state it holds, the changed
   one replaced, and the widget's ``fragment_id`` when the widget lives in an
-  ``st.fragment`` (the server then reruns only that fragment, as for a browser).
+  ``st.fragment`` (the server then reruns only that fragment, as for a browser);
+* a file upload (:meth:`StreamlitClient.upload`) asks for an upload URL
+  (``file_urls_request``), PUTs the file there as multipart form data with the XSRF
+  cookie and header the page got, then reruns with the uploader's
+  ``file_uploader_state_value``.
 
 Only the widget kinds the app draws are valued (slider, number input, checkbox/toggle,
 selectbox, radio, file uploader); buttons and charts send nothing until used, as in
@@ -151,6 +155,9 @@ class StreamlitClient:
         self.charts: dict[str, tuple[str, dict, str]] = {}  # live chart -> (id, data, fragment)
         self._cache: dict[str, ForwardMsg] = {}
         self._ws = None
+        self.session_id = ""  # the server's id of this session (``new_session``)
+        self._xsrf = None
+        self._requests = 0
 
     # --- connection -------------------------------------------------------------------
     async def connect(self) -> None:
@@ -236,6 +243,8 @@ class StreamlitClient:
                 if msg.navigation.page_script_hash:
                     self.page_script_hash = msg.navigation.page_script_hash
             elif kind == "new_session":
+                if msg.new_session.initialize.session_id:
+                    self.session_id = msg.new_session.initialize.session_id
                 if msg.new_session.page_script_hash and not self.page_script_hash:
                     self.page_script_hash = msg.new_session.page_script_hash
             elif kind == "script_finished":
@@ -360,6 +369,86 @@ class StreamlitClient:
         msg = self.rerun_message(fragment_id)
         start = time.perf_counter()
         await self._send(msg)
+        return await self._receive_run(start)
+
+    def _http(self, method: str, path: str, body: bytes | None = None,
+              headers: dict | None = None) -> tuple[int, dict, bytes]:
+        import urllib.error
+        import urllib.request
+
+        request = urllib.request.Request(self.base_url + path, data=body, method=method,
+                                         headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as err:
+            return err.code, dict(err.headers), err.read()
+
+    def _xsrf_cookie(self) -> str:
+        """The ``_streamlit_xsrf`` cookie the server sets (cached; empty without XSRF)."""
+        if self._xsrf is None:
+            import http.cookies
+
+            _, headers, _ = self._http("GET", "/_stcore/health")  # sets the cookie
+            cookie = http.cookies.SimpleCookie(headers.get("set-cookie")
+                                               or headers.get("Set-Cookie") or "")
+            self._xsrf = cookie["_streamlit_xsrf"].value if "_streamlit_xsrf" in cookie \
+                else ""
+        return self._xsrf
+
+    async def upload(self, wid: str, name: str, data: bytes) -> RunResult:
+        """Upload `data` as file `name` through the file uploader `wid`, as the browser
+        does, and wait for the rerun that follows.
+
+        Raises
+        ------
+        RuntimeError
+            When the server refuses the upload URL or the PUT (its status and message).
+        """
+        kind, _, fragment_id = self.widget_kinds[wid]
+        if kind != "file_uploader":
+            raise ValueError(f"`wid` is a {kind}, not a file_uploader")
+        self._requests += 1
+        request_id = f"upload-{self._requests}"
+        msg = BackMsg()
+        msg.file_urls_request.request_id = request_id
+        msg.file_urls_request.file_names.append(name)
+        msg.file_urls_request.session_id = self.session_id
+        await self._send(msg)
+        deadline = time.perf_counter() + self.timeout
+        while True:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                raise TimeoutError("no file_urls_response")
+            reply = ForwardMsg()
+            reply.ParseFromString(await asyncio.wait_for(self._ws.recv(), left))
+            if reply.WhichOneof("type") == "file_urls_response" and \
+                    reply.file_urls_response.response_id == request_id:
+                break
+        response = reply.file_urls_response
+        if response.error_msg or not response.file_urls:
+            raise RuntimeError(f"upload URL refused: {response.error_msg!r}")
+        urls = response.file_urls[0]
+        xsrf = await asyncio.to_thread(self._xsrf_cookie)
+        boundary = f"----cellseg{time.time_ns()}"
+        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+                f"filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+                ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+        headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+        if xsrf:
+            headers.update({"X-Xsrftoken": xsrf, "Cookie": f"_streamlit_xsrf={xsrf}"})
+        status, _, text = await asyncio.to_thread(self._http, "PUT", urls.upload_url, body,
+                                                  headers)
+        if status >= 300:
+            raise RuntimeError(f"upload PUT refused: HTTP {status} {text[:200]!r}")
+        state = WidgetState(id=wid)
+        info = state.file_uploader_state_value.uploaded_file_info.add()
+        info.name, info.size, info.file_id = name, len(data), urls.file_id
+        info.file_urls.CopyFrom(urls)
+        self.widgets[wid] = state
+        rerun = self.rerun_message(fragment_id)
+        start = time.perf_counter()
+        await self._send(rerun)
         return await self._receive_run(start)
 
     @staticmethod

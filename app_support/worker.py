@@ -1,0 +1,694 @@
+"""Heavy work off the server's interpreter: a bounded pool of worker processes.
+
+Why
+---
+Streamlit runs every session's script in a thread of one process. The engine's numpy
+and scipy calls release the GIL only in parts and scikit-image has Python-level loops,
+so one visitor segmenting a 3000² image slows every other visitor's slider. Large
+images (at least :data:`HEAVY_PIXELS` pixels, ``CELLSEG_HEAVY_PIXELS``) are therefore
+segmented, measured, histogrammed, tried with every threshold and predicted by a
+learned model in a small pool of worker processes (``CELLSEG_WORKERS``, default one
+fewer than the cores, at least one) that run at a lower priority (``nice``
+``CELLSEG_WORKER_NICE``, default 10): the server's own thread, which answers the
+other sessions, keeps its core and the GIL. Small images stay in-process, where a
+call costs less than shipping the image to a process. ``docs/hosting.md`` has the
+numbers behind these choices.
+
+Each session has one slot in the pool: a new heavy call from a session whose
+previous call is still going (the user moved the slider again) cancels the stale
+one, which is killed with its process (a fresh one forks in milliseconds from the
+preloaded fork server). While a page waits for its result it still answers its
+controls: a rerun leaves the job running for the next run to pick up if it asks for
+the same thing (or cancels it if it asks for something else), and Streamlit's Stop,
+or the session ending, cancels it at once. Jobs wait in arrival order when every
+worker is busy, at most one per session.
+
+A job carries its large inputs (the image, a model) as :class:`Shared` tokens: a
+worker keeps the last :data:`HELD_PER_WORKER` of them, so a slider move sends only
+the parameters, not the image again.
+
+This module imports Streamlit only inside the functions that wait in a script run,
+so the worker processes never load it.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from concurrent.futures import CancelledError, Future
+from dataclasses import dataclass, field, fields
+from functools import cached_property
+from multiprocessing.connection import wait as wait_connections
+
+import numpy as np
+
+from cellseg_core.params import Params
+from cellseg_core.pipeline import Segmentation, preprocess, segment
+
+__all__ = ["HEAVY_PIXELS", "HELD_PER_WORKER", "Shared", "Job", "WorkerPool",
+           "Cancelled", "NotSent", "heavy_pixels", "workers", "is_heavy", "pool", "call", "segmentation",
+           "histograms", "model_call", "PooledSegmentation", "session_id", "cancel_session"]
+
+log = logging.getLogger(__name__)
+
+#: Images with at least this many pixels go to the pool (``CELLSEG_HEAVY_PIXELS``).
+HEAVY_PIXELS = 1_500_000
+#: Large inputs (images, models) each worker keeps between jobs.
+HELD_PER_WORKER = 2
+#: How often a waiting script run checks for a rerun or a stop (s).
+POLL_SECONDS = 0.05
+#: Modules the fork server imports once, so that a new worker starts in milliseconds.
+PRELOAD = ["numpy", "scipy.ndimage", "skimage.measure", "skimage.segmentation",
+           "pandas", "cellseg_core.pipeline", "app_support.figures", "app_support.worker"]
+
+
+class Cancelled(Exception):
+    """The job was cancelled (a newer call of its session, a stop, the session ended)."""
+
+
+class NotSent(RuntimeError):
+    """The job's arguments could not be sent to a worker (not picklable)."""
+
+
+def _env_int(name: str, default: int, minimum: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def heavy_pixels() -> int:
+    """Pixel count from which an image is heavy (``CELLSEG_HEAVY_PIXELS``; 0 = every
+    image goes to the pool)."""
+    return _env_int("CELLSEG_HEAVY_PIXELS", HEAVY_PIXELS, 0)
+
+
+def workers() -> int:
+    """Worker processes at most (``CELLSEG_WORKERS``; default one fewer than the
+    cores, at least one; 0 = no pool, everything in-process)."""
+    return _env_int("CELLSEG_WORKERS", max(1, (os.cpu_count() or 2) - 1), 0)
+
+
+def is_heavy(image) -> bool:
+    """True when `image` is large enough to be worth a worker process (and there is
+    a pool)."""
+    shape = np.shape(image)
+    return (len(shape) >= 2 and shape[0] * shape[1] >= heavy_pixels()
+            and workers() > 0)
+
+
+@dataclass(frozen=True)
+class Shared:
+    """A large argument that a worker keeps under `token` (same token, same object)."""
+
+    token: str
+
+
+@dataclass(eq=False)
+class Job:
+    """One call in the pool: ``fn(*args)`` for `session`, named by `key`."""
+
+    session: str
+    key: str
+    fn: object
+    args: tuple
+    shared: dict
+    future: Future = field(default_factory=Future)
+    started: float | None = None
+    worker: "_Worker | None" = None
+    waiters: int = 0
+
+    @property
+    def done(self) -> bool:
+        return self.future.done()
+
+
+# --- in the worker process -------------------------------------------------------------
+def _resolve(value, held: dict):
+    if isinstance(value, Shared):
+        return held[value.token]
+    if isinstance(value, tuple):
+        return tuple(_resolve(v, held) for v in value)
+    return value
+
+
+def _serve(conn, nice: int) -> None:  # pragma: no cover - runs in the worker process
+    """A worker's loop: receive (fn, args, new shared objects, tokens to drop), answer
+    ("ok", result) or ("error", exception)."""
+    if nice:
+        try:
+            os.nice(nice)
+        except OSError:
+            pass
+    held: dict = {}
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        fn, args, new, drop = message
+        for token in drop:
+            held.pop(token, None)
+        held.update(new)
+        del message, new
+        try:
+            reply = ("ok", fn(*_resolve(args, held)))
+        except BaseException as err:  # noqa: BLE001  sent back to the caller
+            reply = ("error", err)
+        try:
+            conn.send(reply)
+        except Exception as err:  # noqa: BLE001  an unpicklable result or error
+            conn.send(("error", RuntimeError(f"{type(err).__name__}: {err}")))
+        del reply
+
+
+# --- the pool, in the server process ----------------------------------------------------
+#: How workers start: forked from a server process that has imported :data:`PRELOAD`
+#: (milliseconds per worker), or spawned where there is no fork server (Windows).
+START_METHOD = ("forkserver" if "forkserver" in multiprocessing.get_all_start_methods()
+                else "spawn")
+_CTX = multiprocessing.get_context(START_METHOD)
+_LAUNCH_LOCK = threading.Lock()
+
+
+def _without_main(prepare):
+    def data(name):
+        out = prepare(name)
+        out.pop("init_main_from_path", None)
+        out.pop("init_main_from_name", None)
+        return out
+    return data
+
+
+if START_METHOD == "forkserver":
+    from multiprocessing import popen_forkserver as _popen_module
+else:  # pragma: no cover - Windows
+    _popen_module = None
+
+
+if _popen_module is not None:
+    class _Popen(_popen_module.Popen):
+        """Starts a worker without re-running the parent's ``__main__``.
+
+        multiprocessing prepares a child by importing the parent's
+        ``sys.modules["__main__"]`` first; inside a Streamlit script run that is the
+        page script (Streamlit puts it there), which must not run in a worker. The
+        target (:func:`_serve`) needs nothing from ``__main__``. The stdlib's
+        ``_launch`` finds ``spawn.get_preparation_data`` through its module: it gets a
+        view of ``spawn`` whose preparation leaves ``__main__`` out.
+        """
+
+        def _launch(self, process_obj):
+            names = _popen_module.Popen._launch.__globals__
+            real = names["spawn"]
+            view = type(real)("spawn_without_main")
+            view.__dict__.update(real.__dict__)
+            view.get_preparation_data = _without_main(real.get_preparation_data)
+            with _LAUNCH_LOCK:
+                names["spawn"] = view
+                try:
+                    return super()._launch(process_obj)
+                finally:
+                    names["spawn"] = real
+
+    class _WorkerProcess(_CTX.Process):
+        @staticmethod
+        def _Popen(process_obj):
+            return _Popen(process_obj)
+else:  # pragma: no cover - Windows
+    _WorkerProcess = _CTX.Process
+
+
+@dataclass(eq=False)
+class _Worker:
+    process: object
+    conn: object
+    held: collections.OrderedDict = field(default_factory=collections.OrderedDict)
+    job: Job | None = None
+
+
+class WorkerPool:
+    """At most `workers` processes, one job each; at most one job per session.
+
+    Parameters
+    ----------
+    workers : int
+        Processes at most (they start on demand and are replaced when killed).
+    nice : int
+        Added to the workers' niceness (lower priority than the server's threads).
+
+    Examples
+    --------
+    >>> pool = WorkerPool(1)
+    >>> pool.call("session-a", "sum", sum, ([1, 2, 3],))
+    6
+    >>> pool.shutdown()
+    """
+
+    def __init__(self, workers: int = 1, *, nice: int = 10):
+        if workers < 1:
+            raise ValueError(f"`workers` must be >= 1, got {workers}")
+        self.size, self.nice = int(workers), int(nice)
+        if START_METHOD == "forkserver":
+            _CTX.set_forkserver_preload(PRELOAD)
+        self._lock = threading.Lock()
+        self._queue: collections.deque[Job] = collections.deque()
+        self._workers: list[_Worker] = []
+        self._dying: list[_Worker] = []  # killed, their pipe not yet closed
+        self._by_session: dict[str, Job] = {}
+        self._wake_r, self._wake_w = multiprocessing.Pipe(duplex=False)
+        self._closed = False
+        self.stats = collections.Counter()  # jobs, cancelled, killed, started
+        self._thread = threading.Thread(target=self._dispatch, name="cellseg-pool",
+                                        daemon=True)
+        self._thread.start()
+
+    # --- public -----------------------------------------------------------------------
+    def submit(self, session: str, key: str, fn, args: tuple = (), shared=None) -> Job:
+        """Queue ``fn(*args)`` for `session` (``Shared(token)`` in `args` stands for
+        ``shared[token]``).
+
+        The session's job in progress is returned as is when it has the same `key`,
+        and cancelled otherwise (it is stale).
+        """
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the worker pool is shut down")
+            current = self._by_session.get(session)
+            if current is not None and not current.done:
+                if current.key == key:
+                    return current
+                self._cancel_locked(current, "a newer call of its session")
+            job = Job(session=session, key=key, fn=fn, args=tuple(args),
+                      shared=dict(shared or {}))
+            self._by_session[session] = job
+            self._queue.append(job)
+            self.stats["jobs"] += 1
+        self._wake()
+        return job
+
+    def wait(self, job: Job, interrupt=None):
+        """The job's result; calls ``interrupt()`` every :data:`POLL_SECONDS` while
+        waiting (it may raise to stop waiting: the job then goes on, unwaited).
+
+        Raises
+        ------
+        Cancelled
+            When the job was cancelled.
+        """
+        with self._lock:
+            job.waiters += 1
+        try:
+            while True:
+                try:
+                    return job.future.result(timeout=POLL_SECONDS)
+                except TimeoutError:
+                    if interrupt is not None:
+                        interrupt()
+                except CancelledError:
+                    raise Cancelled(f"job {job.key!r} was cancelled") from None
+        finally:
+            with self._lock:
+                job.waiters -= 1
+
+    def call(self, session: str, key: str, fn, args: tuple = (), shared=None,
+             interrupt=None):
+        """:meth:`submit` then :meth:`wait`."""
+        return self.wait(self.submit(session, key, fn, args, shared), interrupt)
+
+    def cancel(self, job: Job, why: str = "cancelled") -> None:
+        """Cancel `job`: dropped from the queue, or its worker killed."""
+        with self._lock:
+            self._cancel_locked(job, why)
+        self._wake()
+
+    def cancel_session(self, session: str, why: str = "its session stopped") -> bool:
+        """Cancel `session`'s job if one is queued or running; True if there was one."""
+        with self._lock:
+            job = self._by_session.pop(session, None)
+            if job is None or job.done:
+                return False
+            self._cancel_locked(job, why)
+        self._wake()
+        return True
+
+    def sessions(self) -> list[str]:
+        """Sessions with a job queued or running."""
+        with self._lock:
+            return [s for s, j in self._by_session.items() if not j.done]
+
+    def running(self) -> list[Job]:
+        """Jobs now in a worker."""
+        with self._lock:
+            return [w.job for w in self._workers if w.job is not None]
+
+    def pids(self) -> list[int]:
+        """Process ids of the live workers."""
+        with self._lock:
+            return [w.process.pid for w in self._workers]
+
+    def shutdown(self) -> None:
+        """Cancel everything and stop the workers."""
+        with self._lock:
+            self._closed = True
+            for job in list(self._queue):
+                job.future.cancel()
+            self._queue.clear()
+            workers, self._workers = self._workers + self._dying, []
+            self._dying = []
+        for worker in workers:
+            self._kill(worker)
+            worker.conn.close()
+        self._wake()
+
+    # --- inside -----------------------------------------------------------------------
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send_bytes(b"x")
+        except OSError:
+            pass
+
+    def _cancel_locked(self, job: Job, why: str) -> None:
+        if job.done:
+            return
+        log.info("cancelling %s for session %s (%s)", job.key, job.session, why)
+        self.stats["cancelled"] += 1
+        if job in self._queue:
+            self._queue.remove(job)
+        job.future.cancel() or job.future.set_exception(Cancelled(why))
+        if self._by_session.get(job.session) is job:
+            del self._by_session[job.session]
+        worker = job.worker
+        if worker is not None and worker.job is job and worker in self._workers:
+            self._workers.remove(worker)
+            self._dying.append(worker)  # the dispatcher closes its pipe at EOF
+            self.stats["killed"] += 1
+            self._kill(worker)
+
+    @staticmethod
+    def _kill(worker: _Worker) -> None:
+        try:
+            worker.process.kill()
+        except (OSError, ValueError, AttributeError):
+            pass
+        threading.Thread(target=worker.process.join, args=(5,), daemon=True).start()
+
+    def _retire(self, worker: _Worker) -> None:
+        """Forget a worker whose pipe ended (killed or crashed); lock not held."""
+        with self._lock:
+            for group in (self._workers, self._dying):
+                if worker in group:
+                    group.remove(worker)
+        self._kill(worker)
+        try:
+            worker.conn.close()
+        except OSError:
+            pass
+
+    def _start_worker(self) -> _Worker:
+        parent, child = _CTX.Pipe()
+        process = _WorkerProcess(target=_serve, args=(child, self.nice),
+                                 name="cellseg-worker", daemon=True)
+        process.start()
+        child.close()
+        self.stats["started"] += 1
+        return _Worker(process=process, conn=parent)
+
+    def _next_assignment(self):
+        """(worker, job) to start now, or None; called with the lock held."""
+        if not self._queue:
+            return None
+        idle = next((w for w in self._workers if w.job is None), None)
+        if idle is None and len(self._workers) >= self.size:
+            return None
+        job = self._queue.popleft()
+        if idle is None:
+            try:
+                idle = self._start_worker()
+            except Exception as err:  # noqa: BLE001  no process: the job says why
+                log.exception("cannot start a worker process")
+                if self._by_session.get(job.session) is job:
+                    del self._by_session[job.session]
+                job.future.set_exception(RuntimeError(
+                    f"cannot start a worker process: {type(err).__name__}: {err}"))
+                return self._next_assignment()
+            self._workers.append(idle)
+        idle.job, job.worker, job.started = job, idle, time.perf_counter()
+        job.future.set_running_or_notify_cancel()
+        return idle, job
+
+    def _send(self, worker: _Worker, job: Job) -> None:
+        new = {t: job.shared[t] for t in job.shared if t not in worker.held}
+        for token in job.shared:
+            worker.held[token] = True
+            worker.held.move_to_end(token)
+        drop = []
+        while len(worker.held) > max(HELD_PER_WORKER, len(job.shared)):
+            token = next(t for t in worker.held if t not in job.shared)
+            del worker.held[token]
+            drop.append(token)
+        try:
+            worker.conn.send((job.fn, job.args, new, drop))
+        except Exception as err:  # noqa: BLE001  unpicklable arguments, a dead worker
+            with self._lock:
+                worker.job = None
+                if self._by_session.get(job.session) is job:
+                    del self._by_session[job.session]
+            self._retire(worker)
+            if not job.done:
+                job.future.set_exception(NotSent(
+                    f"could not send {job.key!r} to a worker: {type(err).__name__}: {err}"))
+
+    def _receive(self, worker: _Worker) -> None:
+        try:
+            status, value = worker.conn.recv()
+        except (EOFError, OSError) as err:
+            with self._lock:
+                job, worker.job = worker.job, None
+                if job is not None and self._by_session.get(job.session) is job:
+                    del self._by_session[job.session]
+            self._retire(worker)
+            if job is not None and not job.done:
+                job.future.set_exception(RuntimeError(
+                    f"the worker process ended while running {job.key!r}: {err!r}"))
+            return
+        with self._lock:
+            job, worker.job = worker.job, None
+            if job is not None and self._by_session.get(job.session) is job:
+                del self._by_session[job.session]
+            dying = worker in self._dying
+        if dying:  # answered before the kill landed
+            self._retire(worker)
+        if job is None or job.done:
+            return
+        if status == "ok":
+            job.future.set_result(value)
+        else:
+            job.future.set_exception(value)
+
+    def _dispatch(self) -> None:
+        while True:
+            while True:
+                with self._lock:
+                    if self._closed:
+                        return
+                    assignment = self._next_assignment()
+                if assignment is None:
+                    break
+                self._send(*assignment)
+            with self._lock:
+                busy = {w.conn: w for w in self._workers if w.job is not None}
+                busy.update({w.conn: w for w in self._dying})
+            ready = wait_connections([self._wake_r, *busy], timeout=1.0)
+            for conn in ready:
+                if conn is self._wake_r:
+                    while self._wake_r.poll():
+                        self._wake_r.recv_bytes()
+                else:
+                    self._receive(busy[conn])
+
+
+_POOL: WorkerPool | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def pool() -> WorkerPool:
+    """The process's pool (``CELLSEG_WORKERS`` processes, ``CELLSEG_WORKER_NICE``)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = WorkerPool(max(1, workers()), nice=_env_int("CELLSEG_WORKER_NICE", 10, 0))
+        return _POOL
+
+
+# --- the script-run side ------------------------------------------------------------------
+def session_id() -> str:
+    """Id of the Streamlit session running this code ("" outside a script run)."""
+    try:
+        from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+    except ImportError:  # pragma: no cover
+        return ""
+    ctx = get_script_run_ctx(suppress_warning=True)
+    return ctx.session_id if ctx is not None else ""
+
+
+def _script_interrupt():
+    """A callable that raises Streamlit's own rerun / stop exception when this script
+    run was asked to rerun or stop (what any ``st.*`` call does), or None outside a
+    script run."""
+    try:
+        from streamlit.runtime.scriptrunner_utils.exceptions import (
+            RerunException, StopException)
+        from streamlit.runtime.scriptrunner_utils.script_requests import ScriptRequestType
+        from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+    except ImportError:  # pragma: no cover
+        return None
+    ctx = get_script_run_ctx(suppress_warning=True)
+    requests = getattr(ctx, "script_requests", None)
+    if requests is None:
+        return None
+
+    def check():
+        request = requests.on_scriptrunner_yield()
+        if request is None:
+            return
+        if request.type == ScriptRequestType.RERUN:
+            raise RerunException(request.rerun_data)
+        raise StopException()
+
+    return check
+
+
+def call(key: str, fn, args: tuple = (), shared=None):
+    """``fn(*args)`` in the pool for the current session, waiting for it.
+
+    A rerun request stops the wait and leaves the job for the next run (which picks
+    it up by `key` or cancels it); a stop request cancels it.
+    """
+    session = session_id() or f"thread-{threading.get_ident()}"
+    jobs = pool()
+    job = jobs.submit(session, key, fn, args, shared)
+    try:
+        return jobs.wait(job, _script_interrupt())
+    except BaseException as err:
+        if type(err).__name__ == "StopException":
+            jobs.cancel(job, "Stop")
+        raise
+
+
+def cancel_session(session: str) -> bool:
+    """Cancel `session`'s heavy job, if any (a sweep of ended sessions calls it)."""
+    return _POOL is not None and _POOL.cancel_session(session, "its session ended")
+
+
+# --- jobs: plain functions a worker runs (also fine in-process) ----------------------------
+_LOCAL: dict = {}  # in a worker: the last preprocess and segmentation, by key
+
+
+def _local(name: str, key, compute):
+    held = _LOCAL.get(name)
+    if held is not None and held[0] == key:
+        return held[1]
+    _LOCAL.pop(name, None)  # free the old one before computing the new one
+    value = compute()
+    _LOCAL[name] = (key, value)
+    return value
+
+
+def _preprocess_key(params: Params) -> str:
+    return Params().with_values({
+        "channel": params.channel.value, "blur.kind": params.blur.kind.value,
+        "blur.sigma": params.blur.sigma, "blur.size": params.blur.size}).to_json(indent=None)
+
+
+def _preprocessed(digest: str, image, params: Params):
+    key = (digest, _preprocess_key(params))
+    return _local("preprocessed", key, lambda: preprocess(image, params))
+
+
+def _segment_job(digest: str, image, params_json: str) -> Segmentation:
+    params = Params.from_json(params_json)
+
+    def compute():
+        seg = segment(image, params, preprocessed=_preprocessed(digest, image, params))
+        seg.summary  # noqa: B018  computed here, travels in the object's __dict__
+        return seg
+
+    return _local("segmentation", (digest, params_json), compute)
+
+
+def _objects_job(digest: str, image, params_json: str):
+    return _segment_job(digest, image, params_json).objects
+
+
+def _histograms_job(digest: str, image, preprocess_json: str, truth):
+    from .figures import class_histograms
+
+    _, blurred = _preprocessed(digest, image, Params.from_json(preprocess_json))
+    return class_histograms(blurred, truth)
+
+
+def _model_job(method: str, model, image):
+    result = getattr(model, method)(image)
+    if isinstance(result, Segmentation):
+        result.summary  # noqa: B018
+    return result
+
+
+# --- what the app calls ---------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class PooledSegmentation(Segmentation):
+    """A :class:`Segmentation` made in the pool, whose per-object table is made there
+    too (the worker still holds the segmentation)."""
+
+    @cached_property
+    def objects(self):
+        digest, image, params_json = self.__dict__["_pooled_from"]
+        return call(f"objects:{digest}:{params_json}", _objects_job,
+                    (digest, Shared(f"image:{digest}"), params_json),
+                    {f"image:{digest}": image})
+
+
+def _pooled(seg: Segmentation, digest: str, image, params_json: str) -> PooledSegmentation:
+    out = PooledSegmentation(**{f.name: getattr(seg, f.name) for f in fields(seg)})
+    out.__dict__.update({k: v for k, v in seg.__dict__.items()
+                         if k not in out.__dict__})  # cached values (summary...)
+    out.__dict__["_pooled_from"] = (digest, image, params_json)
+    return out
+
+
+def segmentation(digest: str, image, params_json: str) -> PooledSegmentation:
+    """``segment(image, Params.from_json(params_json))`` (with its summary) in the pool."""
+    seg = call(f"segment:{digest}:{params_json}", _segment_job,
+               (digest, Shared(f"image:{digest}"), params_json), {f"image:{digest}": image})
+    return _pooled(seg, digest, image, params_json)
+
+
+def histograms(digest: str, image, params: Params, truth=None) -> dict:
+    """``class_histograms`` of the blurred channel, computed in the pool."""
+    key = _preprocess_key(params)
+    return call(f"histograms:{digest}:{key}:{truth is not None}", _histograms_job,
+                (digest, Shared(f"image:{digest}"), key, truth), {f"image:{digest}": image})
+
+
+def model_call(method: str, digest: str, image, token: str, model):
+    """``model.<method>(image)`` in the pool (`token` names the model, which a worker
+    keeps); in-process when the model cannot be sent to a process."""
+    try:
+        return call(f"model:{method}:{token}:{digest}", _model_job,
+                    (method, Shared(f"model:{token}"), Shared(f"image:{digest}")),
+                    {f"model:{token}": model, f"image:{digest}": image})
+    except NotSent as err:  # e.g. a model holding a lock or an open file
+        log.warning("%s; predicting in-process", err)
+        return _model_job(method, model, image)
