@@ -16,7 +16,7 @@ import streamlit as st
 from cellseg_core.io import tiff_bytes
 from cellseg_core.learn import IGNORE, load_model, pickle_models_allowed, uncertainty
 
-from . import cache, figures, runs, worker
+from . import cache, figures, quotas, runs, worker
 
 __all__ = ["PARAMS_CHOICE", "model_upload", "model_picker", "picked_model", "segmentation",
            "probabilities", "show_model_results", "uncertainty_rgb", "points_to_pixels",
@@ -34,9 +34,10 @@ def model_upload(page: str) -> None:
     (:func:`~cellseg_core.learn.pickle_models_allowed`) and the user ticks "Trust this
     file", a box drawn only where the server allows it.
     """
-    up = st.file_uploader("Model file (from Train or `cellseg train`)", key=f"{page}.model_file",
-                          help="A model file saved by this version holds no code. Files "
-                               "of the old pickled format are refused unless trusted.")
+    up = quotas.accepted(st.file_uploader(  # quotas: issue 21 point 5
+        "Model file (from Train or `cellseg train`)", key=f"{page}.model_file",
+        help="A model file saved by this version holds no code. Files "
+             "of the old pickled format are refused unless trusted."))
     trust = False
     if pickle_models_allowed():
         trust = st.checkbox("Trust this file (runs code from it)", key=f"{page}.trust_pickle",

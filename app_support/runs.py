@@ -12,8 +12,11 @@ usable while the thread works; when the run ends the fragment asks for one full
 rerun (:func:`needs_full_rerun`) and the page shows the results.
 
 Results survive page switches because the ``Run`` lives in the session, not in
-the script. One run per session at a time: :func:`start` refuses a second one with
-a message naming the run in progress (the machine's cores are shared).
+the script. Runs are limited per session (one at a time by default) and over all
+sessions (:mod:`app_support.quotas`): :func:`start` refuses one more with a message
+naming the limit, and the run in progress when it is this session's. A run is
+registered with its session, so that the runs of an ended session are stopped and
+their results released.
 
 The preprocessed channels are cached in :func:`shared_cache`, a bounded
 :class:`~cellseg_core.optimize.ChannelCache` behind a lock, shared by every
@@ -29,6 +32,8 @@ from dataclasses import dataclass, field
 import streamlit as st
 
 from cellseg_core.optimize import ChannelCache
+
+from . import quotas, worker
 
 __all__ = ["Run", "Cancelled", "POLL_SECONDS", "ACTIVE", "run_key", "get", "active", "start",
            "clear", "poll_every", "needs_full_rerun", "follow", "shared_cache", "LockedCache",
@@ -160,8 +165,10 @@ def start(page: str, label: str, target, *args, config: dict | None = None,
           **kwargs) -> Run | None:
     """Start ``target(run, *args, **kwargs)`` in a background thread.
 
-    Only one run per session at a time: while one is going, a warning naming it is
-    shown instead and None is returned.
+    Runs are limited per session and in total (``CELLSEG_MAX_RUNS_PER_SESSION``,
+    ``CELLSEG_MAX_RUNS_TOTAL``, see :mod:`app_support.quotas`): over a limit, a
+    warning naming it is shown instead and None is returned, as it is while this
+    page's own run is going.
 
     Parameters
     ----------
@@ -178,13 +185,18 @@ def start(page: str, label: str, target, *args, config: dict | None = None,
     -------
     Run or None
     """
-    busy = active()
-    if busy is not None:
-        st.warning(f"A run is already going ({busy.label}, started on the "
-                   f"{busy.page.capitalize()} page, {busy.fraction:.0%} done): wait for "
-                   "it to finish or stop it first.")
+    # issue 21 point 5: quotas per session and over every session
+    session = worker.session_id()
+    mine = get(page)
+    refusal = (quotas.run_refusal(session) if mine is None or not mine.running else
+               f"A run is already going on this page ({mine.label}, {mine.fraction:.0%} "
+               "done): wait for it to finish or stop it first.")
+    if refusal is not None:
+        st.warning(refusal)
         return None
     run = Run(page=page, label=label, config=dict(config or {}))
+    quotas.registry().add(run, session)
+    quotas.start_sweeper()
     thread = threading.Thread(target=_work, args=(run, target, args, kwargs),
                               name=f"cellseg-{page}-run", daemon=True)
     run._thread = thread

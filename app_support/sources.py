@@ -18,7 +18,7 @@ import streamlit as st
 
 from cellseg_core.io import as_float_image, read_image, read_mask
 
-from . import state
+from . import quotas, state
 from .safe_text import md
 
 __all__ = ["ImageSource", "SOURCE_KINDS", "SAMPLES", "datasets", "image_source_sidebar",
@@ -253,10 +253,11 @@ def _dataset_source() -> ImageSource | None:
 
 
 def _upload_source() -> ImageSource | None:
-    up = st.file_uploader("Image (PNG, JPEG, TIFF 8/16-bit, NPY)", type=UPLOAD_TYPES,
-                          key=K_UPLOAD)
-    up_mask = st.file_uploader("Ground-truth mask (optional: 0/1/2 labels)",
-                               type=["png", "tif", "tiff", "npy"], key=K_UPLOAD_MASK)
+    up = quotas.accepted(st.file_uploader(  # quotas: issue 21 point 5
+        "Image (PNG, JPEG, TIFF 8/16-bit, NPY)", type=UPLOAD_TYPES, key=K_UPLOAD))
+    up_mask = quotas.accepted(st.file_uploader(
+        "Ground-truth mask (optional: 0/1/2 labels)", type=["png", "tif", "tiff", "npy"],
+        key=K_UPLOAD_MASK))
     if up is None:
         st.info("Upload an image to segment it.")
         return None
@@ -357,6 +358,7 @@ def image_source_sidebar() -> ImageSource | None:
 def shared_sidebar() -> ImageSource | None:
     """What every page shares: draw the image source and keep the chosen image
     under ``state.SOURCE_CURRENT`` for the page."""
+    quotas.enforce_upload_limits()  # issue 21 point 5: before any uploader reads its files
     source = image_source_sidebar()
     st.session_state[state.SOURCE_CURRENT] = source
     return source

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_support import runs, sources, state
+from app_support import quotas, runs, sources, state
 from app_support.assets import read_asset
 from app_support.safe_text import md
 from app_support.router import require_frame
@@ -82,8 +82,9 @@ def _pick_inputs():
     kind = st.radio("Images", INPUTS, key=K_INPUT, horizontal=True,
                     help="A configured dataset's images, or files from your computer.")
     if kind == "Upload":
-        files = st.file_uploader("Images", type=UPLOAD_TYPES, accept_multiple_files=True,
-                                 key=K_FILES, help="Held in memory for this run only.")
+        files = quotas.accepted(st.file_uploader(  # quotas: issue 21 point 5
+            "Images", type=UPLOAD_TYPES, accept_multiple_files=True, key=K_FILES,
+            help="Held in memory for this run only."))
         if not files:
             st.info("Upload one or more images.")
             return None, ""
@@ -127,8 +128,9 @@ def _pick_method():
     if kind == "Learned model":
         name = st.selectbox("Model", list(models), key=K_MODEL)
         return models[name], None, f"model:{name}"
-    up = st.file_uploader("Parameters (JSON)", type=["json"], key=K_JSON,
-                          help="A file saved from Explore, or a batch run's params.json.")
+    up = quotas.accepted(st.file_uploader(  # quotas: issue 21 point 5
+        "Parameters (JSON)", type=["json"], key=K_JSON,
+        help="A file saved from Explore, or a batch run's params.json."))
     if up is None:
         st.info("Upload a parameters file.")
         return None
