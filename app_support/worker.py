@@ -33,9 +33,11 @@ so the worker processes never load it.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import multiprocessing
 import os
+import pickle
 import threading
 import time
 from concurrent.futures import CancelledError, Future
@@ -50,7 +52,8 @@ from cellseg_core.pipeline import Segmentation, preprocess, segment
 
 __all__ = ["HEAVY_PIXELS", "HELD_PER_WORKER", "Shared", "Job", "WorkerPool",
            "Cancelled", "NotSent", "heavy_pixels", "workers", "is_heavy", "pool", "call", "segmentation",
-           "histograms", "model_call", "PooledSegmentation", "session_id", "cancel_session"]
+           "histograms", "model_call", "PooledSegmentation", "session_id", "cancel_session",
+           "send", "receive"]
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +135,39 @@ class Job:
         return self.future.done()
 
 
+# --- the wire: pickle protocol 5 with the arrays' memory written as it is --------------
+def send(conn, obj) -> None:
+    """Send `obj` over `conn`: a pickle whose large buffers (numpy arrays) follow it
+    raw, written straight from the arrays' memory (no copy into the pickle, and the
+    GIL is released while the bytes go)."""
+    buffers = []
+    data = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+    raws = [b.raw() for b in buffers]
+    conn.send_bytes(pickle.dumps((data, [r.nbytes for r in raws]), protocol=5))
+    fd = conn.fileno()
+    for raw in raws:
+        view, sent = raw.cast("B"), 0
+        while sent < len(view):
+            sent += os.write(fd, view[sent:])
+
+
+def receive(conn):
+    """Receive what :func:`send` sent: the arrays are read straight into their final
+    memory."""
+    data, sizes = pickle.loads(conn.recv_bytes())
+    fd, buffers = conn.fileno(), []
+    for size in sizes:
+        buf = bytearray(size)
+        view, got = memoryview(buf), 0
+        while got < size:
+            n = os.readv(fd, [view[got:]])
+            if n == 0:
+                raise EOFError("the other end closed the pipe")
+            got += n
+        buffers.append(buf)
+    return pickle.loads(data, buffers=buffers)
+
+
 # --- in the worker process -------------------------------------------------------------
 def _resolve(value, held: dict):
     if isinstance(value, Shared):
@@ -152,7 +188,7 @@ def _serve(conn, nice: int) -> None:  # pragma: no cover - runs in the worker pr
     held: dict = {}
     while True:
         try:
-            message = conn.recv()
+            message = receive(conn)
         except (EOFError, OSError):
             return
         if message is None:
@@ -167,9 +203,9 @@ def _serve(conn, nice: int) -> None:  # pragma: no cover - runs in the worker pr
         except BaseException as err:  # noqa: BLE001  sent back to the caller
             reply = ("error", err)
         try:
-            conn.send(reply)
+            send(conn, reply)
         except Exception as err:  # noqa: BLE001  an unpicklable result or error
-            conn.send(("error", RuntimeError(f"{type(err).__name__}: {err}")))
+            send(conn, ("error", RuntimeError(f"{type(err).__name__}: {err}")))
         del reply
 
 
@@ -459,7 +495,7 @@ class WorkerPool:
             del worker.held[token]
             drop.append(token)
         try:
-            worker.conn.send((job.fn, job.args, new, drop))
+            send(worker.conn, (job.fn, job.args, new, drop))
         except Exception as err:  # noqa: BLE001  unpicklable arguments, a dead worker
             with self._lock:
                 worker.job = None
@@ -472,7 +508,7 @@ class WorkerPool:
 
     def _receive(self, worker: _Worker) -> None:
         try:
-            status, value = worker.conn.recv()
+            status, value = receive(worker.conn)
         except (EOFError, OSError) as err:
             with self._lock:
                 job, worker.job = worker.job, None
@@ -617,7 +653,9 @@ def _preprocessed(digest: str, image, params: Params):
     return _local("preprocessed", key, lambda: preprocess(image, params))
 
 
-def _segment_job(digest: str, image, params_json: str) -> Segmentation:
+def _segment_job(digest: str, image, params_json: str, without_preprocessed=False):
+    """The segmentation; with `without_preprocessed` its channel and blurred channel
+    are left out (None) of what is sent back: the caller has them already."""
     params = Params.from_json(params_json)
 
     def compute():
@@ -625,7 +663,12 @@ def _segment_job(digest: str, image, params_json: str) -> Segmentation:
         seg.summary  # noqa: B018  computed here, travels in the object's __dict__
         return seg
 
-    return _local("segmentation", (digest, params_json), compute)
+    seg = _local("segmentation", (digest, params_json), compute)
+    if not without_preprocessed:
+        return seg
+    light = dataclasses.replace(seg, channel=None, blurred=None)
+    light.__dict__["summary"] = seg.summary
+    return light
 
 
 def _objects_job(digest: str, image, params_json: str):
@@ -660,19 +703,48 @@ class PooledSegmentation(Segmentation):
                     {f"image:{digest}": image})
 
 
-def _pooled(seg: Segmentation, digest: str, image, params_json: str) -> PooledSegmentation:
-    out = PooledSegmentation(**{f.name: getattr(seg, f.name) for f in fields(seg)})
+def _pooled(seg: Segmentation, digest: str, image, params_json: str,
+            preprocessed=None) -> PooledSegmentation:
+    values = {f.name: getattr(seg, f.name) for f in fields(seg)}
+    if preprocessed is not None:
+        values["channel"], values["blurred"] = preprocessed
+    out = PooledSegmentation(**values)
     out.__dict__.update({k: v for k, v in seg.__dict__.items()
                          if k not in out.__dict__})  # cached values (summary...)
     out.__dict__["_pooled_from"] = (digest, image, params_json)
     return out
 
 
+_PREPROCESSED: collections.OrderedDict = collections.OrderedDict()  # server side
+_PREPROCESSED_LOCK = threading.Lock()
+#: Preprocessed channels the server keeps from pooled segmentations (they do not change
+#: with a threshold or clean-up slider, so a move need not bring them back).
+PREPROCESSED_KEPT = 2
+
+
 def segmentation(digest: str, image, params_json: str) -> PooledSegmentation:
-    """``segment(image, Params.from_json(params_json))`` (with its summary) in the pool."""
-    seg = call(f"segment:{digest}:{params_json}", _segment_job,
-               (digest, Shared(f"image:{digest}"), params_json), {f"image:{digest}": image})
-    return _pooled(seg, digest, image, params_json)
+    """``segment(image, Params.from_json(params_json))`` (with its summary) in the pool.
+
+    The channel and blurred channel come back only when they changed (a new image,
+    channel or blur); otherwise the ones kept from the last call are used.
+    """
+    key = (digest, _preprocess_key(Params.from_json(params_json)))
+    with _PREPROCESSED_LOCK:
+        kept = _PREPROCESSED.get(key)
+        if kept is not None:
+            _PREPROCESSED.move_to_end(key)
+    seg = call(f"segment:{digest}:{params_json}:{kept is not None}", _segment_job,
+               (digest, Shared(f"image:{digest}"), params_json, kept is not None),
+               {f"image:{digest}": image})
+    if kept is None:
+        kept = (seg.channel, seg.blurred)
+        for array in kept:
+            array.flags.writeable = False
+        with _PREPROCESSED_LOCK:
+            _PREPROCESSED[key] = kept
+            while len(_PREPROCESSED) > PREPROCESSED_KEPT:
+                _PREPROCESSED.popitem(last=False)
+    return _pooled(seg, digest, image, params_json, kept)
 
 
 def histograms(digest: str, image, params: Params, truth=None) -> dict:

@@ -349,6 +349,14 @@ class StreamlitClient:
 
         The rerun carries the fragment id of the widget when it is inside a fragment.
         """
+        start = time.perf_counter()
+        await self.send_widget(wid, value)
+        return await self._receive_run(start)
+
+    async def send_widget(self, wid: str, value) -> None:
+        """Change widget `wid` to `value` without waiting for the run: what a browser
+        does when the user moves again while the page is still running. Wait for the
+        last run with :meth:`receive_run`."""
         kind, body, fragment_id = self.widget_kinds[wid]
         state = WidgetState(id=wid)
         if kind == "slider":
@@ -366,10 +374,18 @@ class StreamlitClient:
         else:
             raise ValueError(f"`wid` is a {kind}, which set_widget cannot change")
         self.widgets[wid] = state
-        msg = self.rerun_message(fragment_id)
-        start = time.perf_counter()
+        await self._send(self.rerun_message(fragment_id))
+
+    async def stop(self) -> None:
+        """Press Streamlit's Stop (a ``stop_script`` message), not waiting."""
+        msg = BackMsg()
+        msg.stop_script = True
         await self._send(msg)
-        return await self._receive_run(start)
+
+    async def receive_run(self) -> RunResult:
+        """Wait for the end of the run in progress (after :meth:`send_widget`); its
+        ``seconds`` count from this call."""
+        return await self._receive_run(time.perf_counter())
 
     def _http(self, method: str, path: str, body: bytes | None = None,
               headers: dict | None = None) -> tuple[int, dict, bytes]:

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from app_support import worker
+from app_support import figures, worker
 from cellseg_core.pipeline import segment
 from cellseg_core.presets import get_preset
 
@@ -148,3 +148,46 @@ def test_is_heavy_follows_the_environment(monkeypatch):
     monkeypatch.setenv("CELLSEG_WORKERS", "many")
     with pytest.raises(ValueError, match="CELLSEG_WORKERS must be an integer"):
         worker.workers()
+
+
+def test_the_apps_pooled_segmentation_matches_and_keeps_the_channels(monkeypatch):
+    """What cache.py calls for a large image: same arrays as in-process; a threshold
+    move brings back only what changed (the channels are the ones kept), and the
+    per-object table comes from the pool too."""
+    from cellseg_core import synthetic
+
+    monkeypatch.setenv("CELLSEG_WORKER_NICE", "0")
+    monkeypatch.setattr(worker, "_POOL", None)
+    image = synthetic.cytology_image(rng=5, size=256).image
+    lab02 = get_preset("lab02")
+    moved = lab02.with_values({"threshold.t_nuc": lab02.threshold.t_nuc + 0.02})
+    try:
+        first = worker.segmentation("syn5", image, lab02.to_json(indent=None))
+        second = worker.segmentation("syn5", image, moved.to_json(indent=None))
+        assert second.channel is first.channel and second.blurred is first.blurred
+        assert not second.channel.flags.writeable
+        local = segment(image, moved)
+        for name in ("labels", "nuclei", "channel", "blurred", "raw"):
+            np.testing.assert_array_equal(getattr(second, name), getattr(local, name))
+        assert second.summary == local.summary
+        assert isinstance(second, worker.PooledSegmentation)
+        assert second.objects.equals(local.objects)
+        hist = worker.histograms("syn5", image, moved)
+        np.testing.assert_array_equal(hist["counts"]["all pixels"],
+                                      figures.class_histograms(local.blurred)["counts"]
+                                      ["all pixels"])
+    finally:
+        worker._POOL.shutdown()
+
+
+def test_send_and_receive_carry_arrays_whole():
+    import multiprocessing
+
+    a, b = multiprocessing.Pipe()
+    value = {"x": np.arange(300_000, dtype=np.int32).reshape(600, 500), "text": "é"}
+    sender = threading.Thread(target=worker.send, args=(a, value))
+    sender.start()  # a large message fills the pipe: send and receive at the same time
+    got = worker.receive(b)
+    sender.join()
+    assert got["text"] == "é" and got["x"].dtype == np.int32
+    np.testing.assert_array_equal(got["x"], value["x"])
