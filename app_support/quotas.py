@@ -315,6 +315,8 @@ def sweep(runtime=None) -> dict:
         return out
     pool_sessions = worker._POOL.sessions() if worker._POOL is not None else []
     for session in _REGISTRY.sessions() | set(pool_sessions):
+        if session.startswith(worker.OUTSIDE_SCRIPT) or not session:
+            continue  # a caller outside any script run (a thread of its own)
         if not session_alive(session, runtime):
             out["runs"] += _REGISTRY.release(session)
             out["jobs"] += worker.cancel_session(session)

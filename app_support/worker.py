@@ -63,6 +63,8 @@ HEAVY_PIXELS = 1_500_000
 HELD_PER_WORKER = 2
 #: How often a waiting script run checks for a rerun or a stop (s).
 POLL_SECONDS = 0.05
+#: Session name prefix of calls made outside a script run (one slot per thread).
+OUTSIDE_SCRIPT = "thread-"
 #: Modules the fork server imports once, so that a new worker starts in milliseconds.
 PRELOAD = ["numpy", "scipy.ndimage", "skimage.measure", "skimage.segmentation",
            "pandas", "cellseg_core.pipeline", "app_support.figures", "app_support.worker"]
@@ -612,7 +614,7 @@ def call(key: str, fn, args: tuple = (), shared=None):
     A rerun request stops the wait and leaves the job for the next run (which picks
     it up by `key` or cancels it); a stop request cancels it.
     """
-    session = session_id() or f"thread-{threading.get_ident()}"
+    session = session_id() or f"{OUTSIDE_SCRIPT}{threading.get_ident()}"
     jobs = pool()
     job = jobs.submit(session, key, fn, args, shared)
     try:

@@ -25,6 +25,14 @@ Two kinds of session (``--client``):
     new value and no script runs. On a 2-core machine 20 Chromium sessions compete with
     the server for the CPU (this mode measures the browsers as much as the server).
 
+With ``--heavy`` (ws clients), then, back to back on the same server: one session
+alone again, the same with one more user who uploads a 3000² RGB noise PNG in Explore
+(through the sidebar's uploader, as a browser does) and then moves its own t_nuc
+slider back to back (a full-size segmentation each move) for as long as the others
+move, and the ``--sessions`` sessions with that heavy user; their p95 against the
+same sessions without it (goal, issue 21: <= 2x). ``--workers 0`` runs the server with
+its heavy work in-process (no worker pool), to compare.
+
 Prints p50/p95 update latency of both phases, the ratio, errors (exceptions and
 ``st.error`` on screen count as errors in ws mode), and the server's RSS (psutil, with
 its children) before the concurrent phase, after its sessions opened (ws) and after its
@@ -34,6 +42,7 @@ server is always killed at the end.
     python benchmarks/bench_load.py                 # 20 ws sessions x 10 moves = 200 reruns
     python benchmarks/bench_load.py --sessions 3 --moves 4   # a quick check
     python benchmarks/bench_load.py --client chromium        # real browsers
+    python benchmarks/bench_load.py --sessions 10 --heavy    # + one heavy user
 """
 from __future__ import annotations
 
@@ -161,9 +170,83 @@ async def _ws_session(url: str, image: str, moves: int, timeout: float, opened, 
         await client.close()
 
 
-async def _ws_phase(url, images, moves, timeout, on_opened=None, think=0.0):
+def noise_png(side: int = 3000, seed: int = 0, kind: str = "noise") -> bytes:
+    """A `side`² RGB PNG made in memory: uniform noise (the issue's heavy image), or
+    with `kind` ``"cells"`` the synthetic cytology generator's cells."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    if kind == "cells":
+        from cellseg_core import synthetic
+
+        image = synthetic.cytology_image(rng=seed, size=side).image
+        rgb = np.clip(np.asarray(image) * 255 + 0.5, 0, 255).astype(np.uint8)
+    else:
+        rgb = np.random.default_rng(seed).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+async def _heavy_ws_session(url: str, data: bytes, timeout: float, ready, done,
+                            record: dict, table: bool = False):
+    """The heavy user: upload `data` (a noise PNG) in the sidebar, then move Explore's
+    t_nuc slider back to back (a new full-size segmentation each time) until `done`;
+    with `table`, Explore shows the per-cell table (made again at each move).
+
+    Sets `ready` once the upload's own run has finished; fills ``record["moves"]``
+    with its update times (s) and ``record["upload"]`` with the upload run's.
+    """
+    from ws_client import StreamlitClient
+
+    client = StreamlitClient(url, timeout=timeout)
+    try:
+        try:
+            await client.connect()
+            await client.open("")
+            kind = client.find_widget("radio", key="source.kind")
+            await client.set_widget(kind, "Upload")
+            uploader = client.find_widget("file_uploader", label="Image")
+            start = time.perf_counter()
+            run = await client.upload(uploader, "noise.png", data)
+            if client.pending_report(OVERLAY):
+                run = await client.report_drawn(OVERLAY)
+            record["upload"] = time.perf_counter() - start
+            problems = run.exceptions + run.errors
+            if problems:
+                raise RuntimeError(f"heavy session on upload: {problems[0]}")
+            if table:
+                await client.set_widget(client.find_widget("button_group", key="explore.tab"),
+                                        "Per-cell table")
+            wid = client.find_widget("slider", key="explore.p.threshold.t_nuc")
+        finally:
+            ready.set()
+        value = client.widget(wid).value[0]
+        record["moves"] = []
+        while not done.is_set():
+            value = client.next_step(client.widget(wid), value)
+            start = time.perf_counter()
+            await client.set_widget(wid, [value])
+            if client.pending_report(OVERLAY):
+                await client.report_drawn(OVERLAY)
+            record["moves"].append(time.perf_counter() - start)
+    finally:
+        await client.close()
+
+
+async def _ws_phase(url, images, moves, timeout, on_opened=None, think=0.0, heavy=None,
+                    table=False):
+    """`images` sessions moving their slider together; with `heavy` (PNG bytes) one more
+    session uploads it first and keeps segmenting it while they move. Returns
+    (latencies, errors, heavy record)."""
     go = asyncio.Event()
     left = [len(images)]
+    record: dict = {}
+    ready, done = asyncio.Event(), asyncio.Event()
+    if heavy is None:
+        ready.set()
 
     def opened():
         left[0] -= 1
@@ -172,11 +255,28 @@ async def _ws_phase(url, images, moves, timeout, on_opened=None, think=0.0):
                 on_opened()
             go.set()
 
-    results = await asyncio.gather(
-        *[_ws_session(url, image, moves, timeout, opened, go, think, seed)
-          for seed, image in enumerate(images)],
-        return_exceptions=True)
-    return _collect(results)
+    async def normal(seed, image):
+        await ready.wait()
+        return await _ws_session(url, image, moves, timeout, opened, go, think, seed)
+
+    async def everyone():
+        tasks = [asyncio.ensure_future(normal(seed, image))
+                 for seed, image in enumerate(images)]
+        heavy_task = None
+        if heavy is not None:
+            heavy_task = asyncio.ensure_future(
+                _heavy_ws_session(url, heavy, timeout, ready, done, record, table))
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        done.set()
+        if heavy_task is not None:
+            try:
+                await heavy_task
+            except Exception as err:  # noqa: BLE001  reported with the others
+                results.append(err)
+        return results
+
+    latencies, errors = _collect(await everyone())
+    return latencies, errors, record
 
 
 def _collect(results):
@@ -200,6 +300,58 @@ async def _phase(url, images, moves, timeout_ms):
     return _collect(results)
 
 
+def _heavy_phases(url, first, images, args, png, many, pid):
+    """Back to back: one session alone, the same with the heavy user, then
+    ``--sessions`` sessions with the heavy user (compared with `many`, the same
+    sessions without it, measured just before)."""
+    rows = {"load": os.getloadavg(), "rss": _rss_mb(pid)}
+    rows["alone"] = asyncio.run(_ws_phase(url, [first], args.moves, args.timeout))
+    rows["pair"] = asyncio.run(_ws_phase(url, [first], args.moves, args.timeout, heavy=png,
+                                         table=args.heavy_table))
+    rows["crowd"] = asyncio.run(_ws_phase(url, images, args.moves, args.timeout, heavy=png,
+                                          table=args.heavy_table))
+    rows["many"] = (many, [], {})
+    rows["load_after"], rows["rss_after"] = os.getloadavg(), _rss_mb(pid)
+    return rows
+
+
+def _print_heavy(rows, args) -> bool:
+    """Print the heavy-user table; True when the goals (p95 <= 2x without the heavy
+    user, no error) are met."""
+    side, what = args.heavy_side, ("RGB noise" if args.heavy_image == "noise"
+                                   else "synthetic cytology")
+    print(f"\nOne heavy user: uploads a {side}² {what} PNG in Explore, then moves its "
+          "t_nuc slider back to back (a full-size segmentation"
+          + (" and per-cell table" if args.heavy_table else "") + " each time) while the "
+          "others move; load average " + "/".join(f"{x:.2f}" for x in rows["load"]) + " before, "
+          + "/".join(f"{x:.2f}" for x in rows["load_after"]) + " after; server RSS "
+          f"{rows['rss']:.0f} -> {rows['rss_after']:.0f} MB")
+    print(f"{'':<34}{'n':>5}{'p50 (s)':>10}{'p95 (s)':>10}{'max (s)':>10}{'ratio':>8}")
+    ok = True
+    n = args.sessions
+    for label, key, base in (("1 session alone", "alone", None),
+                             ("1 session + heavy user", "pair", "alone"),
+                             (f"{n} sessions, no heavy user", "many", None),
+                             (f"{n} sessions + heavy user", "crowd", "many")):
+        values, errors, _ = rows[key]
+        ratio = (_pct(values, 0.95) / _pct(rows[base][0], 0.95)) if base else float("nan")
+        print(f"{label:<34}{len(values):>5}{_pct(values, 0.5):>10.3f}"
+              f"{_pct(values, 0.95):>10.3f}{max(values, default=float('nan')):>10.3f}"
+              + (f"{ratio:>8.2f}" if base else ""))
+        if errors:
+            print("  errors: " + "; ".join(errors))
+        ok = ok and not errors and (base is None or ratio <= 2.0)
+    for key, label in (("pair", "with 1 session"), ("crowd", f"with {n} sessions")):
+        record = rows[key][2]
+        moves = record.get("moves", [])
+        print(f"heavy user {label}: upload + first segmentation "
+              f"{record.get('upload', float('nan')):.1f} s, {len(moves)} moves, p50 "
+              f"{_pct(moves, 0.5):.2f} s, max {max(moves, default=float('nan')):.2f} s")
+    print("heavy-user goal: p95 <= 2x the same sessions without it: "
+          + ("met" if ok else "NOT met"))
+    return ok
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--client", choices=("ws", "chromium"), default="ws",
@@ -213,21 +365,41 @@ def main(argv=None) -> int:
         "CELLSEG_VOCED", str(REPO.parent / "shared" / "data" / "voced")))
     parser.add_argument("--timeout", type=float, default=120.0,
                         help="seconds allowed for one page action / script run (default 120)")
+    parser.add_argument("--heavy", action="store_true",
+                        help="ws: then the same with one more user who uploads a 3000² RGB "
+                             "noise image and keeps moving a slider on it")
+    parser.add_argument("--heavy-side", type=int, default=3000,
+                        help="side of the heavy user's image (default 3000)")
+    parser.add_argument("--heavy-image", choices=("noise", "cells"), default="noise",
+                        help="the heavy user's image: RGB noise (default) or synthetic cells")
+    parser.add_argument("--heavy-table", action="store_true",
+                        help="the heavy user shows Explore's per-cell table (made again "
+                             "at each of its moves)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="CELLSEG_WORKERS for the server (0: heavy work in-process; "
+                             "default: the app's own default)")
     args = parser.parse_args(argv)
     if args.sessions < 1 or args.moves < 1:
         parser.error("--sessions and --moves must be >= 1")
+    if args.heavy and args.client != "ws":
+        parser.error("--heavy needs --client ws")
     if not (Path(args.data) / "images").is_dir():
         print(f"no VocEd data at {args.data} (set CELLSEG_VOCED)", file=sys.stderr)
         return 2
     ids = sorted(p.stem for p in (Path(args.data) / "images").glob("*.png"))
     images = [ids[(7 * i + 1) % len(ids)] for i in range(args.sessions)]
     load_before = os.getloadavg()
-    proc, url = start_streamlit({"CELLSEG_DATA": args.data, "CELLSEG_CONFIG": ""})
+    env = {"CELLSEG_DATA": args.data, "CELLSEG_CONFIG": ""}
+    if args.workers is not None:
+        env["CELLSEG_WORKERS"] = str(args.workers)
+    heavy_png = noise_png(args.heavy_side, kind=args.heavy_image) if args.heavy else None
+    proc, url = start_streamlit(env)
     rss_opened = [float("nan")]
+    heavy_rows = None
     try:
         t0 = time.perf_counter()
         if args.client == "ws":
-            single, err1 = asyncio.run(_ws_phase(url, [ids[0]], args.moves, args.timeout))
+            single, err1, _ = asyncio.run(_ws_phase(url, [ids[0]], args.moves, args.timeout))
         else:
             single, err1 = asyncio.run(_phase(url, [ids[0]], args.moves, args.timeout * 1000))
         rss_before = _rss_mb(proc.pid)
@@ -240,8 +412,8 @@ def main(argv=None) -> int:
                 t_moves[0] = time.perf_counter()
                 cpu_moves[:] = [_cpu_s(proc.pid), time.process_time()]
 
-            many, errn = asyncio.run(_ws_phase(url, images, args.moves, args.timeout,
-                                               on_opened, args.think))
+            many, errn, _ = asyncio.run(_ws_phase(url, images, args.moves, args.timeout,
+                                                  on_opened, args.think))
         else:
             many, errn = asyncio.run(_phase(url, images, args.moves, args.timeout * 1000))
         wall = time.perf_counter() - t_moves[0]
@@ -249,6 +421,8 @@ def main(argv=None) -> int:
         cpu_client = time.process_time() - cpu_moves[1]
         rss_after = _rss_mb(proc.pid)
         load_after = os.getloadavg()
+        if args.heavy:
+            heavy_rows = _heavy_phases(url, ids[0], images, args, heavy_png, many, proc.pid)
     finally:
         stop_streamlit(proc)
     errors = err1 + errn
@@ -281,6 +455,8 @@ def main(argv=None) -> int:
           f"{len(many)} reruns: {growth:+.0f} MB (goal <= +100 MB)")
     print(f"errors: {len(errors)}" + "".join(f"\n  {e}" for e in errors))
     ok = not errors and ratio <= 2.0 and growth <= 100
+    if heavy_rows is not None:
+        ok = _print_heavy(heavy_rows, args) and ok
     print("goals met" if ok else "goals NOT met")
     if single:
         print(f"mean single-session update {statistics.mean(single):.3f} s")

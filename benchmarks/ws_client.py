@@ -23,8 +23,8 @@ of the frontend (checked against the frames Chromium sends, see
   ``file_uploader_state_value``.
 
 Only the widget kinds the app draws are valued (slider, number input, checkbox/toggle,
-selectbox, radio, file uploader); buttons and charts send nothing until used, as in
-the frontend.
+selectbox, radio, segmented control, file uploader); buttons and charts send nothing
+until used, as in the frontend.
 """
 from __future__ import annotations
 
@@ -115,6 +115,10 @@ def _widget_state(kind: str, el) -> WidgetState | None:
             return None  # nothing chosen: the frontend sends no value
     elif kind == "file_uploader":
         state.file_uploader_state_value.SetInParent()
+    elif kind == "button_group":  # st.segmented_control / st.pills: the chosen labels
+        values = (list(el.raw_values) if el.set_value else
+                  [el.options[i].content for i in el.default if 0 <= i < len(el.options)])
+        state.string_array_value.data.extend(values)
     else:
         return None
     return state
@@ -371,6 +375,9 @@ class StreamlitClient:
             state.bool_value = bool(value)
         elif kind in ("selectbox", "radio"):
             state.string_value = str(value)
+        elif kind == "button_group":
+            values = list(value) if isinstance(value, (list, tuple)) else [value]
+            state.string_array_value.data.extend(str(v) for v in values)
         else:
             raise ValueError(f"`wid` is a {kind}, which set_widget cannot change")
         self.widgets[wid] = state
