@@ -82,7 +82,7 @@ def _env_key() -> tuple:
 
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _datasets(env: tuple):
-    from cellseg_core.datasets import available_datasets
+    from cellseg_core.data import available_datasets
 
     return available_datasets()
 
@@ -136,7 +136,7 @@ def _named(data: bytes, filename: str):
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def _synthetic(kind: str, knobs_json: str):
-    from cellseg_core import synthetic
+    from cellseg_core.data import synthetic
 
     knobs = json.loads(knobs_json)
     if kind == "cytology":
@@ -193,7 +193,7 @@ def select_dataset_image(dataset: str, image_id: str) -> None:
     ValueError
         For an unknown dataset or id (ids are checked by ``resolve_id``).
     """
-    from cellseg_core.datasets import resolve_id
+    from cellseg_core.data import resolve_id
 
     all_ds = datasets()
     if dataset not in all_ds:
@@ -280,7 +280,7 @@ def _upload_source() -> ImageSource | None:
 
 
 def _synthetic_source() -> ImageSource | None:
-    from cellseg_core import synthetic
+    from cellseg_core.data import synthetic
 
     kind = st.radio("Kind", ["cytology", "fluorescence"], key=K_SYNTH_KIND, horizontal=True)
     seed = st.number_input("Seed", 0, 2**31 - 1, synthetic.SEED, key="source.synthetic.seed")

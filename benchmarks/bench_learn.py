@@ -35,7 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from cellseg_core.datasets import Dataset  # noqa: E402
+from cellseg_core.data import Dataset  # noqa: E402
 from cellseg_core.learn import (FeatureSettings, KMeansBaseline,  # noqa: E402
                                 MeanShiftBaseline, PixelClassifier, train_on_dataset)
 from cellseg_core.optimize import evaluate  # noqa: E402

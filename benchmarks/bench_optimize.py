@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from cellseg_core import score_labels, segment  # noqa: E402
-from cellseg_core.datasets import open_dataset  # noqa: E402
+from cellseg_core.data import open_dataset  # noqa: E402
 from cellseg_core.optimize import (DEFAULT_SPACE, LAB03V2_SPACE, ChannelCache,  # noqa: E402
                                    dice_surface, evaluate, optimize)
 from cellseg_core.presets import get_preset  # noqa: E402

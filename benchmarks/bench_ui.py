@@ -67,7 +67,7 @@ _WATCH = """(probes) => {
 
 def make_dataset(root: Path, sizes) -> str:
     """A dataset folder of synthetic cytology images named ``s<size>``."""
-    from cellseg_core import synthetic
+    from cellseg_core.data import synthetic
 
     folder = root / "bench-ui"
     (folder / "images").mkdir(parents=True)

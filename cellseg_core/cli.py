@@ -1,7 +1,7 @@
 """The ``cellseg`` command: batch segmentation, evaluation and tuning without a browser.
 
 Every command calls the same core functions as the app (:mod:`cellseg_core.batch`,
-:mod:`cellseg_core.optimize`, :mod:`cellseg_core.datasets`). Exit codes: 0 when every
+:mod:`cellseg_core.optimize`, :mod:`cellseg_core.data`). Exit codes: 0 when every
 image succeeded, 1 when some image failed (each is reported by name, the rest go on),
 2 for a usage error (bad option, unknown preset, unreadable parameters file), 130 when
 interrupted. Progress goes to stderr, results to stdout; no traceback is ever printed.
@@ -12,7 +12,8 @@ import argparse
 import json
 import math
 import sys
-from pathlib import Path
+
+from .data import dataset_from_spec, split_ids
 
 __all__ = ["main", "build_parser", "parse_space"]
 
@@ -132,30 +133,11 @@ demo-fluorescence (generated in memory).
 
 
 def _open_dataset(name: str):
-    try:
-        from .datasets import demo_datasets, open_dataset
-    except ImportError:
-        raise UsageError("this version of cellseg has no dataset reader "
-                         "(cellseg_core.datasets is missing)") from None
-    if name in ("demo-cytology", "demo-fluorescence"):
-        return demo_datasets()[name]
-    if not Path(name).exists():
-        raise UsageError(f"{name}: no such dataset folder")
-    return open_dataset(name)
+    return dataset_from_spec(name)
 
 
 def _split_ids(dataset, split: str) -> list[str]:
-    if split == "all":
-        return list(dataset.ids)
-    table = dataset.split
-    if not table:
-        if split == "test":
-            _say(f"note: {dataset.name} has no split.json; evaluating all {len(dataset.ids)} images")
-            return list(dataset.ids)
-        raise UsageError(f"{dataset.name} has no split.json, so no {split!r} split; use --split all")
-    if split not in table:
-        raise UsageError(f"--split must be one of {sorted(table) + ['all']}, got {split!r}")
-    return list(table[split])
+    return split_ids(dataset, split, note=_say)
 
 
 def _instance_scores(dataset, ids, method) -> dict | None:

@@ -874,7 +874,7 @@ def _match_clusters(overlap: np.ndarray) -> np.ndarray:
 
 def train_on_dataset(dataset, ids=None, settings: FeatureSettings | None = None, *,
                      model=None, rng=0, progress=None, **kwargs):
-    """Fit a model on the items `ids` of a :class:`~cellseg_core.datasets.Dataset`.
+    """Fit a model on the items `ids` of a :class:`~cellseg_core.data.Dataset`.
 
     Parameters
     ----------

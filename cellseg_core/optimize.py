@@ -1,6 +1,6 @@
 """Scoring parameters against ground truth, exact Dice surfaces, Bayesian optimisation.
 
-Three tools over a :class:`~cellseg_core.datasets.Dataset`:
+Three tools over a :class:`~cellseg_core.data.Dataset`:
 
 :func:`dice_surface`
     For a pipeline that is only the two-threshold rule on one channel, the mean Dice
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .datasets import Dataset, resolve_id
+from .data import Dataset, resolve_id
 from .metrics import confusion_matrix, nc_errors
 from .params import BlurKind, Mode, Params, ThresholdMethod
 from .pipeline import labels_from_channel, preprocess
@@ -358,7 +358,7 @@ def dice_surface(dataset: Dataset, ids, params: Params | None = None, thresholds
 
     Examples
     --------
-    >>> from cellseg_core.datasets import Dataset
+    >>> from cellseg_core.data import Dataset
     >>> ds = Dataset.from_arrays("tiny", [np.array([[0.2, 0.5, 0.9]], np.float32)],
     ...                          masks=[np.array([[2, 1, 0]], np.uint8)])
     >>> s = dice_surface(ds, None, thresholds=[0.1, 0.3, 0.6, 0.95], cache={})
@@ -501,7 +501,7 @@ def evaluate(dataset: Dataset, ids, method, *, cache=None, progress=None) -> Eva
 
     Examples
     --------
-    >>> from cellseg_core.datasets import Dataset
+    >>> from cellseg_core.data import Dataset
     >>> ds = Dataset.from_arrays("tiny", [np.array([[0.2, 0.5, 0.9]], np.float32)],
     ...                          masks=[np.array([[2, 1, 0]], np.uint8)])
     >>> evaluate(ds, None, Params(), cache={}).summary["mean_dice"]
@@ -659,7 +659,7 @@ def optimize(dataset: Dataset, train_ids, space: dict | None = None,
 
     Examples
     --------
-    >>> from cellseg_core.datasets import Dataset
+    >>> from cellseg_core.data import Dataset
     >>> img = np.array([[0.2, 0.5, 0.9, 0.3]], np.float32)
     >>> ds = Dataset.from_arrays("tiny", [img], masks=[np.array([[2, 1, 0, 2]], np.uint8)])
     >>> r = optimize(ds, None, n_calls=12, n_initial_points=6, cache={})

@@ -17,7 +17,7 @@ from app_support import cache, count_figures, state
 from app_support.assets import read_asset
 from app_support.sources import ImageSource
 from cellseg_core import experiments as E
-from cellseg_core import synthetic
+from cellseg_core.data import synthetic
 from cellseg_core.instances import watershed_markers
 from cellseg_core.io import tiff_bytes
 from cellseg_core.metrics import average_precision, match_instances

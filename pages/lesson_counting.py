@@ -3,7 +3,7 @@
 Steps (:mod:`app_support.lessons`): the image model, smoothing (the predicted peak
 ``B·σ²/(σ²+σs²)`` next to the measured one), the threshold against the smoothed
 noise, labelling and the size filter, minimum separation and the watershed, the noise
-floor. Images come from :mod:`cellseg_core.synthetic`, numbers from
+floor. Images come from :mod:`cellseg_core.data.synthetic`, numbers from
 :mod:`cellseg_core.experiments` and ``segment``; figures are the Count page's.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from app_support import cache, count_figures
 from app_support.lessons import Step, choice_question, order_exercise, walk, widget
 from app_support.lessons import value as kept
 from cellseg_core import experiments as E
-from cellseg_core import synthetic as S
+from cellseg_core.data import synthetic as S
 from cellseg_core.instances import watershed_markers
 from cellseg_core.params import Params
 from cellseg_core.threshold import object_threshold

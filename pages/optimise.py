@@ -17,7 +17,7 @@ from streamlit.errors import StreamlitAPIException
 
 from app_support import compare_figures, runs, sources, state
 from app_support.assets import read_asset
-from cellseg_core import datasets as core_datasets
+from cellseg_core.data import stratified_split
 from cellseg_core import optimize
 from cellseg_core.params import BlurKind, Mode, Params, ThresholdMethod
 from cellseg_core.presets import PRESETS
@@ -216,7 +216,7 @@ def _results(run: runs.Run) -> None:
 
 @st.cache_data(max_entries=8, show_spinner="Making the stratified split…")
 def _stratified(name: str, source: str, test_fraction: float, seed: int, drop: bool, _ds):
-    return core_datasets.stratified_split(_ds, test_fraction, seed, drop_without_nucleus=drop)
+    return stratified_split(_ds, test_fraction, seed, drop_without_nucleus=drop)
 
 
 def _setup():

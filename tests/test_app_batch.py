@@ -184,7 +184,7 @@ def test_a_learned_model_of_the_session_is_a_method(app_demo):
     at = _run(at)
     at.radio(key="batch.method").set_value("Learned model")
     at, result = _batch(_run(at))
-    from cellseg_core.datasets import demo_datasets
+    from cellseg_core.data import demo_datasets
 
     ds = demo_datasets()["demo-cytology"]
     labels = tifffile.imread(io.BytesIO(_zip(result).read("labels/001.tif")))

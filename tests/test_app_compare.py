@@ -128,7 +128,7 @@ def test_unsupervised_baselines_are_fitted_on_the_train_split_and_scored(monkeyp
     """Issue 8, 5a: k-means and mean-shift sit in Compare next to the presets; the
     scores shown equal fitting them on the training split and evaluating directly."""
     from cellseg_core import optimize
-    from cellseg_core.datasets import demo_datasets
+    from cellseg_core.data import demo_datasets
     from cellseg_core.learn import KMeansBaseline, MeanShiftBaseline, train_on_dataset
 
     monkeypatch.delenv("CELLSEG_DATA", raising=False)

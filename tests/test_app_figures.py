@@ -129,7 +129,7 @@ def test_error_map_colours_each_confusion():
 def _builders():
     from cellseg_core.pipeline import segment
     from cellseg_core.presets import get_preset
-    from cellseg_core.synthetic import cytology_image
+    from cellseg_core.data.synthetic import cytology_image
 
     sample = cytology_image(3, size=64)
     seg = segment(sample.image, get_preset("lab03v2"))
@@ -166,7 +166,7 @@ def test_steps_figure_panels_decode_to_the_pipeline_images():
 
     from cellseg_core.pipeline import segment
     from cellseg_core.presets import get_preset
-    from cellseg_core.synthetic import cytology_image
+    from cellseg_core.data.synthetic import cytology_image
 
     seg = segment(cytology_image(3, size=64).image, get_preset("lab03v2"))
     fig = figures.steps_figure(seg)

@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 from app_support import lessons  # noqa: E402
 from cellseg_core import experiments as E  # noqa: E402
 from cellseg_core import optimize, synthetic  # noqa: E402
-from cellseg_core.datasets import demo_datasets, open_dataset  # noqa: E402
+from cellseg_core.data import demo_datasets, open_dataset  # noqa: E402
 from cellseg_core.params import Params  # noqa: E402
 from cellseg_core.presets import get_preset  # noqa: E402
 from cellseg_core.threshold import two_threshold  # noqa: E402

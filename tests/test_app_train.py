@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from app_support import learned, runs, state  # noqa: E402
 from cellseg_core import optimize  # noqa: E402
-from cellseg_core.datasets import demo_datasets  # noqa: E402
+from cellseg_core.data import demo_datasets  # noqa: E402
 from cellseg_core.learn import IGNORE, FeatureSettings, PixelClassifier, load_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent

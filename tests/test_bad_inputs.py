@@ -366,7 +366,7 @@ def test_uploads_are_held_in_memory():
 @pytest.mark.parametrize("bad", ["../../etc/passwd", "..", "/etc/passwd", "images/000",
                                  "..\\..\\x", "C:\\x", "000\x00", "", 7, None])
 def test_resolve_id_refuses_paths(voced, bad):
-    from cellseg_core.datasets import open_dataset, resolve_id
+    from cellseg_core.data import open_dataset, resolve_id
 
     ds = open_dataset(voced)
     with pytest.raises(ValueError, match="id"):
@@ -413,7 +413,7 @@ def test_url_with_traversal_id_is_a_warning_and_reads_nothing(voced, monkeypatch
 
 
 def test_dataset_picker_offers_only_configured_roots(voced, tmp_path, monkeypatch):
-    from cellseg_core.datasets import available_datasets
+    from cellseg_core.data import available_datasets
 
     monkeypatch.setenv("CELLSEG_DATA", str(voced))
     monkeypatch.delenv("CELLSEG_CONFIG", raising=False)

@@ -24,7 +24,7 @@ if str(REPO / "tests") not in sys.path:
 from test_browser import (_need_chromium, chromium_page, start_streamlit,  # noqa: E402
                           stop_streamlit, wait_idle)
 
-from cellseg_core.datasets import demo_datasets  # noqa: E402
+from cellseg_core.data import demo_datasets  # noqa: E402
 
 #: The Train page's grid: one selectable marker per STEP x STEP block (256² image).
 STEP = 4

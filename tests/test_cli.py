@@ -367,8 +367,7 @@ def test_python_m_subprocess(dataset, reference, tmp_path):
 
 
 def test_evaluate_instance_scores_on_demo_fluorescence(capsys):
-    datasets = pytest.importorskip("cellseg_core.datasets")
-    pytest.importorskip("cellseg_core.optimize")
+    from cellseg_core import data as datasets
     from cellseg_core.metrics import average_precision, match_instances
 
     assert main(["evaluate", "demo-fluorescence", "--split", "all", "--preset",

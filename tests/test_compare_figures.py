@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("plotly")
 from app_support import compare_figures as cf  # noqa: E402
 from cellseg_core import optimize  # noqa: E402
-from cellseg_core.datasets import Dataset  # noqa: E402
+from cellseg_core.data import Dataset  # noqa: E402
 
 
 def _table(pred, true, dice=None):

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cellseg_core import datasets
-from cellseg_core.datasets import (Dataset, available_datasets, demo_datasets, open_dataset,
+from cellseg_core import data
+from cellseg_core.data import datasets
+from cellseg_core.data import (Dataset, available_datasets, demo_datasets, open_dataset,
                                    resolve_id, stratified_split)
 
 
@@ -199,8 +200,8 @@ def test_voced_lab02_split(voced):
     assert len(split["train"]) + len(split["test"]) == 191        # 9 have no nucleus
     assert len(split["test"]) == 39
     assert "121" not in split["train"] + split["test"]            # the nucleus-less one
-    nc = datasets.nc_ratios(ds, split["test"])
-    nc_train = datasets.nc_ratios(ds, split["train"])
+    nc = data.nc_ratios(ds, split["test"])
+    nc_train = data.nc_ratios(ds, split["train"])
     # Stratified: every quartile of the whole set is in the test set about 1/5 of the time.
     edges = np.quantile(np.concatenate([nc, nc_train]), [0.25, 0.5, 0.75])
     counts = np.bincount(np.searchsorted(edges, nc), minlength=4)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from cellseg_core import experiments as E
-from cellseg_core.synthetic import N_CELLS, SEED, THRESHOLD, fluorescence_image, seed_params
+from cellseg_core.data.synthetic import N_CELLS, SEED, THRESHOLD, fluorescence_image, seed_params
 
 
 # --- derivations: formulas ------------------------------------------------------------

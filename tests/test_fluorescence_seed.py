@@ -9,7 +9,7 @@ import pytest
 
 from cellseg_core import segment
 from cellseg_core.presets import get_preset
-from cellseg_core.synthetic import (CELL_SIGMA, IMAGE_SIZE, MIN_CELL_SIZE, N_CELLS,
+from cellseg_core.data.synthetic import (CELL_SIGMA, IMAGE_SIZE, MIN_CELL_SIZE, N_CELLS,
                                     SMOOTH_SIGMA, THRESHOLD, fluorescence_image,
                                     noise_image, seed_params, touching_pair)
 

@@ -344,7 +344,7 @@ def test_mean_shift_refuses_bad_settings(kwargs, match):
 
 @pytest.fixture(scope="module")
 def voced_dataset(voced):
-    from cellseg_core.datasets import Dataset
+    from cellseg_core.data import Dataset
 
     return Dataset.from_folder(voced)
 

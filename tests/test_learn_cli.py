@@ -9,7 +9,7 @@ import pytest
 import tifffile
 
 from cellseg_core.cli import main
-from cellseg_core.datasets import open_dataset
+from cellseg_core.data import open_dataset
 from cellseg_core.learn import PixelClassifier, load_model
 from cellseg_core.optimize import evaluate
 

@@ -7,7 +7,7 @@ import pytest
 
 from cellseg_core import optimize as opt
 from cellseg_core import score_labels, segment
-from cellseg_core.datasets import Dataset, open_dataset
+from cellseg_core.data import Dataset, open_dataset
 from cellseg_core.metrics import confusion_matrix
 from cellseg_core.optimize import (ChannelCache, DEFAULT_SPACE, LAB03V2_SPACE, dice_surface,
                                    evaluate, optimize, scores_from_confusion)

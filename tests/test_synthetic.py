@@ -6,7 +6,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from cellseg_core import segment, score_labels
-from cellseg_core import synthetic as sy
+from cellseg_core.data import synthetic as sy
 from cellseg_core.color import gray
 from cellseg_core.presets import get_preset
 

@@ -1,15 +1,8 @@
-"""Sets of images with (optional) ground truth: folders, the VocEd course layout, demo data.
+"""Sets of images with (optional) ground truth: folders and the VocEd course layout.
 
 A :class:`Dataset` lists its items when it is opened (file names only) and reads an
-image or a mask only when asked. Which datasets a user can pick comes from
-configuration, never from a path typed in a browser:
-
-- the environment variable ``CELLSEG_DATA``: an ``os.pathsep``-separated list of
-  dataset folders, or of folders whose sub-folders are datasets;
-- a TOML file (the path in ``CELLSEG_CONFIG``, or passed to
-  :func:`available_datasets`) with ``data = ["folder", ...]`` (same meaning as
-  ``CELLSEG_DATA``) and/or a ``[datasets]`` table ``name = "folder"``; relative
-  paths are relative to the file.
+image or a mask only when asked. Which folders a user may open comes from
+configuration (:mod:`cellseg_core.data.catalog`).
 
 Layouts understood by :func:`open_dataset`:
 
@@ -24,7 +17,6 @@ Layouts understood by :func:`open_dataset`:
 """
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
@@ -33,26 +25,9 @@ from typing import Callable
 
 import numpy as np
 
-from .io import IMAGE_SUFFIXES, read_image, read_instances, read_mask
+from ..io import IMAGE_SUFFIXES, read_image, read_instances, read_mask
 
-try:                                    # Python >= 3.11
-    import tomllib
-except ModuleNotFoundError:             # pragma: no cover - Python 3.10 with tomli
-    import tomli as tomllib
-
-__all__ = [
-    "Dataset",
-    "open_dataset",
-    "demo_datasets",
-    "available_datasets",
-    "resolve_id",
-    "stratified_split",
-    "nc_ratios",
-    "DEMO_SPLIT_SEED",
-]
-
-#: Seed of the demo datasets' train/test split.
-DEMO_SPLIT_SEED = 42
+__all__ = ["Dataset", "open_dataset", "resolve_id"]
 
 _KINDS = ("cytology", "fluorescence")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -319,144 +294,6 @@ def open_dataset(path, *, name: str | None = None) -> Dataset:
                      "X/*.npy + y/*.npy)")
 
 
-def _is_dataset(path: Path) -> bool:
-    return (path / "images").is_dir() or (path / "X").is_dir()
-
-
-# --- demo data -------------------------------------------------------------------------
-def demo_datasets() -> dict[str, Dataset]:
-    """The built-in demo datasets, generated in memory from :mod:`cellseg_core.synthetic`.
-
-    ``demo-cytology`` (24 RGB cells, masks 0/1/2) and ``demo-fluorescence`` (12 images
-    of nuclei with instance labels), each with a deterministic train/test split
-    (stratified by N/C quartile for cytology, seed :data:`DEMO_SPLIT_SEED`, a quarter
-    for test). The images are generated on first access to an image, a mask or the
-    split, once per process.
-    """
-    return dict(_demo())
-
-
-@functools.lru_cache(maxsize=1)
-def _demo() -> dict[str, Dataset]:
-    from . import synthetic
-
-    cyto = _Lazy(lambda: synthetic.cytology_set(n=24, rng=synthetic.SEED))
-    fluo = _Lazy(lambda: synthetic.fluorescence_set(n=12, rng=synthetic.SEED))
-    ids_c = [f"{i:03d}" for i in range(24)]
-    ids_f = [f"{i:03d}" for i in range(12)]
-    cytology = Dataset(
-        "demo-cytology", ids_c, "cytology", source="demo:cytology",
-        image=lambda id: cyto()[int(id)].image, mask=lambda id: cyto()[int(id)].mask,
-        mask_ids=ids_c,
-        split_factory=lambda ds: stratified_split(ds, 0.25, DEMO_SPLIT_SEED))
-    fluorescence = Dataset(
-        "demo-fluorescence", ids_f, "fluorescence", source="demo:fluorescence",
-        image=lambda id: fluo()[int(id)].image, instances=lambda id: fluo()[int(id)].labels,
-        instance_ids=ids_f,
-        split_factory=lambda ds: _random_split(ds.ids, 0.25, DEMO_SPLIT_SEED))
-    return {cytology.name: cytology, fluorescence.name: fluorescence}
-
-
-class _Lazy:
-    """Call `make` once, on first use."""
-
-    def __init__(self, make):
-        self._make, self._value = make, None
-
-    def __call__(self):
-        if self._value is None:
-            self._value = self._make()
-        return self._value
-
-
-# --- configuration ---------------------------------------------------------------------
-def _config_entries(config) -> list[tuple[str | None, Path]]:
-    """(name or None, folder) pairs from a TOML path or an already parsed dict."""
-    if config is None:
-        return []
-    base = Path.cwd()
-    if not isinstance(config, dict):
-        path = Path(config)
-        try:
-            with open(path, "rb") as fh:
-                config = tomllib.load(fh)
-        except FileNotFoundError:
-            raise ValueError(f"config file {path} does not exist") from None
-        except tomllib.TOMLDecodeError as err:
-            raise ValueError(f"config file {path}: not valid TOML ({err})") from None
-        base = path.resolve().parent
-    unknown = sorted(set(config) - {"data", "datasets"})
-    if unknown:
-        raise ValueError(f"config: unknown key(s) {unknown}; valid: ['data', 'datasets']")
-    entries = []
-    data = config.get("data", [])
-    if isinstance(data, str):
-        data = [data]
-    if not isinstance(data, list) or not all(isinstance(d, str) for d in data):
-        raise ValueError("config: `data` must be a list of folder paths")
-    entries += [(None, base / d) for d in data]
-    named = config.get("datasets", {})
-    if not isinstance(named, dict) or not all(isinstance(v, str) for v in named.values()):
-        raise ValueError("config: `datasets` must be a table of name = \"folder\"")
-    entries += [(name, base / folder) for name, folder in named.items()]
-    return entries
-
-
-def available_datasets(config=None) -> dict[str, Dataset]:
-    """Every dataset a user may pick: the demo ones, ``CELLSEG_DATA`` and a config file.
-
-    Parameters
-    ----------
-    config : str, Path or dict, optional
-        A TOML file (or its parsed content) with ``data = [folders]`` and/or a
-        ``[datasets]`` table of ``name = "folder"``. Defaults to the file named by
-        the environment variable ``CELLSEG_CONFIG``, if set.
-
-    Returns
-    -------
-    dict
-        Name → :class:`Dataset`, demo datasets first. A folder listed in
-        ``CELLSEG_DATA`` or ``data`` is a dataset itself or holds dataset folders.
-        Folders that are missing or not datasets are skipped; a name used twice gets
-        a ``-2``, ``-3`` suffix.
-
-    Raises
-    ------
-    ValueError
-        When the config file is missing or malformed.
-    """
-    if config is None and os.environ.get("CELLSEG_CONFIG"):
-        config = os.environ["CELLSEG_CONFIG"]
-    entries: list[tuple[str | None, Path]] = []
-    for item in os.environ.get("CELLSEG_DATA", "").split(os.pathsep):
-        if item.strip():
-            entries.append((None, Path(item.strip()).expanduser()))
-    entries += _config_entries(config)
-
-    out = dict(demo_datasets())
-    seen = set()
-    for name, folder in entries:
-        folder = folder.expanduser()
-        if not folder.is_dir():
-            continue
-        folders = [folder] if (name or _is_dataset(folder)) else sorted(
-            p for p in folder.iterdir() if p.is_dir() and _is_dataset(p))
-        for path in folders:
-            real = path.resolve()
-            if real in seen:
-                continue
-            try:
-                dataset = open_dataset(real, name=name)
-            except ValueError:
-                continue
-            seen.add(real)
-            base, k = dataset.name, 2
-            while dataset.name in out:
-                dataset.name = f"{base}-{k}"
-                k += 1
-            out[dataset.name] = dataset
-    return out
-
 
 def resolve_id(dataset: Dataset, id) -> str:
     """Check that `id` names an item of `dataset` and return it.
@@ -493,94 +330,3 @@ def _id_set(dataset: Dataset) -> frozenset:
         dataset.__dict__["_id_cache"] = cached
     return cached[2]
 
-
-# --- splits ----------------------------------------------------------------------------
-def nc_ratios(dataset: Dataset, ids=None) -> np.ndarray:
-    """True N/C ratio (nucleus / cytoplasm pixels) of each item; NaN without cytoplasm."""
-    ids = dataset.ids if ids is None else ids
-    out = np.full(len(ids), np.nan)
-    for i, id in enumerate(ids):
-        mask = dataset.mask(id)
-        if mask is None:
-            raise ValueError(f"dataset {dataset.name!r}: item {id!r} has no mask")
-        counts = np.bincount(mask.ravel(), minlength=3)
-        if counts[1]:
-            out[i] = counts[2] / counts[1]
-    return out
-
-
-def _random_split(ids, test_fraction, seed) -> dict:
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(ids))
-    n_test = max(1, int(round(test_fraction * len(ids))))
-    test = {ids[i] for i in order[:n_test]}
-    return {"train": [i for i in ids if i not in test], "test": [i for i in ids if i in test]}
-
-
-def stratified_split(dataset: Dataset, test_fraction: float = 0.2, seed: int = 42,
-                     drop_without_nucleus: bool = False) -> dict:
-    """Train/test split stratified by N/C-ratio quartile (the course's Lab 02 way).
-
-    The N/C ratio of each mask is cut into quartiles (``pandas.qcut``, ties merged)
-    and scikit-learn's ``train_test_split(test_size=test_fraction,
-    random_state=seed, stratify=quartile)`` splits the ids. Items without
-    cytoplasm (N/C undefined) form their own stratum.
-
-    Parameters
-    ----------
-    dataset : Dataset
-        Every item must have a mask.
-    test_fraction : float
-        In (0, 1).
-    seed : int
-    drop_without_nucleus : bool
-        Leave out the items whose mask has no nucleus (the course drops them).
-
-    Returns
-    -------
-    dict
-        ``{"train": [ids], "test": [ids]}``, each in the dataset's order.
-
-    Raises
-    ------
-    ValueError
-        For a bad `test_fraction`, an item without mask, or too few items.
-    """
-    import pandas as pd
-    from sklearn.model_selection import train_test_split
-
-    if not 0 < test_fraction < 1:
-        raise ValueError(f"`test_fraction` must be in (0, 1), got {test_fraction}")
-    ids = list(dataset.ids)
-    nucleus = np.zeros(len(ids), bool)
-    nc = np.full(len(ids), np.nan)
-    for i, id in enumerate(ids):
-        mask = dataset.mask(id)
-        if mask is None:
-            raise ValueError(f"`dataset` {dataset.name!r}: item {id!r} has no mask to "
-                             "stratify by")
-        counts = np.bincount(mask.ravel(), minlength=3)
-        nucleus[i] = counts[2] > 0
-        if counts[1]:
-            nc[i] = counts[2] / counts[1]
-    if drop_without_nucleus:
-        keep = np.flatnonzero(nucleus)
-        ids, nc = [ids[i] for i in keep], nc[keep]
-    if len(ids) < 2:
-        raise ValueError(f"`dataset` {dataset.name!r} has {len(ids)} usable item(s); "
-                         "a split needs at least 2")
-    strata = np.full(len(ids), -1)
-    finite = np.isfinite(nc)
-    if finite.sum() >= 4:
-        strata[finite] = pd.qcut(nc[finite], 4, labels=False, duplicates="drop")
-    else:
-        strata[finite] = 0
-    counts = np.bincount(strata + 1)
-    n_test = int(np.ceil(test_fraction * len(ids)))
-    stratify = strata if (counts[counts > 0].min() >= 2
-                          and n_test >= np.count_nonzero(counts)
-                          and len(ids) - n_test >= np.count_nonzero(counts)) else None
-    train, test = train_test_split(ids, test_size=test_fraction, random_state=seed,
-                                   stratify=stratify)
-    test = set(test)
-    return {"train": [i for i in ids if i not in test], "test": [i for i in ids if i in test]}

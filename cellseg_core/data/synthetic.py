@@ -46,7 +46,7 @@ import numpy as np
 from scipy import fft as sfft
 from scipy import ndimage as ndi
 
-from .params import Params
+from ..params import Params
 
 __all__ = [
     "SEED", "IMAGE_SIZE", "N_CELLS", "CELL_SIGMA", "CELL_BRIGHTNESS", "NOISE_SCALE",
