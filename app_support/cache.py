@@ -18,19 +18,13 @@ import streamlit as st
 
 from cellseg_core.metrics import average_precision, match_instances, score_labels
 from cellseg_core.params import Mode, Params, ThresholdMethod
-from cellseg_core.pipeline import Segmentation, preprocess, segment
+from cellseg_core.pipeline import Segmentation, preprocess, preprocess_key, segment
 from cellseg_core.threshold import AUTO_METHODS
 
 from .figures import class_histograms, jpeg_data_uri, to_rgb8
 
 __all__ = ["preprocessed", "segmentation", "histograms", "scores", "try_all_methods",
            "image_uri"]
-
-
-def _preprocess_key(params: Params) -> str:
-    return Params().with_values({
-        "channel": params.channel.value, "blur.kind": params.blur.kind.value,
-        "blur.sigma": params.blur.sigma, "blur.size": params.blur.size}).to_json(indent=None)
 
 
 def _read_only(*arrays):
@@ -40,15 +34,15 @@ def _read_only(*arrays):
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
-def _preprocessed(digest: str, key: str, _image: np.ndarray):
-    channel, blurred = preprocess(_image, Params.from_json(key))
+def _preprocessed(digest: str, key: tuple, _image: np.ndarray, _params: Params):
+    channel, blurred = preprocess(_image, _params)
     _read_only(channel, blurred)  # blur "none" may return the channel itself: harmless
     return channel, blurred
 
 
 def preprocessed(digest: str, image: np.ndarray, params: Params):
     """(channel, blurred) of an image, cached on the digest and the steps before thresholds."""
-    return _preprocessed(digest, _preprocess_key(params), image)
+    return _preprocessed(digest, preprocess_key(params), image, params)
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
@@ -66,14 +60,14 @@ def segmentation(digest: str, image: np.ndarray, params: Params) -> Segmentation
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _histograms(digest: str, key: str, has_truth: bool, _channel, _truth):
+def _histograms(digest: str, key: tuple, has_truth: bool, _channel, _truth):
     return class_histograms(_channel, _truth if has_truth else None)
 
 
 def histograms(digest: str, image: np.ndarray, params: Params, truth=None) -> dict:
     """Per-class histogram of the thresholded (blurred) channel, cached."""
     _, blurred = preprocessed(digest, image, params)
-    return _histograms(digest, _preprocess_key(params), truth is not None, blurred, truth)
+    return _histograms(digest, preprocess_key(params), truth is not None, blurred, truth)
 
 
 def scores(seg: Segmentation, truth: np.ndarray | None,

@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 from cellseg_core.data import Dataset  # noqa: E402
 from cellseg_core.learn import (FeatureSettings, KMeansBaseline,  # noqa: E402
                                 MeanShiftBaseline, PixelClassifier, train_on_dataset)
-from cellseg_core.optimize import evaluate  # noqa: E402
+from cellseg_core.evaluation import evaluate  # noqa: E402
 from cellseg_core.presets import get_preset  # noqa: E402
 
 

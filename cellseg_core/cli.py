@@ -1,7 +1,7 @@
 """The ``cellseg`` command: batch segmentation, evaluation and tuning without a browser.
 
 Every command calls the same core functions as the app (:mod:`cellseg_core.batch`,
-:mod:`cellseg_core.optimize`, :mod:`cellseg_core.data`). Exit codes: 0 when every
+:mod:`cellseg_core.evaluation`, :mod:`cellseg_core.data`). Exit codes: 0 when every
 image succeeded, 1 when some image failed (each is reported by name, the rest go on),
 2 for a usage error (bad option, unknown preset, unreadable parameters file), 130 when
 interrupted. Progress goes to stderr, results to stdout; no traceback is ever printed.
@@ -167,7 +167,7 @@ def _cmd_evaluate(args) -> int:
     if not dataset.has_masks:
         raise UsageError(f"{args.dataset}: has no masks to compare with")
     ids = _split_ids(dataset, args.split)
-    from .optimize import evaluate
+    from .evaluation import evaluate
 
     bar = _progress_bar(len(ids), "evaluate")
 
@@ -278,7 +278,7 @@ def _cmd_optimize(args) -> int:
     dataset = _open_dataset(args.dataset)
     if not dataset.has_masks:
         raise UsageError(f"{args.dataset}: has no masks to optimise against")
-    from . import optimize as opt
+    from . import evaluation as opt
 
     space = parse_space(args.params_space, base) if args.params_space else opt.DEFAULT_SPACE
     train = _split_ids(dataset, "train") if dataset.split else list(dataset.ids)

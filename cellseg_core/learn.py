@@ -1318,7 +1318,7 @@ def train_command(args) -> int:
     import sys
 
     from .cli import _open_dataset, _split_ids
-    from .optimize import evaluate
+    from .evaluation import evaluate
 
     def say(text):
         print(text, file=sys.stderr, flush=True)

@@ -13,10 +13,10 @@ from .instances import assign_cells, filter_by_size, label_objects, split_touchi
 from .io import as_float_image
 from .measure import image_summary, object_table
 from .morphology import clean_labels
-from .params import Mode, Params
+from .params import BlurKind, Channel, Mode, Params
 from .threshold import apply_threshold
 
-__all__ = ["Segmentation", "segment", "preprocess", "labels_from_channel"]
+__all__ = ["Segmentation", "segment", "preprocess", "preprocess_key", "labels_from_channel"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,6 +72,26 @@ def preprocess(image: np.ndarray, params: Params) -> tuple[np.ndarray, np.ndarra
     channel = extract_channel(image, params.channel)
     blurred = blur(channel, params.blur.kind, sigma=params.blur.sigma, size=params.blur.size)
     return channel, blurred
+
+
+def preprocess_key(params: Params) -> tuple:
+    """What :func:`preprocess` depends on, and nothing else: the channel and the blur
+    (its sigma for a gaussian blur, its window size for median and mean).
+
+    Params with the same key give the same channel and blurred channel, so callers
+    that cache :func:`preprocess` (the evaluation, the app) key on it.
+
+    Examples
+    --------
+    >>> preprocess_key(Params().with_values({"threshold.t_nuc": 0.2})) == preprocess_key(Params())
+    True
+    >>> preprocess_key(Params().with_values({"blur.kind": "gaussian", "blur.sigma": 2.0}))
+    ('gray', 'gaussian', 2.0)
+    """
+    kind = BlurKind(params.blur.kind)
+    extra = (params.blur.sigma if kind == BlurKind.GAUSSIAN
+             else params.blur.size if kind in (BlurKind.MEDIAN, BlurKind.MEAN) else None)
+    return (Channel(params.channel).value, kind.value, extra)
 
 
 def labels_from_channel(blurred: np.ndarray, params: Params):

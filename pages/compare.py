@@ -1,6 +1,6 @@
 """Compare: several methods over a dataset split, the course's central table.
 
-Dataset + split + methods → a background run of ``optimize.evaluate`` per method
+Dataset + split + methods → a background run of ``evaluation.evaluate`` per method
 (see :mod:`app_support.runs`) → the table, the N/C scatter, the per-image Dice
 distribution, a per-image table that opens an image in Explore, the worst cases.
 Every evaluation is kept in the session (keyed on dataset, ids and method), so
@@ -18,7 +18,7 @@ from streamlit.errors import StreamlitAPIException
 
 from app_support import cache, compare_figures, figures, runs, sources, state
 from app_support.assets import read_asset
-from cellseg_core import optimize
+from cellseg_core import evaluation
 from cellseg_core.learn import KMeansBaseline, MeanShiftBaseline, train_on_dataset
 from cellseg_core.params import Params
 from cellseg_core.presets import PRESETS
@@ -100,7 +100,7 @@ def _evaluate_all(run: runs.Run, dataset, ids, methods: dict, known: dict, cache
             run.progress(j * len(ids), total, f"{name}: fitting on {len(fit_ids)} images")
             method = train_on_dataset(dataset, fit_ids, model=method(), rng=0)
             run.config.setdefault("fitted", {})[name] = method
-        out[name] = optimize.evaluate(dataset, ids, method, cache=cache_, progress=progress)
+        out[name] = evaluation.evaluate(dataset, ids, method, cache=cache_, progress=progress)
     run.progress(total, total, "done")
     return {name: out[name] for name in methods}
 

@@ -5,7 +5,7 @@ the per-class histogram, Bayesian optimisation on the train split with the exact
 surface, blur + opening/closing, targeted clean-up, the cumulative table and N/C
 scatter, and why colour and learning come next. On VocEd when a dataset named
 ``voced`` is configured, else on the generated ``demo-cytology`` set. Every score is
-``optimize.evaluate`` / ``optimize.dice_surface`` on the dataset's split, cached.
+``evaluation.evaluate`` / ``evaluation.dice_surface`` on the dataset's split, cached.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import streamlit as st
 from app_support import cache, compare_figures, figures, sources
 from app_support.lessons import Step, choice_question, order_exercise, walk, widget
 from app_support.lessons import value as kept
-from cellseg_core import optimize
+from cellseg_core import evaluation
 from cellseg_core.params import Params
 from cellseg_core.presets import get_preset
 from cellseg_core.threshold import two_threshold
@@ -52,22 +52,22 @@ def _split(ds) -> tuple:
 
 @st.cache_data(max_entries=64, show_spinner="Scoring on the split…")
 def _evaluate(name: str, source: str, ids: tuple, params_json: str, _ds):
-    return optimize.evaluate(_ds, list(ids), Params.from_json(params_json))
+    return evaluation.evaluate(_ds, list(ids), Params.from_json(params_json))
 
 
 def evaluate(ds, ids, params: Params):
-    """``optimize.evaluate`` of `params` on `ids` of `ds`, cached."""
+    """``evaluation.evaluate`` of `params` on `ids` of `ds`, cached."""
     return _evaluate(ds.name, ds.source, tuple(ids), params.to_json(indent=None), ds)
 
 
 @st.cache_data(max_entries=8, show_spinner="Computing the exact Dice surface…")
 def _surface(name: str, source: str, ids: tuple, params_json: str, _ds):
-    return optimize.dice_surface(_ds, list(ids), Params.from_json(params_json))
+    return evaluation.dice_surface(_ds, list(ids), Params.from_json(params_json))
 
 
 @st.cache_data(max_entries=8, show_spinner="Optimising the thresholds…")
 def _optimise(name: str, source: str, ids: tuple, n_calls: int, seed: int, _ds):
-    r = optimize.optimize(_ds, list(ids), optimize.DEFAULT_SPACE, get_preset("lab01"),
+    r = evaluation.optimize(_ds, list(ids), evaluation.DEFAULT_SPACE, get_preset("lab01"),
                           n_calls=n_calls, random_state=seed)
     return r.best_params.to_json(indent=None), r.best_score, r.history
 

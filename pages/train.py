@@ -2,7 +2,7 @@
 k-means / mean-shift baselines on a dataset, or a pixel classifier from strokes.
 
 1. Dataset + split + settings → a background run (:mod:`app_support.runs`) of
-   ``learn.train_on_dataset`` with a progress bar, then ``optimize.evaluate`` on the
+   ``learn.train_on_dataset`` with a progress bar, then ``evaluation.evaluate`` on the
    test split → the scores, the model file to download, and the model registered for
    Explore, Compare and Batch. The U-Net (:mod:`cellseg_core.unet`) needs PyTorch, an
    optional extra: without it the page says how to install it and offers the rest.
@@ -22,7 +22,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_support import figures, learned, runs, sources, state
-from cellseg_core import optimize, unet
+from cellseg_core import evaluation, unet
 from cellseg_core.learn import (CHANNELS, ESTIMATORS, FeatureSettings, KMeansBaseline,
                                 MeanShiftBaseline, PixelClassifier, train_on_dataset,
                                 uncertainty)
@@ -85,7 +85,7 @@ def _score_work(run: runs.Run, dataset, test_ids, model, start: int = 0) -> dict
         def test_progress(done, total):
             run.progress(start + int((200 - start) * done / total), 200,
                          f"test image {done} of {total}")
-        evaluation = optimize.evaluate(dataset, test_ids, model, progress=test_progress)
+        evaluation = evaluation.evaluate(dataset, test_ids, model, progress=test_progress)
     run.progress(200, 200, "done")
     return {"model": model, "evaluation": evaluation, "bytes": _model_file(model)}
 

@@ -127,7 +127,7 @@ def test_runs_on_demo_data_without_configuration(monkeypatch):
 def test_unsupervised_baselines_are_fitted_on_the_train_split_and_scored(monkeypatch):
     """Issue 8, 5a: k-means and mean-shift sit in Compare next to the presets; the
     scores shown equal fitting them on the training split and evaluating directly."""
-    from cellseg_core import optimize
+    from cellseg_core import evaluation
     from cellseg_core.data import demo_datasets
     from cellseg_core.learn import KMeansBaseline, MeanShiftBaseline, train_on_dataset
 
@@ -144,7 +144,7 @@ def test_unsupervised_baselines_are_fitted_on_the_train_split_and_scored(monkeyp
     for name, cls in (("baseline: k-means", KMeansBaseline),
                       ("baseline: mean-shift", MeanShiftBaseline)):
         model = train_on_dataset(ds, ds.split["train"], model=cls(), rng=0)
-        expected = optimize.evaluate(ds, test_ids, model).summary["mean_dice"]
+        expected = evaluation.evaluate(ds, test_ids, model).summary["mean_dice"]
         assert table.loc[name, "mean Dice"] == pytest.approx(expected, abs=1e-9)
     # the worst cases of a baseline draw its own segmentations, no "Open in Explore"
     at.session_state["compare.method"] = "baseline: k-means"

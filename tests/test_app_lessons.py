@@ -12,7 +12,8 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from app_support import lessons  # noqa: E402
 from cellseg_core import experiments as E  # noqa: E402
-from cellseg_core import optimize, synthetic  # noqa: E402
+from cellseg_core import evaluation
+from cellseg_core.data import synthetic  # noqa: E402
 from cellseg_core.data import demo_datasets, open_dataset  # noqa: E402
 from cellseg_core.params import Params  # noqa: E402
 from cellseg_core.presets import get_preset  # noqa: E402
@@ -63,7 +64,7 @@ def _walk_nc(at, ds) -> AppTest:
     train, test = ds.split["train"], ds.split["test"]
     at = _run(at)
     assert at.session_state[lessons.step_key(NC)] == 0
-    lab01 = optimize.evaluate(ds, test, get_preset("lab01")).summary
+    lab01 = evaluation.evaluate(ds, test, get_preset("lab01")).summary
     assert _metric(at, "Mean Dice, test split") == f"{lab01['mean_dice']:.4f}"
     assert f"**{lab01['mean_dice']:.4f}**" in _text(at)      # the text is filled live
     # Check yourself: the answer is the engine's label of a pixel of gray 0.72.
@@ -78,38 +79,38 @@ def _walk_nc(at, ds) -> AppTest:
     at.slider(key=f"{NC}.w.t_nuc").set_value(0.40)
     at = _run(at)
     stage1 = get_preset("lab01").with_values({"threshold.t_nuc": 0.40})
-    stage1_dice = optimize.evaluate(ds, test, stage1).summary["mean_dice"]
+    stage1_dice = evaluation.evaluate(ds, test, stage1).summary["mean_dice"]
     assert _metric(at, "Mean Dice, test split") == f"{stage1_dice:.4f}"
 
     at = _next(at, NC)                                           # 2 optimisation
-    lab02 = optimize.evaluate(ds, test, get_preset("lab02")).summary
+    lab02 = evaluation.evaluate(ds, test, get_preset("lab02")).summary
     assert _metric(at, "Test mean Dice") == f"{lab02['mean_dice']:.4f}"
     at.number_input(key=f"{NC}.w.n_calls").set_value(12)
     at = _run(at)
     at = _run(at.button(key=f"{NC}.run").click())
     best = Params.from_json(at.session_state[f"{NC}.opt"]["params"])
     assert len(at.session_state[f"{NC}.opt"]["history"]) == 12
-    best_test = optimize.evaluate(ds, test, best).summary["mean_dice"]
+    best_test = evaluation.evaluate(ds, test, best).summary["mean_dice"]
     assert _metric(at, "Test mean Dice") == f"{best_test:.4f}"
-    surface = optimize.dice_surface(ds, train, stage1)
+    surface = evaluation.dice_surface(ds, train, stage1)
     assert _metric(at, "Surface maximum (train)") == f"{surface.best_score:.4f}"
 
     at = _next(at, NC)                                           # 3 blur
     stage3 = best.with_values({"blur.kind": "gaussian", "blur.sigma": 1.0,
                                "cleanup.opening_radius": 1, "cleanup.closing_radius": 1})
-    stage3_dice = optimize.evaluate(ds, test, stage3).summary["mean_dice"]
+    stage3_dice = evaluation.evaluate(ds, test, stage3).summary["mean_dice"]
     assert _metric(at, "Test mean Dice, stage 3") == f"{stage3_dice:.4f}"
     at = _next(at, NC)                                           # 4 clean-up
     stage4 = best.with_values({"cleanup.min_nucleus_size": 200,
                                "cleanup.min_cytoplasm_size": 200, "cleanup.fill_holes": True})
-    stage4_dice = optimize.evaluate(ds, test, stage4).summary["mean_dice"]
+    stage4_dice = evaluation.evaluate(ds, test, stage4).summary["mean_dice"]
     assert _metric(at, "Test mean Dice, stage 4") == f"{stage4_dice:.4f}"
     at = _next(at, NC)                                           # 5 table + N/C scatter
     table = at.dataframe[0].value
     assert list(table["test mean Dice"]) == pytest.approx(
         [stage1_dice, best_test, stage3_dice, stage4_dice])
     at = _next(at, NC)                                           # 6 what comes next
-    ceiling = optimize.dice_surface(ds, test, stage1).best_score
+    ceiling = evaluation.dice_surface(ds, test, stage1).best_score
     assert _metric(at, "Best any gray threshold pair could do on the test split") == \
         f"{ceiling:.4f}"
     assert at.button(key=f"{NC}.next").disabled

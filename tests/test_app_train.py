@@ -1,5 +1,5 @@
 """The Train page and the learned-model path of Explore through AppTest (demo data, small
-settings): training scores equal ``optimize.evaluate`` of the trained model, strokes give a
+settings): training scores equal ``evaluation.evaluate`` of the trained model, strokes give a
 prediction and an uncertainty map, a bad model file is an st.error."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from app_support import learned, runs, state  # noqa: E402
-from cellseg_core import optimize  # noqa: E402
+from cellseg_core import evaluation  # noqa: E402
 from cellseg_core.data import demo_datasets  # noqa: E402
 from cellseg_core.learn import IGNORE, FeatureSettings, PixelClassifier, load_model  # noqa: E402
 
@@ -59,7 +59,7 @@ def test_training_shows_the_test_scores_of_the_trained_model(train_app):
     model = run.result["model"]
     assert isinstance(model, PixelClassifier) and model.n_estimators == 10
     ds = demo_datasets()["demo-cytology"]
-    expected = optimize.evaluate(ds, ds.split["test"], model).summary
+    expected = evaluation.evaluate(ds, ds.split["test"], model).summary
     shown = [d.value for d in at.dataframe if "mean Dice" in d.value.columns][0].iloc[0]
     assert shown["mean Dice"] == pytest.approx(expected["mean_dice"], abs=1e-9)
     assert shown["Dice nucleus"] == pytest.approx(expected["dice_nucleus"], abs=1e-9)
@@ -184,7 +184,7 @@ def test_compare_runs_a_classifier_and_the_kmeans_baseline(demo_env, small_model
     assert run.join(timeout=60) and run.status == "done", run.error
     at = _run(at)
     for name, model in (("model:classifier", small_model), ("model:k-means baseline", kmeans)):
-        expected = optimize.evaluate(ds, ds.split["test"], model).summary["mean_dice"]
+        expected = evaluation.evaluate(ds, ds.split["test"], model).summary["mean_dice"]
         assert run.result[name].summary["mean_dice"] == pytest.approx(expected, abs=1e-9)
     assert run.result["model:classifier"].summary["mean_dice"] > \
         run.result["model:k-means baseline"].summary["mean_dice"]
@@ -228,7 +228,7 @@ def test_the_unet_trains_in_the_background_is_scored_and_downloadable(train_app)
     assert isinstance(model, unet.UNetModel)
     assert (model.epochs, model.scale, model.epochs_run_) == (2, 0.25, 2)
     ds = demo_datasets()["demo-cytology"]
-    expected = optimize.evaluate(ds, ds.split["test"], model).summary
+    expected = evaluation.evaluate(ds, ds.split["test"], model).summary
     shown = [d.value for d in at.dataframe if "mean Dice" in d.value.columns][0].iloc[0]
     assert shown["model"] == "my unet"
     assert shown["mean Dice"] == pytest.approx(expected["mean_dice"], abs=1e-9)
@@ -297,7 +297,7 @@ def test_two_registered_models_combine_into_a_scored_ensemble(train_app, small_m
     image = ds.image(ds.ids[0])
     np.testing.assert_allclose(model.predict_proba(image), 0.5 * small_model.predict_proba(
         image) + 0.5 * other.predict_proba(image), atol=1e-6)
-    expected = optimize.evaluate(ds, ds.split["test"], model).summary
+    expected = evaluation.evaluate(ds, ds.split["test"], model).summary
     shown = [d.value for d in at.dataframe if "mean Dice" in d.value.columns][0].iloc[0]
     assert shown["model"] == "ensemble: a + b"
     assert shown["mean Dice"] == pytest.approx(expected["mean_dice"], abs=1e-9)
@@ -352,7 +352,7 @@ def test_auto_context_and_the_mean_shift_baseline_train_from_the_page(train_app)
     assert again.auto_context
     image = ds.image(ds.split["test"][0])
     np.testing.assert_array_equal(again.segment(image).labels, model.segment(image).labels)
-    expected = optimize.evaluate(ds, ds.split["test"], model).summary
+    expected = evaluation.evaluate(ds, ds.split["test"], model).summary
     shown = [d.value for d in at.dataframe if "mean Dice" in d.value.columns][0].iloc[0]
     assert shown["mean Dice"] == pytest.approx(expected["mean_dice"], abs=1e-9)
 
@@ -366,7 +366,7 @@ def test_auto_context_and_the_mean_shift_baseline_train_from_the_page(train_app)
     model = run.result["model"]
     assert isinstance(model, MeanShiftBaseline) and model.n_clusters >= 1
     assert at.session_state[runs.LEARNED_MODELS]["mean-shift baseline"] is model
-    expected = optimize.evaluate(ds, ds.split["test"], model).summary
+    expected = evaluation.evaluate(ds, ds.split["test"], model).summary
     shown = [d.value for d in at.dataframe if "mean Dice" in d.value.columns][0].iloc[0]
     assert shown["model"] == "mean-shift baseline"
     assert shown["mean Dice"] == pytest.approx(expected["mean_dice"], abs=1e-9)

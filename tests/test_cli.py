@@ -330,7 +330,6 @@ def test_parse_space():
 
 
 def test_evaluate_prints_compare_table(dataset, capsys):
-    pytest.importorskip("cellseg_core.optimize")
     assert main(["evaluate", str(dataset), "--split", "all", "--preset", "lab02", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["summary"]["n_images"] == len(STEMS)
@@ -344,7 +343,6 @@ def test_evaluate_prints_compare_table(dataset, capsys):
 
 
 def test_optimize_writes_best_params(dataset, tmp_path):
-    pytest.importorskip("cellseg_core.optimize")
     best = tmp_path / "best.json"
     assert main(["optimize", str(dataset), "--calls", "6", "--seed", "0", "--out", str(best),
                  "--params-space", "threshold.t_nuc=0.2:0.6,threshold.t_bg=0.8:0.99"]) == 0

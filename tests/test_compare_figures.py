@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("plotly")
 from app_support import compare_figures as cf  # noqa: E402
-from cellseg_core import optimize  # noqa: E402
+from cellseg_core import evaluation  # noqa: E402
 from cellseg_core.data import Dataset  # noqa: E402
 
 
@@ -72,7 +72,7 @@ def test_surface_heatmap_points_best_and_maximum():
     image = np.array([[0.2, 0.5, 0.9, 0.3]], np.float32)
     ds = Dataset.from_arrays("tiny", [image], masks=[np.array([[2, 1, 0, 2]], np.uint8)])
     grid = [0.1, 0.3, 0.4, 0.6, 0.95]
-    surface = optimize.dice_surface(ds, None, thresholds=grid, cache={})
+    surface = evaluation.dice_surface(ds, None, thresholds=grid, cache={})
     points = pd.DataFrame({"threshold.t_nuc": [0.2, 0.35], "threshold.t_bg": [0.7, 0.8],
                            "score": [0.4, 1.0]})
     fig = cf.surface_figure(surface, points=points, best=(0.35, 0.8))

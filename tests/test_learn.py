@@ -350,7 +350,7 @@ def voced_dataset(voced):
 
 
 def test_classifier_on_voced_canonical_split(voced_dataset):
-    from cellseg_core.optimize import evaluate
+    from cellseg_core.evaluation import evaluate
 
     ds = voced_dataset
     # RGB features only: a third of the default's training time, same test mean Dice
@@ -365,7 +365,7 @@ def test_classifier_on_voced_canonical_split(voced_dataset):
 
 
 def test_kmeans_on_voced_plausible_band(voced_dataset):
-    from cellseg_core.optimize import evaluate
+    from cellseg_core.evaluation import evaluate
 
     ds = voced_dataset
     base = train_on_dataset(ds, ds.split["train"][:40], model=KMeansBaseline(4), rng=SEED)
@@ -375,7 +375,7 @@ def test_kmeans_on_voced_plausible_band(voced_dataset):
 
 
 def test_mean_shift_on_voced_plausible_band(voced_dataset):
-    from cellseg_core.optimize import evaluate
+    from cellseg_core.evaluation import evaluate
 
     ds = voced_dataset
     base = train_on_dataset(ds, ds.split["train"][:40], model=MeanShiftBaseline(), rng=SEED)

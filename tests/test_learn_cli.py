@@ -11,7 +11,7 @@ import tifffile
 from cellseg_core.cli import main
 from cellseg_core.data import open_dataset
 from cellseg_core.learn import PixelClassifier, load_model
-from cellseg_core.optimize import evaluate
+from cellseg_core.evaluation import evaluate
 
 SMALL = ["--limit", "6", "--n-estimators", "15", "--scale", "0.25", "--seed", "3"]
 

@@ -5,11 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cellseg_core import optimize as opt
+from cellseg_core.evaluation import _cache as opt_cache
 from cellseg_core import score_labels, segment
 from cellseg_core.data import Dataset, open_dataset
 from cellseg_core.metrics import confusion_matrix
-from cellseg_core.optimize import (ChannelCache, DEFAULT_SPACE, LAB03V2_SPACE, dice_surface,
+from cellseg_core.evaluation import (ChannelCache, DEFAULT_SPACE, LAB03V2_SPACE, dice_surface,
                                    evaluate, optimize, scores_from_confusion)
 from cellseg_core.params import Params
 from cellseg_core.presets import get_preset
@@ -133,8 +133,8 @@ def test_evaluate_voced_reference_figures(voced):
 
 def test_evaluate_caches_channels(tiny, monkeypatch):
     calls = []
-    real = opt.preprocess
-    monkeypatch.setattr(opt, "preprocess", lambda im, p: calls.append(1) or real(im, p))
+    real = opt_cache.preprocess
+    monkeypatch.setattr(opt_cache, "preprocess", lambda im, p: calls.append(1) or real(im, p))
     cache = ChannelCache()
     lab03 = get_preset("lab03v2")
     evaluate(tiny, None, lab03, cache=cache)
