@@ -9,7 +9,8 @@ import pandas as pd
 
 from .color import extract_channel
 from .filters import blur
-from .instances import assign_cells, filter_by_size, label_objects, split_touching
+from .instances import (assign_cells, filter_by_size, label_objects, split_touching,
+                        watershed_markers)
 from .io import as_float_image
 from .measure import image_summary, object_table
 from .morphology import clean_labels
@@ -34,8 +35,13 @@ class Segmentation:
     raw : (M, N) ndarray of uint8
         Classes straight from the thresholds, before clean-up.
     thresholds : dict
-        The thresholds used (chosen by the automatic method where there is one).
+        The thresholds used (chosen by the automatic method where there is one); empty
+        for a learned model.
     params : Params
+        What ran (a learned model: its clean-up).
+    method : str
+        Which method produced it: ``"params"`` for :func:`segment`, else the learned
+        model's kind (e.g. ``"PixelClassifier/boosting"``).
     """
 
     labels: np.ndarray
@@ -45,6 +51,7 @@ class Segmentation:
     raw: np.ndarray
     thresholds: dict
     params: Params = field(repr=False)
+    method: str = "params"
 
     @cached_property
     def cells(self) -> np.ndarray:
@@ -55,6 +62,15 @@ class Segmentation:
     def objects(self) -> pd.DataFrame:
         """Per-nucleus table: areas, per-cell N/C, centroid, intensity, shape."""
         return object_table(self.nuclei, self.cells, self.labels, self.channel)
+
+    @cached_property
+    def markers(self) -> tuple[np.ndarray, np.ndarray]:
+        """The watershed's seeds of the nuclei: ``(distance, peaks)`` of
+        :func:`~cellseg_core.instances.watershed_markers` with ``params.watershed``'s
+        settings (computed on demand, whether or not the watershed split them)."""
+        ws = self.params.watershed
+        return watershed_markers(self.labels == 2, min_distance=ws.min_distance,
+                                 footprint=ws.footprint)
 
     @cached_property
     def summary(self) -> dict:

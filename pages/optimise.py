@@ -15,9 +15,8 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from app_support import compare_figures, runs, sources, state
+from app_support import cache, compare_figures, runs, sources, state
 from app_support.assets import read_asset
-from cellseg_core.data import stratified_split
 from cellseg_core import evaluation
 from cellseg_core.params import BlurKind, Mode, Params, ThresholdMethod
 from cellseg_core.presets import PRESETS
@@ -214,11 +213,6 @@ def _results(run: runs.Run) -> None:
                    f"in {surface.seconds:.2f} s (the channel and blur of the best parameters).")
 
 
-@st.cache_data(max_entries=8, show_spinner="Making the stratified split…")
-def _stratified(name: str, source: str, test_fraction: float, seed: int, drop: bool, _ds):
-    return stratified_split(_ds, test_fraction, seed, drop_without_nucleus=drop)
-
-
 def _setup():
     """Every choice of the page; returns the run's arguments, or None."""
     c1, c2 = st.columns(2)
@@ -261,7 +255,7 @@ def _setup():
         drop = c3.checkbox("Leave out images without nucleus", key=K_DROP,
                            help="The course's Lab 02 drops them before splitting")
         try:
-            split = _stratified(ds.name, ds.source, float(frac), int(split_seed), bool(drop), ds)
+            split = cache.stratified_split(ds, frac, split_seed, drop)
         except ValueError as err:
             st.error(f"Cannot split {ds.name}: {err}")
             return None

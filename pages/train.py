@@ -12,7 +12,6 @@ k-means / mean-shift baselines on a dataset, or a pixel classifier from strokes.
 """
 from __future__ import annotations
 
-import hashlib
 import re
 from functools import partial
 
@@ -21,12 +20,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_support import figures, learned, runs, sources, state
+from app_support import cache, figures, learned, runs, sources, state
 from cellseg_core import evaluation, unet
 from cellseg_core.learn import (CHANNELS, ESTIMATORS, FeatureSettings, KMeansBaseline,
-                                MeanShiftBaseline, PixelClassifier, train_on_dataset,
-                                uncertainty)
-from cellseg_core.params import CleanupParams
+                                MeanShiftBaseline, PixelClassifier, train_on_dataset)
 from app_support.router import require_frame
 
 require_frame()  # a deep link on a fresh server must still go through app.py
@@ -80,14 +77,14 @@ def _train_work(run: runs.Run, dataset, ids, test_ids, model, seed: int) -> dict
 def _score_work(run: runs.Run, dataset, test_ids, model, start: int = 0) -> dict:
     """Background work: score a ready model on the test ids (progress `start`-200);
     also the whole work of an ensemble, which has nothing to fit."""
-    evaluation = None
+    scores = None
     if test_ids:
         def test_progress(done, total):
             run.progress(start + int((200 - start) * done / total), 200,
                          f"test image {done} of {total}")
-        evaluation = evaluation.evaluate(dataset, test_ids, model, progress=test_progress)
+        scores = evaluation.evaluate(dataset, test_ids, model, progress=test_progress)
     run.progress(200, 200, "done")
-    return {"model": model, "evaluation": evaluation, "bytes": _model_file(model)}
+    return {"model": model, "evaluation": scores, "bytes": _model_file(model)}
 
 
 def _model_file(model) -> bytes | None:
@@ -334,21 +331,6 @@ def _canvas_figure(source, strokes, step: int) -> go.Figure:
     return fig
 
 
-@st.cache_resource(max_entries=4, show_spinner=False)
-def _fit_strokes(digest: str, strokes_sha: str, _image, _strokes):
-    model = PixelClassifier(FeatureSettings(scale=0.5, sigma_max=8.0), n_estimators=30,
-                            samples_per_class=2000, cleanup=CleanupParams(), n_jobs=1)
-    model.fit([_image], [_strokes], rng=0)
-    proba = model.predict_proba(_image)
-    return model, proba.argmax(-1).astype(np.uint8), uncertainty(proba)
-
-
-def stroke_prediction(source, strokes):
-    """(model, labels, uncertainty) fitted on the strokes (cached), or None."""
-    sha = hashlib.sha256(strokes.tobytes()).hexdigest()
-    return _fit_strokes(source.digest, sha, source.image, strokes)
-
-
 def strokes_section() -> None:
     st.subheader("Paint strokes on the current image (the ilastik way)")
     source = st.session_state.get(state.SOURCE_CURRENT)
@@ -376,7 +358,7 @@ def strokes_section() -> None:
         return
     with right, st.spinner("Fitting on the strokes…"):
         try:
-            model, labels, unc = stroke_prediction(source, strokes)
+            model, labels, unc = cache.stroke_prediction(source, strokes)
         except ValueError as err:
             st.error(f"Cannot fit on these strokes: {err}")
             return
