@@ -13,7 +13,7 @@ import functools
 import streamlit as st
 
 from cellseg_core.params import BackgroundMethod, BlurKind, Channel, Mode, ThresholdMethod
-from cellseg_core.presets import DESCRIPTIONS, preset_names
+from cellseg_core.presets import DESCRIPTIONS, get_preset, preset_names
 
 from . import state
 
@@ -76,8 +76,6 @@ def preset_picker(page: str = "explore") -> None:
 
 
 def _preset_flat(name: str) -> dict:
-    from cellseg_core.presets import get_preset
-
     return get_preset(name).flat()
 
 

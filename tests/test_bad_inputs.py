@@ -120,7 +120,7 @@ def test_bomb_png_is_refused_before_decoding():
 
 def _python_sources():
     for folder in ("cellseg_core", "app_support", "pages", "benchmarks"):
-        yield from sorted((REPO / folder).glob("*.py"))
+        yield from sorted((REPO / folder).rglob("*.py"))
     yield REPO / "app.py"
 
 
