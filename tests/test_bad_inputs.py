@@ -514,8 +514,7 @@ def test_dockerfile_rehearsal_serves_the_app_from_only_what_it_copies(tmp_path):
     import shutil
     import time
 
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from test_browser import free_port
+    from _common import free_port
     from ws_client import StreamlitClient
 
     lines = _dockerfile_instructions()

@@ -1,101 +1,23 @@
 """End to end in a real browser: Playwright drives Debian's Chromium against
-``streamlit run app.py`` on a free local port.
+``streamlit run app.py`` on a free local port (helpers shared with the benchmarks in
+``benchmarks/_common.py``; the ``chromium_path`` fixture is in conftest).
 
 Skipped with a reason only when no Chromium exists and ``CI`` is not set; under CI a
 missing browser is a failure.
 """
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
+from _common import (OVERLAY_CHART, PREDICTION_LAYER, chromium_page, start_streamlit,
+                     stop_streamlit, wait_idle)
 
 pytestmark = pytest.mark.browser
 
-REPO = Path(__file__).resolve().parent.parent
-CHROMIUM = os.environ.get("CELLSEG_CHROMIUM", "/usr/bin/chromium")
-#: The Explore overlay (a chart of app_support.live_plot) and, in it, the prediction's
-#: label layer: the first Plotly layout image drawn above the image.
-OVERLAY_CHART = 'div.cellseg-plot[data-chart="explore.overlay"]'
-PREDICTION_LAYER = ".layer-above .imagelayer image"
 #: The overlay's zoom: x and y ranges of its first panel.
 _ZOOM_JS = """(sel) => { const gd = document.querySelector(sel)._fullLayout;
     return [gd.xaxis.range, gd.yaxis.range]; }"""
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-
-
-def _need_chromium() -> str:
-    path = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
-    if not path:
-        reason = (f"no Chromium at {CHROMIUM} (install Debian's `chromium` package or set "
-                  "CELLSEG_CHROMIUM)")
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_streamlit(env_extra: dict | None = None, *, timeout: float = 60.0,
-                    script: str = "app.py"):
-    """Start ``streamlit run <script>`` on a free port; return (process, base URL).
-
-    The benchmarks use it too (a bare baseline page as `script` in bench_ui).
-    """
-    port = free_port()
-    env = {**os.environ, **(env_extra or {})}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", script, "--server.port", str(port),
-         "--server.headless", "true", "--server.address", "127.0.0.1",
-         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("streamlit exited:\n" + proc.stdout.read().decode(errors="replace"))
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as resp:
-                if resp.status == 200:
-                    return proc, url
-        except OSError:
-            time.sleep(0.3)
-    stop_streamlit(proc)
-    raise RuntimeError(f"streamlit did not answer on {url} within {timeout} s")
-
-
-def stop_streamlit(proc) -> None:
-    """Stop the server started by :func:`start_streamlit` (its own process group)."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-@pytest.fixture
-def chromium_path():
-    return _need_chromium()
 
 
 @pytest.fixture
@@ -103,19 +25,6 @@ def server(voced):
     proc, url = start_streamlit({"CELLSEG_DATA": str(voced)})
     yield url
     stop_streamlit(proc)
-
-
-@contextlib.contextmanager
-def chromium_page(executable_path: str, viewport: tuple[int, int]):
-    """A page of Debian's headless Chromium (`viewport` = width, height), closed after."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable_path, args=CHROMIUM_ARGS)
-        try:
-            yield browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
-        finally:
-            browser.close()
 
 
 def metric_value(page, label: str) -> str:
@@ -138,13 +47,6 @@ NUMBER_JS = """(label) => {
 def number_value(page, label: str) -> str | None:
     """The Explore number `label` as shown (a table cell), or None."""
     return page.evaluate(NUMBER_JS, label)
-
-
-def wait_idle(page, timeout: float = 30_000) -> None:
-    """Wait until Streamlit reports no script running."""
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')",
-        timeout=timeout)
 
 
 def choose(page, label: str, option: str) -> None:

@@ -9,8 +9,6 @@ missing browser is a failure (as in ``test_browser.py``, whose server helpers it
 from __future__ import annotations
 
 import re
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,11 +16,7 @@ from scipy import ndimage as ndi
 
 pytestmark = pytest.mark.browser
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO / "tests") not in sys.path:
-    sys.path.insert(0, str(REPO / "tests"))
-from test_browser import (_need_chromium, chromium_page, start_streamlit,  # noqa: E402
-                          stop_streamlit, wait_idle)
+from _common import chromium_page, start_streamlit, stop_streamlit, wait_idle  # noqa: E402
 
 from cellseg_core.data import demo_datasets  # noqa: E402
 
@@ -32,8 +26,8 @@ CLASS_NAMES = ("background", "cytoplasm", "nucleus")
 
 
 @pytest.fixture
-def chromium():
-    return _need_chromium()  # skips without Chromium, fails in CI
+def chromium(chromium_path):
+    return chromium_path  # skips without Chromium, fails in CI
 
 
 @pytest.fixture

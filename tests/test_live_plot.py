@@ -1,12 +1,9 @@
 """app_support.live_plot: charts redrawn in place, and their fallback."""
 import json
-import sys
-from pathlib import Path
 
 import plotly.graph_objects as go
 import plotly.io as pio
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from app_support import live_plot  # noqa: E402

@@ -12,7 +12,6 @@ browser that does gets the overlay's fragment alone, see pages/explore.py).
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,10 +24,7 @@ from cellseg_core import read_image, read_mask, score_labels, segment  # noqa: E
 from cellseg_core.presets import get_preset  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-for _dir in ("tests", "benchmarks"):
-    if str(REPO / _dir) not in sys.path:
-        sys.path.insert(0, str(REPO / _dir))
-from test_browser import start_streamlit, stop_streamlit  # noqa: E402
+from _common import start_streamlit, stop_streamlit  # noqa: E402
 from ws_client import StreamlitClient  # noqa: E402
 
 IMAGE_ID = "007"
