@@ -101,7 +101,7 @@ def main(argv=None):
             "k-means baseline (K=3)": lambda: KMeansBaseline(3),
             "k-means baseline (K=5)": lambda: KMeansBaseline(5),
         })
-    from cellseg_core.unet import ProbabilityEnsemble, UNetModel, torch_available
+    from cellseg_core.learn import ProbabilityEnsemble, UNetModel, torch_available
 
     skipped = []
     if args.best:

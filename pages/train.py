@@ -4,7 +4,7 @@ k-means / mean-shift baselines on a dataset, or a pixel classifier from strokes.
 1. Dataset + split + settings → a background run (:mod:`app_support.runs`) of
    ``learn.train_on_dataset`` with a progress bar, then ``evaluation.evaluate`` on the
    test split → the scores, the model file to download, and the model registered for
-   Explore, Compare and Batch. The U-Net (:mod:`cellseg_core.unet`) needs PyTorch, an
+   Explore, Compare and Batch. The U-Net (:mod:`cellseg_core.learn.unet`) needs PyTorch, an
    optional extra: without it the page says how to install it and offers the rest.
 2. The ilastik way: select pixels of the current image with the lasso or box tool
    for a chosen class; the classifier refits on those strokes and shows its
@@ -21,9 +21,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_support import cache, figures, learned, runs, sources, state
-from cellseg_core import evaluation, unet
+from cellseg_core import evaluation
 from cellseg_core.learn import (CHANNELS, ESTIMATORS, FeatureSettings, KMeansBaseline,
-                                MeanShiftBaseline, PixelClassifier, train_on_dataset)
+                                MeanShiftBaseline, PixelClassifier, ProbabilityEnsemble,
+                                train_on_dataset, unet)
 from app_support.router import require_frame
 
 require_frame()  # a deep link on a fresh server must still go through app.py
@@ -273,7 +274,7 @@ def combine_form(ds, test) -> None:
         name = "ensemble: " + " + ".join(members)
         if st.button(f"Combine and score on {ds.name}'s test split" if test else "Combine",
                      key=K_COMBINE, disabled=len(members) < 2):
-            model = unet.ProbabilityEnsemble([models[m] for m in members])
+            model = ProbabilityEnsemble([models[m] for m in members])
             runs.start(PAGE, f"score {name} on {len(test)} image(s) of {ds.name}",
                        _score_work, ds, test, model,
                        config={"name": name, "dataset": ds.name, "n_train": 0,

@@ -192,7 +192,7 @@ def test_compare_runs_a_classifier_and_the_kmeans_baseline(demo_env, small_model
 
 # --- the U-Net (optional extra) --------------------------------------------------------------
 def test_without_torch_the_unet_option_says_how_to_install_it(train_app, monkeypatch):
-    from cellseg_core import unet
+    from cellseg_core.learn import unet
 
     monkeypatch.setattr(unet, "torch_available", lambda: False)
     at = _run(train_app)
@@ -209,7 +209,7 @@ def test_without_torch_the_unet_option_says_how_to_install_it(train_app, monkeyp
 
 
 def test_the_unet_trains_in_the_background_is_scored_and_downloadable(train_app):
-    from cellseg_core import unet
+    from cellseg_core.learn import unet
 
     if not unet.torch_available():
         pytest.skip("PyTorch is not installed (the deep extra)")
@@ -272,7 +272,7 @@ def test_the_unet_trains_in_the_background_is_scored_and_downloadable(train_app)
 
 def test_two_registered_models_combine_into_a_scored_ensemble(train_app, small_model):
     from cellseg_core.learn import KMeansBaseline
-    from cellseg_core.unet import ProbabilityEnsemble
+    from cellseg_core.learn import ProbabilityEnsemble
 
     ds = demo_datasets()["demo-cytology"]
     ids = ds.split["train"][3:6]
@@ -311,7 +311,7 @@ def test_two_registered_models_combine_into_a_scored_ensemble(train_app, small_m
 
 
 def test_stopping_a_unet_training_keeps_nothing(train_app):
-    from cellseg_core import unet
+    from cellseg_core.learn import unet
 
     if not unet.torch_available():
         pytest.skip("PyTorch is not installed (the deep extra)")

@@ -6,7 +6,8 @@ import pickle
 import numpy as np
 import pytest
 
-from cellseg_core import Segmentation, learn
+from cellseg_core import Segmentation
+from cellseg_core.learn import baselines, modelfile
 from cellseg_core.learn import (FeatureSettings, KMeansBaseline, MeanShiftBaseline,
                                 PixelClassifier, load_model, pixel_features, train_on_dataset)
 from cellseg_core.params import CleanupParams
@@ -202,11 +203,11 @@ def test_auto_context_header_payload_mismatch_refused(context_model, toy_model, 
     context, _, _ = context_model
     plain, _, _ = toy_model
     # Header of an auto-context model around one estimator, and the reverse.
-    one = learn._write_model(tmp_path / "one", "PixelClassifier", context._header(),
+    one = modelfile._write_model(tmp_path / "one", "PixelClassifier", context._header(),
                              plain.model_)
     with pytest.raises(ValueError, match="corrupted model file.*one stage"):
         load_model(one)
-    two = learn._write_model(tmp_path / "two", "PixelClassifier", plain._header(),
+    two = modelfile._write_model(tmp_path / "two", "PixelClassifier", plain._header(),
                              context._payload())
     with pytest.raises(ValueError, match="corrupted model file"):
         load_model(two)
@@ -261,8 +262,8 @@ class _Boom:
 
 def test_payload_with_foreign_types_refused(tmp_path):
     # A well-formed file whose payload holds an object of a type a model never holds:
-    # refused before anything is built (tests/test_model_security.py has the hostile ones).
-    path = learn._write_model(tmp_path / "evil", "PixelClassifier",
+    # refused before anything is built (tests/learn/test_model_security.py has the hostile ones).
+    path = modelfile._write_model(tmp_path / "evil", "PixelClassifier",
                               {"settings": FeatureSettings().to_dict(), "config": {},
                                "cleanup": {}}, _Boom())
     with pytest.raises(ValueError, match="_Boom, which a cellseg model never holds"):
@@ -272,16 +273,16 @@ def test_payload_with_foreign_types_refused(tmp_path):
 def test_version_mismatch_refused(toy_model, tmp_path, monkeypatch):
     model, _, _ = toy_model
     path = model.save(tmp_path / "m")
-    monkeypatch.setattr(learn, "_sklearn_version", lambda: "0.0.1")
+    monkeypatch.setattr(modelfile, "_sklearn_version", lambda: "0.0.1")
     with pytest.raises(ValueError, match=r"scikit-learn .* but scikit-learn 0\.0\.1 is installed"):
         load_model(path)
 
 
 def test_future_format_refused(toy_model, tmp_path, monkeypatch):
     model, _, _ = toy_model
-    monkeypatch.setattr(learn, "FORMAT_VERSION", 99)
+    monkeypatch.setattr(modelfile, "FORMAT_VERSION", 99)
     path = model.save(tmp_path / "m")
-    monkeypatch.setattr(learn, "FORMAT_VERSION", 1)
+    monkeypatch.setattr(modelfile, "FORMAT_VERSION", 1)
     with pytest.raises(ValueError, match="format version 99"):
         load_model(path)
 
@@ -310,7 +311,7 @@ def test_kmeans_toy_and_oracle():
 def test_match_clusters_without_replacement():
     # Cluster 0 overlaps class 0 most, 1 and 2 both overlap class 2; 3 is leftover.
     overlap = np.array([[90, 5, 5], [5, 10, 80], [2, 40, 60], [1, 0, 9]], float)
-    mapping = learn._match_clusters(overlap)
+    mapping = baselines._match_clusters(overlap)
     assert sorted(mapping[:3]) == [0, 1, 2]  # each class has its own cluster
     assert list(mapping) == [0, 2, 1, 2]
 
@@ -324,7 +325,7 @@ def test_mean_shift_toy_and_oracle():
     # Three well separated grey levels: three modes, one per class.
     assert (seg.labels == masks[0]).mean() > 0.9
     assert (base.segment(images[0], truth=masks[0]).labels == masks[0]).mean() > 0.9
-    assert seg.thresholds["model"].startswith("MeanShiftBaseline/K=")
+    assert seg.method.startswith("MeanShiftBaseline/K=") and seg.thresholds == {}
     fewer = MeanShiftBaseline(scale=1.0, max_clusters=2).fit(images, masks, rng=0)
     assert fewer.n_clusters == 2
     assert set(np.unique(fewer.segment(images[0]).labels)) <= {0, 1, 2}

@@ -1,4 +1,4 @@
-"""Tests of cellseg_core.unet (the small U-Net, the `deep` extra): skipped without PyTorch."""
+"""Tests of cellseg_core.learn.unet (the small U-Net, the `deep` extra): skipped without PyTorch."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 from cellseg_core import Segmentation  # noqa: E402
 from cellseg_core.learn import PixelClassifier, FeatureSettings, load_model  # noqa: E402
 from cellseg_core.params import CleanupParams  # noqa: E402
-from cellseg_core.unet import ProbabilityEnsemble, UNetModel  # noqa: E402
+from cellseg_core.learn import ProbabilityEnsemble, UNetModel  # noqa: E402
 
 
 def _toy(n=6, size=48, seed=0):
@@ -155,7 +155,7 @@ def test_ensemble_file_round_trip(toy_ensemble, toy_unet, tmp_path):
 
 
 def test_ensemble_file_refusals(toy_ensemble, tmp_path, monkeypatch):
-    from cellseg_core import learn
+    from cellseg_core.learn import modelfile
 
     data = toy_ensemble.to_bytes()
     with pytest.raises(ValueError, match="corrupted model file"):
@@ -165,7 +165,7 @@ def test_ensemble_file_refusals(toy_ensemble, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="checksum"):
         load_model(bytes(flipped))
     # A member from another scikit-learn version is refused as it would be alone.
-    monkeypatch.setattr(learn, "_sklearn_version", lambda: "0.0.1")
+    monkeypatch.setattr(modelfile, "_sklearn_version", lambda: "0.0.1")
     with pytest.raises(ValueError, match=r"member 1 \(PixelClassifier\).*scikit-learn"):
         load_model(data)
     monkeypatch.undo()

@@ -30,7 +30,7 @@ def test_core_and_pixel_classifier_files_never_import_torch(tmp_path):
 import sys
 import numpy as np
 import cellseg_core
-from cellseg_core import learn, cli, batch, optimize
+from cellseg_core import learn, cli, batch, evaluation, methods
 from cellseg_core.learn import PixelClassifier, FeatureSettings, load_model
 img = np.zeros((24, 24, 3), np.float32); img[6:18, 6:18] = 0.5; img[9:15, 9:15] = 0.1
 mask = np.zeros((24, 24), np.uint8); mask[6:18, 6:18] = 1; mask[9:15, 9:15] = 2
@@ -57,7 +57,7 @@ def test_unet_file_without_torch_is_refused_with_the_install_hint():
     code = _BLOCK_TORCH + f"""
 import hashlib, json
 from cellseg_core.learn import load_model
-from cellseg_core import unet
+from cellseg_core.learn import unet
 assert not unet.torch_available()
 header = json.loads({header.decode()!r})
 header["payload_sha256"] = hashlib.sha256(b"abc").hexdigest()
@@ -87,7 +87,7 @@ def test_ensemble_with_a_unet_without_torch_is_refused_with_the_install_hint(tmp
 import hashlib, json
 import numpy as np
 from cellseg_core.learn import PixelClassifier, FeatureSettings, load_model
-from cellseg_core.unet import MissingDeepExtra
+from cellseg_core.learn import MissingDeepExtra
 img = np.zeros((24, 24, 3), np.float32); img[6:18, 6:18] = 0.5; img[9:15, 9:15] = 0.1
 mask = np.zeros((24, 24), np.uint8); mask[6:18, 6:18] = 1; mask[9:15, 9:15] = 2
 pc = PixelClassifier(FeatureSettings(scale=1, sigma_max=2), n_estimators=3).fit(

@@ -14,10 +14,11 @@ Three tools over a :class:`~cellseg_core.data.Dataset`:
     scikit-optimize's ``gp_minimize`` over any dotted parameters of a :class:`Params`.
 """
 from ._cache import ChannelCache, default_cache
-from .scoring import Evaluation, evaluate, is_two_threshold, scores_from_confusion
+from .scoring import (Evaluation, evaluate, instance_scores, is_two_threshold,
+                      scores_from_confusion)
 from .search import DEFAULT_SPACE, LAB03V2_SPACE, OptimizeResult, optimize
 from .surface import DiceSurface, dice_surface
 
 __all__ = ["ChannelCache", "DiceSurface", "Evaluation", "OptimizeResult", "DEFAULT_SPACE",
-           "LAB03V2_SPACE", "is_two_threshold", "dice_surface", "evaluate", "optimize",
+           "LAB03V2_SPACE", "instance_scores", "is_two_threshold", "dice_surface", "evaluate", "optimize",
            "scores_from_confusion", "default_cache"]

@@ -15,12 +15,13 @@ import numpy as np
 import pandas as pd
 
 from ..data import Dataset
-from ..metrics import confusion_matrix, nc_errors
+from ..metrics import average_precision, confusion_matrix, match_instances, nc_errors
 from ..params import Mode, Params, ThresholdMethod
-from ..pipeline import labels_from_channel
+from ..pipeline import labels_from_channel, segment
 from ._cache import _channel, _ids, _mask, _sorted_by_class, _truth3, default_cache
 
-__all__ = ["Evaluation", "evaluate", "is_two_threshold", "scores_from_confusion"]
+__all__ = ["Evaluation", "evaluate", "instance_scores", "is_two_threshold",
+           "scores_from_confusion"]
 
 
 def _two_threshold_problem(params: Params) -> str | None:
@@ -139,6 +140,46 @@ def _confusion_two_threshold(per_class, t_nuc, t_bg) -> np.ndarray:
     return out
 
 
+def _engine_params(method) -> Params | None:
+    """The engine params `method` runs (Params itself, or a segmenter's ``params``); None
+    for a learned model. TypeError for anything that cannot segment."""
+    params = method if isinstance(method, Params) else getattr(method, "params", None)
+    if params is None and not callable(getattr(method, "segment", None)):
+        raise TypeError(f"`method` must be Params or a segmenter (with .segment(image)), "
+                        f"got {type(method).__name__}")
+    return params
+
+
+def instance_scores(dataset: Dataset, ids, method) -> dict | None:
+    """Instance F1 at IoU 0.5 and DSB average precision of `method`'s nuclei, averaged
+    over the items of `ids` that have instance labels; None when none has.
+
+    Examples
+    --------
+    >>> from cellseg_core.data import Dataset
+    >>> img = np.zeros((8, 8), np.float32); img[2:5, 2:5] = 0.9
+    >>> truth = (img > 0).astype(np.int32)
+    >>> ds = Dataset.from_arrays("dots", [img], instances=[truth], kind="fluorescence")
+    >>> params = Params().with_values({"mode": "fluorescence", "threshold.t_object": 0.5})
+    >>> instance_scores(ds, None, params)["instance_f1_0.5"]
+    1.0
+    """
+    params = _engine_params(method)
+    f1, ap = [], []
+    for id in _ids(dataset, ids):
+        truth = dataset.instances(id)
+        if truth is None:
+            continue
+        image = dataset.image(id)
+        seg = segment(image, params) if params is not None else method.segment(image)
+        f1.append(match_instances(seg.nuclei, truth, 0.5)["f1"])
+        ap.append(average_precision(seg.nuclei, truth))
+    if not f1:
+        return None
+    return {"instance_f1_0.5": float(sum(f1) / len(f1)), "instance_ap": float(sum(ap) / len(ap)),
+            "n_instance_images": len(f1)}
+
+
 def evaluate(dataset: Dataset, ids, method, *, cache=None, progress=None) -> Evaluation:
     """Score `method` on the items `ids` of `dataset` against their masks.
 
@@ -147,8 +188,9 @@ def evaluate(dataset: Dataset, ids, method, *, cache=None, progress=None) -> Eva
     dataset : Dataset
     ids : list of str or None
         Items to score (None: all); each needs a mask.
-    method : Params or object with ``.segment(image) -> Segmentation``
-        Params are run through the core pipeline with each image's channel cached
+    method : Params or Segmenter (see :mod:`cellseg_core.methods`)
+        Anything with ``.segment(image) -> Segmentation``; Params (or a segmenter whose
+        ``params`` are not None) are run through the core pipeline with each image's channel cached
         (keyed by dataset, id, channel and blur); plain two-threshold params use
         the exact histogram shortcut (same numbers, no segmentation).
     cache : mapping, optional
@@ -181,26 +223,22 @@ def evaluate(dataset: Dataset, ids, method, *, cache=None, progress=None) -> Eva
     n = len(ids)
     confusion = np.empty((n, 3, 3), np.int64)
     seconds = np.empty(n)
-    is_params = isinstance(method, Params)
-    if not is_params and not callable(getattr(method, "segment", None)):
-        raise TypeError(f"`method` must be Params or have a .segment(image) method, got "
-                        f"{type(method).__name__}")
-    exact = is_params and is_two_threshold(method)
+    params = _engine_params(method)  # cached and exact paths; None: a learned model
+    exact = params is not None and is_two_threshold(params)
     fluorescence = dataset.kind == "fluorescence" or (
-        is_params and Mode(method.mode) == Mode.FLUORESCENCE)
+        params is not None and Mode(params.mode) == Mode.FLUORESCENCE)
     for i, id in enumerate(ids):
         t0 = time.perf_counter()
         if exact:
-            per_class = _sorted_by_class(dataset, id, method, cache)
-            confusion[i] = _confusion_two_threshold(per_class, method.threshold.t_nuc,
-                                                    method.threshold.t_bg)
+            per_class = _sorted_by_class(dataset, id, params, cache)
+            confusion[i] = _confusion_two_threshold(per_class, params.threshold.t_nuc,
+                                                    params.threshold.t_bg)
+        elif params is not None:
+            labels = labels_from_channel(_channel(dataset, id, params, cache)[1], params)[1]
+            confusion[i] = _confusion_fast(labels, _truth3(dataset, id, cache))
         else:
-            if is_params:
-                labels = labels_from_channel(_channel(dataset, id, method, cache)[1], method)[1]
-                confusion[i] = _confusion_fast(labels, _truth3(dataset, id, cache))
-            else:
-                labels = method.segment(dataset.image(id)).labels
-                confusion[i] = confusion_matrix(labels, _mask(dataset, id, cache))
+            labels = method.segment(dataset.image(id)).labels
+            confusion[i] = confusion_matrix(labels, _mask(dataset, id, cache))
         seconds[i] = time.perf_counter() - t0
         if progress is not None:
             progress(i + 1, n)

@@ -15,29 +15,28 @@ upsampled back, optionally averaged over the 8 flips/rotations (test-time
 augmentation), then argmax and the engine's clean-up, as for
 :class:`~cellseg_core.learn.PixelClassifier`.
 
-:class:`ProbabilityEnsemble` averages the probabilities of several models (e.g. a U-Net
-and a pixel classifier) and is saved as one file (``cellseg train --method ensemble``).
-
-Model files use the container of :mod:`cellseg_core.learn` (magic line, JSON header
+Model files use the container of :mod:`cellseg_core.learn.modelfile` (magic line, JSON header
 with kind ``UNetModel``, payload checksum); the payload is a ``torch.save`` state dict
 read back with ``torch.load(weights_only=True)`` (tensors only, no arbitrary pickle).
 :func:`cellseg_core.learn.load_model` recognises these files.
 """
 from __future__ import annotations
 
+import importlib.util
 import io as _io
 import time
-from pathlib import Path
 
 import numpy as np
 from scipy import ndimage as ndi
 
-from .io import as_float_image, write_bytes_atomic
-from .params import CleanupParams, Params
-from .pipeline import Segmentation
+from ..io import as_float_image
+from ..params import CleanupParams, Params
+from ..pipeline import Segmentation
+from .base import DEFAULT_CLEANUP, _check_pairs, _learned_segmentation
+from .features import _resize, _working_shape
+from .modelfile import ModelFile, _checked_payload, _container, read_model_file
 
-__all__ = ["KIND", "KIND_ENSEMBLE", "INSTALL_HINT", "MissingDeepExtra", "torch_available",
-           "UNetModel", "ProbabilityEnsemble"]
+__all__ = ["KIND", "INSTALL_HINT", "MissingDeepExtra", "torch_available", "UNetModel"]
 
 #: The ``kind`` of U-Net model files.
 KIND = "UNetModel"
@@ -52,8 +51,6 @@ class MissingDeepExtra(ImportError, ValueError):
 
 def torch_available() -> bool:
     """Whether PyTorch can be imported (without importing it when it is absent)."""
-    import importlib.util
-
     try:
         return importlib.util.find_spec("torch") is not None
     except (ImportError, ValueError):
@@ -137,17 +134,7 @@ def _augment(torch, x, y, rng: np.random.Generator):
     return torch.stack(xs), torch.stack(ys)
 
 
-class _ModelFile:
-    """``save(path)`` for a model that has ``to_bytes()``."""
-
-    def save(self, path) -> Path:
-        """Write :meth:`to_bytes` to `path` (atomically)."""
-        path = Path(path)
-        write_bytes_atomic(path, self.to_bytes())
-        return path
-
-
-class UNetModel(_ModelFile):
+class UNetModel(ModelFile):
     """A small U-Net segmenter (background / cytoplasm / nucleus) with ``.segment``.
 
     Parameters
@@ -177,8 +164,6 @@ class UNetModel(_ModelFile):
                  learning_rate: float = 2e-3, tta: bool = True, probability_sigma: float = 1.0,
                  cleanup: CleanupParams | None = None, n_threads: int = 2,
                  max_seconds: float | None = None):
-        from .learn import DEFAULT_CLEANUP
-
         if not 0 < scale <= 1:
             raise ValueError(f"`scale` must be in (0, 1], got {scale!r}")
         if epochs < 1:
@@ -217,15 +202,11 @@ class UNetModel(_ModelFile):
 
     # --- data ----------------------------------------------------------------------------
     def _small(self, image: np.ndarray) -> np.ndarray:
-        from .learn import _resize, _working_shape
-
         image = _rgb(image)
         return _resize(image, _working_shape(image.shape, self.scale))
 
     def _targets(self, mask: np.ndarray, shape) -> np.ndarray:
         """Class fractions (M', N', 3) of each working-scale pixel."""
-        from .learn import _resize
-
         onehot = (np.asarray(mask)[..., None] == np.arange(3)).astype(np.float32)
         small = np.clip(_resize(onehot, shape), 0, None)
         return small / np.maximum(small.sum(-1, keepdims=True), 1e-6)
@@ -243,8 +224,6 @@ class UNetModel(_ModelFile):
         progress : callable, optional
             ``progress(fraction, message)`` once per epoch.
         """
-        from .learn import _check_pairs
-
         torch = _torch()
         start = time.perf_counter()
         images, masks = _check_pairs(images, masks)
@@ -345,8 +324,6 @@ class UNetModel(_ModelFile):
 
     def predict_proba(self, image: np.ndarray) -> np.ndarray:
         """Class probabilities (M, N, 3) at full scale (upsampled, blurred, normalised)."""
-        from .learn import _resize
-
         image = _rgb(image)
         full = _resize(self.predict_small(image), image.shape[:2])
         if self.probability_sigma > 0:
@@ -356,17 +333,13 @@ class UNetModel(_ModelFile):
 
     def segment(self, image: np.ndarray) -> Segmentation:
         """Segment like :func:`cellseg_core.segment` (see PixelClassifier.segment)."""
-        from .learn import _learned_segmentation
-
         proba = self.predict_proba(image)
         raw = proba.argmax(-1).astype(np.uint8)
-        return _learned_segmentation(proba, raw, self.cleanup, {"model": "UNetModel"})
+        return _learned_segmentation(proba, raw, self.cleanup, self.kind)
 
     # --- files ---------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
         """One model file: learn's container, a torch state dict as payload."""
-        from .learn import _container
-
         self._check_fitted()
         torch = _torch()
         buffer = _io.BytesIO()
@@ -381,19 +354,17 @@ class UNetModel(_ModelFile):
     @classmethod
     def load(cls, path) -> "UNetModel":
         """Read a file written by :meth:`save`; ValueError for anything else."""
-        from .learn import load_model
-
-        model = load_model(path)
-        if not isinstance(model, cls):
-            raise ValueError(f"{path}: holds a {type(model).__name__}, not a {cls.__name__}")
-        return model
+        header, payload, name = read_model_file(path)
+        if header.get("kind") != cls.kind:
+            raise ValueError(f"{path}: holds a {header.get('kind')}, not a {cls.__name__}")
+        return _load_unet(header, payload, name)
 
 
-def _load_unet(header: dict, payload: bytes, name: str) -> UNetModel:
+def _load_unet(header: dict, payload: bytes, name: str, *,
+               trust_pickle: bool = False) -> UNetModel:
     """Build a :class:`UNetModel` from a file's header and payload (called by
-    :func:`cellseg_core.learn.load_model` once the container is checked)."""
-    from .learn import _checked_payload
-
+    :func:`cellseg_core.learn.load_model` once the container is checked; a state dict
+    holds no pickle, so `trust_pickle` changes nothing)."""
     payload = _checked_payload(header, payload, name)
     torch = _torch()
     try:
@@ -415,128 +386,3 @@ def _load_unet(header: dict, payload: bytes, name: str) -> UNetModel:
     model.fit_seconds_ = header.get("fit_seconds")
     model.epochs_run_ = header.get("epochs_run")
     return model
-
-
-class ProbabilityEnsemble(_ModelFile):
-    """Weighted average of the full-scale class probabilities of several models, then
-    argmax and the engine's clean-up (e.g. a U-Net and a pixel classifier).
-
-    :meth:`fit` fits every member on the same images; :meth:`save` writes one model
-    file (kind ``ProbabilityEnsemble``) that holds each member's own file, so
-    :func:`cellseg_core.learn.load_model` checks each member as it would alone: a
-    member U-Net without PyTorch is refused with the install hint, a pixel classifier
-    from another scikit-learn version with the version message.
-
-    Parameters
-    ----------
-    models : sequence
-        Models with ``predict_proba(image) -> (M, N, 3)`` (fitted, or fitted by
-        :meth:`fit`): :class:`~cellseg_core.learn.PixelClassifier`, :class:`UNetModel`.
-    weights : sequence of float, optional
-        Default: equal weights.
-    cleanup : CleanupParams, optional
-    """
-
-    kind = "ProbabilityEnsemble"
-
-    def __init__(self, models, weights=None, cleanup: CleanupParams | None = None):
-        from .learn import DEFAULT_CLEANUP
-
-        self.models = list(models)
-        if not self.models:
-            raise ValueError("`models` is empty")
-        w = np.ones(len(self.models)) if weights is None else np.asarray(weights, float)
-        if w.shape != (len(self.models),) or np.any(w < 0) or w.sum() <= 0:
-            raise ValueError(f"`weights` must be {len(self.models)} non-negative numbers")
-        self.weights = w / w.sum()
-        self.cleanup = DEFAULT_CLEANUP if cleanup is None else cleanup
-        self.fit_seconds_ = None
-
-    def __repr__(self) -> str:
-        parts = ", ".join(f"{w:.2f} x {m!r}" for w, m in zip(self.weights, self.models))
-        return f"ProbabilityEnsemble({parts})"
-
-    def fit(self, images, masks, *, rng=None, progress=None) -> "ProbabilityEnsemble":
-        """Fit every member on `images` / `masks`, one after the other.
-
-        ``progress(fraction, message)`` gets each member's progress, in equal parts.
-        """
-        start = time.perf_counter()
-        images, masks = list(images), list(masks)
-        gen = np.random.default_rng(rng)
-        n = len(self.models)
-        for k, model in enumerate(self.models):
-            sub = None
-            if progress is not None:
-                def sub(fraction, message, k=k, model=model):
-                    progress((k + min(fraction, 1.0)) / n,
-                             f"{type(model).__name__} ({k + 1}/{n}): {message}")
-            model.fit(images, masks, rng=int(gen.integers(2**31 - 1)), progress=sub)
-        self.fit_seconds_ = time.perf_counter() - start
-        return self
-
-    def predict_proba(self, image):
-        """Weighted mean of the members' (M, N, 3) probabilities."""
-        return sum(w * m.predict_proba(image) for w, m in zip(self.weights, self.models))
-
-    def segment(self, image) -> Segmentation:
-        from .learn import _learned_segmentation
-
-        proba = self.predict_proba(image)
-        return _learned_segmentation(proba, proba.argmax(-1).astype(np.uint8), self.cleanup,
-                                     {"model": "ProbabilityEnsemble"})
-
-    # --- files ---------------------------------------------------------------------------
-    def to_bytes(self) -> bytes:
-        """One model file: learn's container; the payload is the members' own files."""
-        from .learn import _container
-
-        members = []
-        for k, model in enumerate(self.models):
-            if not hasattr(model, "to_bytes") or isinstance(model, ProbabilityEnsemble):
-                raise ValueError(f"`models[{k}]` ({type(model).__name__}) cannot be saved in "
-                                 "an ensemble file")
-            members.append(model.to_bytes())
-        return _container(self.kind, b"".join(members), {
-            "members": [{"kind": m.kind, "bytes": len(b)}
-                        for m, b in zip(self.models, members)],
-            "weights": self.weights.tolist(),
-            "cleanup": Params(cleanup=self.cleanup).to_dict()["cleanup"],
-            "fit_seconds": self.fit_seconds_})
-
-
-def _load_ensemble(header: dict, payload: bytes, name: str, *,
-                   trust_pickle: bool = False) -> ProbabilityEnsemble:
-    """Build a :class:`ProbabilityEnsemble` from a file's header and payload (called by
-    :func:`cellseg_core.learn.load_model`); each member goes through ``load_model``
-    (with the same `trust_pickle`: an old pickled member needs it as a file alone would)."""
-    from .learn import _checked_payload, load_model
-
-    payload = _checked_payload(header, payload, name)
-    try:
-        members = header["members"]
-        sizes = [int(m["bytes"]) for m in members]
-        kinds = [m["kind"] for m in members]
-        cleanup = Params.from_dict({"cleanup": header["cleanup"]}).cleanup
-        weights = header["weights"]
-    except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{name}: corrupted model file (ensemble header: {err})") from None
-    if sum(sizes) != len(payload) or not sizes or any(k == KIND_ENSEMBLE for k in kinds):
-        raise ValueError(f"{name}: corrupted model file (ensemble members do not add up)")
-    models, offset = [], 0
-    for k, (size, kind) in enumerate(zip(sizes, kinds)):
-        part = payload[offset:offset + size]
-        offset += size
-        try:
-            models.append(load_model(part, trust_pickle=trust_pickle))
-        except MissingDeepExtra as err:
-            raise MissingDeepExtra(f"{name}: member {k + 1} ({kind}): {err}") from None
-        except ValueError as err:
-            raise ValueError(f"{name}: member {k + 1} ({kind}): {err}") from None
-    ensemble = ProbabilityEnsemble(models, weights, cleanup)
-    ensemble.fit_seconds_ = header.get("fit_seconds")
-    return ensemble
-
-
-#: The ``kind`` of ensemble model files.
-KIND_ENSEMBLE = ProbabilityEnsemble.kind
