@@ -21,9 +21,11 @@ from __future__ import annotations
 import hashlib
 import io as _io
 import json
+import multiprocessing as mp
 import sys
 import time
 import zipfile
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -361,9 +363,6 @@ def _results_local(chunks, method, jobs, out_dir):
         for chunk in chunks:
             yield from _work(chunk, method, out_dir)
         return
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
     # fork: workers inherit the imported modules, so they start in milliseconds.
     methods = mp.get_all_start_methods()
     context = mp.get_context("fork" if "fork" in methods and sys.platform != "darwin" else None)
@@ -380,13 +379,13 @@ def _results_local(chunks, method, jobs, out_dir):
 
 def _results_dask(chunks, method, address):
     try:
-        from distributed import Client, as_completed
+        import distributed
     except ImportError:
         raise ValueError("--dask needs the `distributed` package: "
                          "pip install 'dask[distributed]'") from None
     own = not hasattr(address, "submit")
     try:
-        client = Client(address, timeout="10s") if own else address
+        client = distributed.Client(address, timeout="10s") if own else address
     except (OSError, TimeoutError, ValueError) as err:
         raise ValueError(f"cannot reach the Dask scheduler at {address!r}: {err}") from None
     # Remote workers may not see this machine's files: send the bytes.
@@ -398,7 +397,7 @@ def _results_dask(chunks, method, address):
         [method_future] = client.scatter([method], broadcast=True)
         futures = [client.submit(_work, chunk, method_future, pure=False) for chunk in remote]
         try:
-            for future in as_completed(futures):
+            for future in distributed.as_completed(futures):
                 yield from future.result()
         except BaseException:
             client.cancel(futures)

@@ -18,8 +18,6 @@ __all__ = ["KMeansBaseline", "MeanShiftBaseline"]
 
 
 def _gabor_bank(sigmas, n_orientations=4):
-    from skimage.filters import gabor_kernel
-
     return {s: [gabor_kernel(1.0 / (3.0 * s), theta=np.pi * k / n_orientations,
                              sigma_x=s, sigma_y=s) for k in range(n_orientations)]
             for s in sigmas}

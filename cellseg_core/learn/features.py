@@ -92,8 +92,6 @@ class FeatureSettings:
 
 def _resize(array: np.ndarray, shape: tuple) -> np.ndarray:
     """Resize the first two axes of `array` to `shape` (anti-aliased when shrinking)."""
-    from skimage.transform import resize
-
     if array.shape[:2] == tuple(shape):
         return array
     shrinking = shape[0] < array.shape[0]
@@ -107,8 +105,6 @@ def _working_shape(shape, scale: float) -> tuple:
 
 def _channels(image: np.ndarray, names) -> np.ndarray:
     """(M, N, C) float32 stack of the colour channels `names`, each roughly in [0, 1]."""
-    from skimage.color import rgb2hed, rgb2lab
-
     rgb = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=-1)
     out = []
     hed = None
@@ -147,8 +143,6 @@ def pixel_features(image: np.ndarray, settings: FeatureSettings | None = None) -
     >>> pixel_features(np.zeros((64, 64, 3)), FeatureSettings(scale=0.5)).shape
     (32, 32, 120)
     """
-    from skimage.feature import multiscale_basic_features
-
     settings = settings or FeatureSettings()
     image = as_float_image(image)
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):

@@ -282,8 +282,6 @@ class PixelClassifier:
         """Auto-context features: the stage-1 probabilities and their smoothed
         intensity, edges and texture at sigmas 1 ... `context_sigma_max` (one per
         octave, working-scale pixels), as ilastik's second stage sees them."""
-        from skimage.feature import multiscale_basic_features
-
         context = multiscale_basic_features(proba, sigma_min=1.0,
                                             sigma_max=self.context_sigma_max,
                                             channel_axis=-1)
