@@ -1,6 +1,6 @@
 """Load: N concurrent sessions on one server, slider-update latency and memory.
 
-Starts ``streamlit run app.py`` on 127.0.0.1 (as ``tests/test_browser.py`` does, with
+Starts ``streamlit run app.py`` on 127.0.0.1 (as ``tests/browser/test_browser.py`` does, with
 ``CELLSEG_DATA`` = the VocEd folder), then
 
 1. one session alone: open the app on a VocEd image, move the "Nucleus below" slider

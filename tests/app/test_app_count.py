@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 from cellseg_core import experiments as E  # noqa: E402
 from cellseg_core import segment, synthetic  # noqa: E402
 
-PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "count.py")
+PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "count.py")
 
 
 def _metric(at, label: str) -> str:

@@ -16,7 +16,7 @@ from cellseg_core import evaluation  # noqa: E402
 from cellseg_core.data import demo_datasets  # noqa: E402
 from cellseg_core.learn import IGNORE, FeatureSettings, PixelClassifier, load_model  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _harness(page: str) -> str:

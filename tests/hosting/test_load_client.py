@@ -23,7 +23,7 @@ from app_support import state  # noqa: E402
 from cellseg_core import read_image, read_mask, score_labels, segment  # noqa: E402
 from cellseg_core.presets import get_preset  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 from _common import start_streamlit, stop_streamlit  # noqa: E402
 from ws_client import StreamlitClient  # noqa: E402
 

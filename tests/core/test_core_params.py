@@ -11,7 +11,7 @@ from cellseg_core.params import (SCHEMA_VERSION, BackgroundMethod, BlurKind, Blu
                                  WatershedParams)
 from cellseg_core.presets import DESCRIPTIONS, PRESETS, get_preset, preset_names
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 # --- range checks: each names its field -------------------------------------------------
@@ -210,6 +210,6 @@ def test_import_does_not_import_streamlit():
             "cellseg_core.metrics, cellseg_core.measure, cellseg_core.io; "
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
             "('streamlit', 'plotly', 'altair')); print(bad); sys.exit(1 if bad else 0)")
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -22,7 +22,7 @@ from cellseg_core.presets import get_preset  # noqa: E402
 
 tifffile = pytest.importorskip("tifffile")
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 # As in test_app_compare.py: the page runs under the two calls app.py makes.
 HARNESS = f"""
 import runpy

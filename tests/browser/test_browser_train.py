@@ -4,7 +4,7 @@ background (plotly's own select tools, with the mouse) label pixels, and the pag
 the painted pixel counts, the prediction and the uncertainty map.
 
 Skipped with a reason only when no Chromium exists and ``CI`` is not set; under CI a
-missing browser is a failure (as in ``test_browser.py``, whose server helpers it uses).
+missing browser is a failure (as in ``test_browser.py``; the server helpers are in ``benchmarks/_common.py``).
 """
 from __future__ import annotations
 

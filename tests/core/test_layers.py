@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("cellseg_core", "app_support")
 
 #: Layers from the bottom. A module not named here belongs to the engine (the core's

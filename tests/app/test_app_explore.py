@@ -17,7 +17,7 @@ from app_support import state  # noqa: E402
 from cellseg_core import read_image, read_mask, score_labels, segment  # noqa: E402
 from cellseg_core.presets import get_preset  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 APP = str(REPO / "app.py")
 IMAGE_ID = "007"
 # Streamlit 1.67's AppTest reruns only the page script of an ``st.navigation`` app

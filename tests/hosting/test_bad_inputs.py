@@ -1,4 +1,4 @@
-"""The bad-input corpus (tests/bad_inputs.py) through the engine, the CLI and the app,
+"""The bad-input corpus (tests/_support/bad_inputs.py) through the engine, the CLI and the app,
 plus the hardening checks of issue 9: the pixel limit, no pickles, path traversal,
 escaped file names, bounded caches and the Dockerfile.
 """
@@ -16,14 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bad_inputs import (MASK_SHAPE, _PICKLE_SENTINEL, _cases, bomb_png_bytes,  # noqa: E402
-                        good_image, good_png_bytes, make_corpus)
+from cellseg_core.io import MAX_PIXELS, read_image, read_mask
+from cellseg_core.params import Params
+from tests._support.bad_inputs import (MASK_SHAPE, _PICKLE_SENTINEL, _cases, bomb_png_bytes,
+                                       good_image, good_png_bytes, make_corpus)
 
-from cellseg_core.io import MAX_PIXELS, read_image, read_mask  # noqa: E402
-from cellseg_core.params import Params  # noqa: E402
-
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 _NAMES = [entry[0] for entry in _cases()]
 
 

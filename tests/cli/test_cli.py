@@ -22,7 +22,7 @@ from cellseg_core.metrics import score_labels
 from cellseg_core.pipeline import segment
 from cellseg_core.presets import PRESETS, get_preset
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 STEMS = ["000", "001", "002", "005", "010", "121"]  # 121: mask without nucleus
 
 

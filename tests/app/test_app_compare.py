@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 from app_support import state  # noqa: E402
 from cellseg_core.presets import get_preset  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 # AppTest reruns only the page script of an st.navigation app after its first run (see
 # test_app_explore.py), so the page runs under the same two calls app.py makes.
 HARNESS = f"""

@@ -19,7 +19,7 @@ from cellseg_core.params import Params  # noqa: E402
 from cellseg_core.presets import get_preset  # noqa: E402
 from cellseg_core.threshold import two_threshold  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 # As in test_app_explore.py: the page runs under the two calls app.py makes.
 HARNESS = """
 import runpy

@@ -5,7 +5,7 @@ the file, what it is read as (``image``, ``mask`` or ``params``) and the expecte
 outcome: ``ok`` (a valid input the engine must handle, e.g. a 16-bit TIFF) or a
 regular expression the refusal message must match (naming the problem).
 
-Used by ``tests/test_bad_inputs.py`` through the engine, the CLI and the app upload.
+Used by ``tests/hosting/test_bad_inputs.py`` through the engine, the CLI and the app upload.
 """
 from __future__ import annotations
 
