@@ -16,6 +16,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 from app_support import state  # noqa: E402
 from cellseg_core import read_image, read_mask, score_labels, segment  # noqa: E402
 from cellseg_core.presets import get_preset  # noqa: E402
+from tests._support.apptest import numbers_shown  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 APP = str(REPO / "app.py")
@@ -31,17 +32,6 @@ sources.shared_sidebar()
 runpy.run_path({str(REPO / "pages" / "explore.py")!r}, run_name="__main__")
 """
 T_NUC = state.widget_key("threshold.t_nuc")
-
-
-def numbers_shown(at) -> dict:
-    """Name -> value of the numbers in the page's markdown tables (names over values)."""
-    shown = {}
-    for block in at.markdown:
-        rows = [[c.strip() for c in line.strip().strip("|").split("|")]
-                for line in block.value.splitlines() if line.startswith("|")]
-        for names, values in zip(rows[::3], rows[2::3]):
-            shown.update(zip(names, values))
-    return shown
 
 
 def _metric(at, label: str) -> str:

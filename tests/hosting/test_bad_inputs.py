@@ -230,7 +230,7 @@ def _app_run(at):
 
 def _metric(at, label):
     """The Explore page's number `label` as shown (a list: empty when not shown)."""
-    from test_app_explore import numbers_shown
+    from tests._support.apptest import numbers_shown
 
     shown = numbers_shown(at)
     return [shown[label]] if label in shown else []

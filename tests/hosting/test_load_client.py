@@ -60,7 +60,7 @@ def _app_test_metric(voced, monkeypatch, t_nuc: float) -> str:
     at.slider(key=T_NUC).set_value(t_nuc)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
-    from test_app_explore import numbers_shown
+    from tests._support.apptest import numbers_shown
 
     return numbers_shown(at)["Mean Dice"]
 
