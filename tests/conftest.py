@@ -27,16 +27,20 @@ def voced_path() -> Path:
     return Path(env) if env else REPO.parent / "shared" / "data" / "voced"
 
 
+def _missing(reason: str):
+    """Skip for `reason`; under CI (env ``CI`` set) a missing resource is a failure."""
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def voced() -> Path:
     """Path to the VocEd folder; skips (or fails under CI) when it is missing."""
     path = voced_path()
     if not (path / "images").is_dir() or not (path / "masks").is_dir():
-        reason = (f"VocEd data not found at {path} (set CELLSEG_VOCED to the folder "
-                  "holding images/, masks/ and split.json)")
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+        _missing(f"VocEd data not found at {path} (set CELLSEG_VOCED to the folder "
+                 "holding images/, masks/ and split.json)")
     return path
 
 
@@ -77,9 +81,6 @@ def chromium_path() -> str:
     one on PATH; skips (or fails under CI) when there is none."""
     path = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
     if not path:
-        reason = (f"no Chromium at {CHROMIUM} (install Debian's `chromium` package or set "
-                  "CELLSEG_CHROMIUM)")
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+        _missing(f"no Chromium at {CHROMIUM} (install Debian's `chromium` package or set "
+                 "CELLSEG_CHROMIUM)")
     return path
