@@ -124,6 +124,7 @@ def test_runs_on_demo_data_without_configuration(monkeypatch):
     assert not at.error
 
 
+@pytest.mark.slow
 def test_unsupervised_baselines_are_fitted_on_the_train_split_and_scored(monkeypatch):
     """Issue 8, 5a: k-means and mean-shift sit in Compare next to the presets; the
     scores shown equal fitting them on the training split and evaluating directly."""

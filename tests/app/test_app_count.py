@@ -28,6 +28,7 @@ def _engine_count(at, image) -> int:
     return int(segment(image, synthetic.seed_params().with_values(values)).nuclei.max())
 
 
+@pytest.mark.slow
 def test_count_page_shows_the_engine_count_and_experiments():
     at = AppTest.from_file(PAGE, default_timeout=180)
     at.run()

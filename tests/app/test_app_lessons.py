@@ -121,6 +121,7 @@ def _walk_nc(at, ds) -> AppTest:
     return at
 
 
+@pytest.mark.slow
 def test_nc_lesson_on_voced(voced, monkeypatch):
     monkeypatch.setenv("CELLSEG_DATA", str(voced))
     monkeypatch.delenv("CELLSEG_CONFIG", raising=False)

@@ -46,6 +46,7 @@ def train_app(demo_env):
     return AppTest.from_string(_harness("train.py"), default_timeout=60)
 
 
+@pytest.mark.slow
 def test_training_shows_the_test_scores_of_the_trained_model(train_app):
     at = _run(train_app)
     assert at.session_state["train.dataset"] == "demo-cytology"
@@ -147,6 +148,7 @@ def small_model():
     return model.fit([ds.image(i) for i in ids], [ds.mask(i) for i in ids], rng=0)
 
 
+@pytest.mark.slow
 def test_an_uploaded_model_segments_in_explore(demo_env, small_model):
     at = _run(AppTest.from_string(_harness("explore.py"), default_timeout=60))
     at.file_uploader(key="explore.model_file").set_value(
@@ -167,6 +169,7 @@ def test_an_uploaded_model_segments_in_explore(demo_env, small_model):
     assert at.session_state[state.PARAMS] is not None
 
 
+@pytest.mark.slow
 def test_compare_runs_a_classifier_and_the_kmeans_baseline(demo_env, small_model):
     from cellseg_core.learn import KMeansBaseline
 
@@ -208,6 +211,7 @@ def test_without_torch_the_unet_option_says_how_to_install_it(train_app, monkeyp
     assert not any("pip install" in i.value for i in at.info)
 
 
+@pytest.mark.slow
 def test_the_unet_trains_in_the_background_is_scored_and_downloadable(train_app):
     from cellseg_core.learn import unet
 
@@ -270,6 +274,7 @@ def test_the_unet_trains_in_the_background_is_scored_and_downloadable(train_app)
 
 
 
+@pytest.mark.slow
 def test_two_registered_models_combine_into_a_scored_ensemble(train_app, small_model):
     from cellseg_core.learn import KMeansBaseline
     from cellseg_core.learn import ProbabilityEnsemble
@@ -310,6 +315,7 @@ def test_two_registered_models_combine_into_a_scored_ensemble(train_app, small_m
         assert run.result["bytes"] is None and not at.get("download_button")
 
 
+@pytest.mark.slow
 def test_stopping_a_unet_training_keeps_nothing(train_app):
     from cellseg_core.learn import unet
 
@@ -331,6 +337,7 @@ def test_stopping_a_unet_training_keeps_nothing(train_app):
     assert not at.get("download_button")
 
 
+@pytest.mark.slow
 def test_auto_context_and_the_mean_shift_baseline_train_from_the_page(train_app):
     from cellseg_core.learn import MeanShiftBaseline
 

@@ -13,7 +13,7 @@ import pytest
 from _common import (OVERLAY_CHART, PREDICTION_LAYER, chromium_page, start_streamlit,
                      stop_streamlit, wait_idle)
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 #: The overlay's zoom: x and y ranges of its first panel.
 _ZOOM_JS = """(sel) => { const gd = document.querySelector(sel)._fullLayout;

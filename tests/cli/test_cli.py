@@ -223,6 +223,7 @@ def test_resume_refuses_other_params(reference, dataset, tmp_path, capsys):
     assert _tree(out) == _tree(reference)
 
 
+@pytest.mark.slow
 def test_killed_subprocess_leaves_no_partial_file(voced, tmp_path):
     """kill -9 in the middle of a run: no half-written file under a final name; --resume
     finishes the job."""
@@ -261,6 +262,7 @@ def test_jobs_2_equals_jobs_1(reference, dataset, tmp_path):
     assert _tree(out) == _tree(reference)
 
 
+@pytest.mark.slow
 def test_dask_local_cluster_equals_local(reference, dataset, tmp_path):
     distributed = pytest.importorskip("distributed")
     out = tmp_path / "out"
@@ -271,6 +273,7 @@ def test_dask_local_cluster_equals_local(reference, dataset, tmp_path):
     assert _tree(out) == _tree(reference)
 
 
+@pytest.mark.slow
 def test_dask_unreachable_is_usage_error(dataset, tmp_path, capsys):
     pytest.importorskip("distributed")
     assert main(["segment", str(dataset), "--out", str(tmp_path / "o"),
@@ -351,6 +354,7 @@ def test_optimize_writes_best_params(dataset, tmp_path):
     assert 0.2 <= params.threshold.t_nuc <= 0.6 and 0.8 <= params.threshold.t_bg <= 0.99
 
 
+@pytest.mark.slow
 def test_python_m_subprocess(dataset, reference, tmp_path):
     out = tmp_path / "out"
     proc = subprocess.run([sys.executable, "-m", "cellseg_core", "segment", str(dataset),

@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 import pytest
+
+pytestmark = pytest.mark.slow  # trains models / starts interpreters: run by CI, not the quick loop
 import tifffile
 
 from cellseg_core.cli import main

@@ -74,6 +74,7 @@ def test_surface_is_exact_at_float32_boundaries():
         {"threshold.t_nuc": t, "threshold.t_bg": 0.9})).labels, ds.mask("000"))["mean_dice"] == 1
 
 
+@pytest.mark.slow
 def test_surface_equals_brute_force_voced(voced):
     ds = open_dataset(voced)
     ids = ds.split["train"][:6]
@@ -220,6 +221,7 @@ def test_optimize_mixed_space_and_stop(tiny):
         optimize(tiny, None, {"threshold.t_nuc": "wide"}, n_calls=3, cache={})
 
 
+@pytest.mark.slow
 def test_bo_thresholds_goal(voced):
     """Issue 3 item 10: 50 calls over (t_nuc, t_bg) → test mean Dice >= 0.785."""
     ds = open_dataset(voced)
@@ -228,6 +230,7 @@ def test_bo_thresholds_goal(voced):
     assert evaluate(ds, ds.split["test"], r.best_params).summary["mean_dice"] >= 0.785
 
 
+@pytest.mark.slow
 @pytest.mark.slow
 def test_bo_lab03v2_goal(voced):
     """Issue 3 item 10: 50 calls over the lab03v2 parameters → test mean Dice >= 0.80."""

@@ -499,6 +499,7 @@ def test_dockerfile_has_the_required_instructions():
     assert {".git", "tests", "**/__pycache__"} <= set(ignore)
 
 
+@pytest.mark.slow
 def test_dockerfile_rehearsal_serves_the_app_from_only_what_it_copies(tmp_path):
     """No Docker engine runs here (nor in CI), so rehearse the image: copy only what
     the Dockerfile's COPY lines name (minus .dockerignore), start its CMD with its
@@ -579,6 +580,7 @@ def test_dockerfile_rehearsal_serves_the_app_from_only_what_it_copies(tmp_path):
 
 
 # --- 9: a 4096² upload is shown downsampled and segmented at full size -------------------
+@pytest.mark.slow
 def test_4096_upload_is_downsampled_for_display_and_segmented_in_full(apptest):
     from PIL import Image
 

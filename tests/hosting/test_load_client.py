@@ -65,6 +65,7 @@ def _app_test_metric(voced, monkeypatch, t_nuc: float) -> str:
     return numbers_shown(at)["Mean Dice"]
 
 
+@pytest.mark.slow
 def test_one_ws_update_changes_dice_like_the_app(voced, monkeypatch):
     proc, url = start_streamlit({"CELLSEG_DATA": str(voced), "CELLSEG_CONFIG": ""})
     try:
@@ -111,6 +112,7 @@ async def _two_updates(url: str):
         return hello, overlay, notify, numbers, second
 
 
+@pytest.mark.slow
 def test_a_client_that_reports_drawn_overlays_gets_two_fragment_runs(voced):
     """What a browser gets: a move reruns the overlay's fragment, whose chart asks to
     be reported once drawn; the report reruns the numbers' fragment."""

@@ -94,6 +94,7 @@ def test_pixel_features_refuses_bad_shape():
 
 # --- classifier on toy data ---------------------------------------------------------------
 
+@pytest.mark.slow
 def test_classifier_learns_toy_and_returns_segmentation(toy_model):
     model, images, masks = toy_model
     test_images, test_masks = _toy(n=2, seed=5)
@@ -118,6 +119,7 @@ def test_other_estimators(estimator):
     assert (model.segment(images[0]).labels == masks[0]).mean() > 0.95
 
 
+@pytest.mark.slow
 def test_fit_is_deterministic_with_rng():
     images, masks = _toy(n=2)
     settings = FeatureSettings(scale=1, sigma_max=2)
@@ -140,6 +142,7 @@ def test_classifier_refuses_bad_input():
         PixelClassifier().segment(images[0])
 
 
+@pytest.mark.slow
 def test_progress_is_reported():
     images, masks = _toy(n=2)
     seen = []
@@ -158,6 +161,7 @@ def context_model():
     return model.fit(images, masks, rng=SEED), images, masks
 
 
+@pytest.mark.slow
 def test_auto_context_two_stages_out_of_fold(context_model):
     model, images, masks = context_model
     assert len(model.stage1_) == 2  # one stage-1 classifier per fold
@@ -189,6 +193,7 @@ def test_auto_context_refuses_bad_settings():
         PixelClassifier(auto_context=True, context_sigma_max=0)
 
 
+@pytest.mark.slow
 def test_auto_context_save_load_identical(context_model, tmp_path):
     model, images, _ = context_model
     loaded = load_model(model.save(tmp_path / "ac.model"))
@@ -199,6 +204,7 @@ def test_auto_context_save_load_identical(context_model, tmp_path):
                           model.segment(images[1]).labels)
 
 
+@pytest.mark.slow
 def test_auto_context_header_payload_mismatch_refused(context_model, toy_model, tmp_path):
     context, _, _ = context_model
     plain, _, _ = toy_model
@@ -215,6 +221,7 @@ def test_auto_context_header_payload_mismatch_refused(context_model, toy_model, 
 
 # --- model files --------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_save_load_identical_prediction(toy_model, tmp_path):
     model, images, _ = toy_model
     path = model.save(tmp_path / "toy.cellseg-model")
@@ -228,6 +235,7 @@ def test_save_load_identical_prediction(toy_model, tmp_path):
     assert isinstance(load_model(path.read_bytes()), PixelClassifier)
 
 
+@pytest.mark.slow
 def test_corrupted_file_refused(toy_model, tmp_path):
     model, _, _ = toy_model
     data = bytearray(model.save(tmp_path / "m").read_bytes())
@@ -270,6 +278,7 @@ def test_payload_with_foreign_types_refused(tmp_path):
         load_model(path)
 
 
+@pytest.mark.slow
 def test_version_mismatch_refused(toy_model, tmp_path, monkeypatch):
     model, _, _ = toy_model
     path = model.save(tmp_path / "m")
@@ -278,6 +287,7 @@ def test_version_mismatch_refused(toy_model, tmp_path, monkeypatch):
         load_model(path)
 
 
+@pytest.mark.slow
 def test_future_format_refused(toy_model, tmp_path, monkeypatch):
     model, _, _ = toy_model
     monkeypatch.setattr(modelfile, "FORMAT_VERSION", 99)
@@ -350,6 +360,7 @@ def voced_dataset(voced):
     return Dataset.from_folder(voced)
 
 
+@pytest.mark.slow
 def test_classifier_on_voced_canonical_split(voced_dataset):
     from cellseg_core.evaluation import evaluate
 
@@ -365,6 +376,7 @@ def test_classifier_on_voced_canonical_split(voced_dataset):
     assert scores["nc_mae"] < 0.51, scores  # beats predicting the training mean
 
 
+@pytest.mark.slow
 def test_kmeans_on_voced_plausible_band(voced_dataset):
     from cellseg_core.evaluation import evaluate
 
@@ -375,6 +387,7 @@ def test_kmeans_on_voced_plausible_band(voced_dataset):
     assert 0.3 <= scores["mean_dice"] <= 0.8, scores
 
 
+@pytest.mark.slow
 def test_mean_shift_on_voced_plausible_band(voced_dataset):
     from cellseg_core.evaluation import evaluate
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # trains models / starts interpreters: run by CI, not the quick loop
+
 torch = pytest.importorskip("torch")
 
 from cellseg_core import Segmentation  # noqa: E402

@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # starts interpreters that import the core: run by CI, not the quick loop
+
 REPO = Path(__file__).resolve().parents[2]
 
 _BLOCK_TORCH = """
