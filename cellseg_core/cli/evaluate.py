@@ -39,7 +39,6 @@ def run(args) -> int:
     if not dataset.has_masks:
         raise UsageError(f"{args.dataset}: has no masks to compare with")
     ids = split_ids(dataset, args.split, note=say)
-
     bar = progress_bar(len(ids), "evaluate")
 
     def progress(*a):

@@ -113,7 +113,7 @@ def run(args) -> int:
 
     try:
         result = optimize(dataset, train, space, base, n_calls=args.calls,
-                              random_state=args.seed, callback=callback)
+                          random_state=args.seed, callback=callback)
     finally:
         bar.close()
     best: Params = result.best_params
