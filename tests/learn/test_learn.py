@@ -11,26 +11,9 @@ from cellseg_core.learn import baselines, modelfile
 from cellseg_core.learn import (FeatureSettings, KMeansBaseline, MeanShiftBaseline,
                                 PixelClassifier, load_model, pixel_features, train_on_dataset)
 from cellseg_core.params import CleanupParams
+from tests._support.toys import toy_set as _toy
 
 SEED = 20240
-
-
-def _toy(n=4, size=48, seed=0):
-    """Bright background, a mid-gray cell, a dark nucleus, with noise: exact masks."""
-    rng = np.random.default_rng(seed)
-    images, masks = [], []
-    rows, cols = np.mgrid[:size, :size]
-    for _ in range(n):
-        r, c = rng.integers(size // 3, 2 * size // 3, 2)
-        dist = np.hypot(rows - r, cols - c)
-        mask = np.where(dist < size / 4, 1, 0).astype(np.uint8)
-        mask[dist < size / 10] = 2
-        level = np.array([0.9, 0.6, 0.25], np.float32)[mask]
-        image = np.clip(level[..., None] * [1.0, 0.9, 1.0] + rng.normal(0, 0.04, mask.shape + (3,)),
-                        0, 1).astype(np.float32)
-        images.append(image)
-        masks.append(mask)
-    return images, masks
 
 
 @pytest.fixture(scope="module")

@@ -26,18 +26,15 @@ import numpy as np
 import pytest
 import skops.io as sio
 
-from cellseg_core import learn
 from cellseg_core.cli import main
 from cellseg_core.learn import (FORMAT_VERSION, PICKLE_ENV, FeatureSettings, PixelClassifier,
                                 load_model)
+from cellseg_core.learn import modelfile
 from cellseg_core.params import CleanupParams, Params
+from tests._support.toys import toy_set as _toy  # the synthetic toy set of the golden files
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO / "tests") not in sys.path:
-    sys.path.insert(0, str(REPO / "tests"))
-from test_learn import _toy  # noqa: E402  (the synthetic toy set of the golden files)
-
-DATA = Path(__file__).resolve().parent / "data"
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO / "tests" / "data"
 GOLDEN_V2 = DATA / "model_v2_pickle.cellseg-model"
 GOLDEN_V2_EXPECTED = DATA / "model_v2_pickle_expected.npz"
 GOLDEN_V3 = DATA / "model_v3.cellseg-model"
@@ -389,6 +386,7 @@ def test_the_app_shows_the_trust_box_only_when_the_admin_allows(monkeypatch, for
 @pytest.mark.parametrize("estimator, auto_context", [
     ("boosting", False), ("boosting", True), ("forest", False), ("forest", True),
     ("extra-trees", False), ("extra-trees", True)])
+@pytest.mark.slow
 def test_legit_models_round_trip_without_pickle(estimator, auto_context, tmp_path, monkeypatch):
     images, masks = _toy(3, 40)
     model = PixelClassifier(FeatureSettings(scale=1, sigma_max=2), estimator=estimator,
@@ -478,10 +476,10 @@ def test_golden_v3_file_predicts_as_written(forbid_pickle, monkeypatch):
 
 def test_the_pickle_allow_list_is_exact():
     # No module prefixes, no dotted names, no "any class under sklearn".
-    for module, name in learn._PICKLE_GLOBALS:
+    for module, name in modelfile._PICKLE_GLOBALS:
         assert "." not in name and not name.endswith("*")
-    assert ("numpy.testing._private.extbuild", "subprocess.Popen") not in learn._PICKLE_GLOBALS
-    unpickler = learn._RestrictedUnpickler(io.BytesIO(b""))
+    assert ("numpy.testing._private.extbuild", "subprocess.Popen") not in modelfile._PICKLE_GLOBALS
+    unpickler = modelfile._RestrictedUnpickler(io.BytesIO(b""))
     for module, name in [("numpy._core.memmap", "memmap"), ("sklearn.utils", "Bunch"),
                          ("numpy", "ndarray.__new__")]:
         with pytest.raises(pickle.UnpicklingError, match="never holds"):
