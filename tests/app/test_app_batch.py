@@ -6,7 +6,6 @@ import io
 import json
 import tempfile
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,51 +18,22 @@ from cellseg_core import segment  # noqa: E402
 from cellseg_core.io import read_image, read_mask  # noqa: E402
 from cellseg_core.metrics import score_labels  # noqa: E402
 from cellseg_core.presets import get_preset  # noqa: E402
+from tests._support.apptest import finish_run, page_harness, run as _run  # noqa: E402
 
 tifffile = pytest.importorskip("tifffile")
 
-REPO = Path(__file__).resolve().parents[2]
-# As in test_app_compare.py: the page runs under the two calls app.py makes.
-HARNESS = f"""
-import runpy
-from app_support import sources
-sources.shared_sidebar()
-runpy.run_path({str(REPO / "pages" / "batch.py")!r}, run_name="__main__")
-"""
-
-
-def _run(at) -> AppTest:
-    at = at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+PAGE, TIMEOUT = "batch.py", 60
+HARNESS = page_harness(PAGE)
 
 
 def _batch(at: AppTest):
     """Click Run, wait for the background run, draw the results; (at, result)."""
-    at = _run(at.button(key="batch.run_button").click())
-    run = at.session_state["batch.run"]
-    assert run.join(timeout=120), "the batch did not finish"
-    assert run.status == "done", run.error
-    at = _run(at)
+    at, run = finish_run(at, "batch", timeout=120)
     return at, run.result
 
 
 def _zip(result) -> zipfile.ZipFile:
     return zipfile.ZipFile(io.BytesIO(result["zip"]))
-
-
-@pytest.fixture
-def app_voced(voced, monkeypatch):
-    monkeypatch.setenv("CELLSEG_DATA", str(voced))
-    monkeypatch.delenv("CELLSEG_CONFIG", raising=False)
-    return AppTest.from_string(HARNESS, default_timeout=60)
-
-
-@pytest.fixture
-def app_demo(monkeypatch):
-    monkeypatch.delenv("CELLSEG_DATA", raising=False)
-    monkeypatch.delenv("CELLSEG_CONFIG", raising=False)
-    return AppTest.from_string(HARNESS, default_timeout=60)
 
 
 def test_dataset_batch_equals_the_engine(app_voced, voced, tmp_path, monkeypatch):

@@ -1,7 +1,6 @@
 """The Compare page through Streamlit's AppTest (no browser), on VocEd and on demo data."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
@@ -10,46 +9,22 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from app_support import state  # noqa: E402
 from cellseg_core.presets import get_preset  # noqa: E402
+from tests._support.apptest import finish_run, page_harness, run as _run  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
-# AppTest reruns only the page script of an st.navigation app after its first run (see
-# test_app_explore.py), so the page runs under the same two calls app.py makes.
-HARNESS = f"""
-import runpy
-from app_support import sources
-sources.shared_sidebar()
-runpy.run_path({str(REPO / "pages" / "compare.py")!r}, run_name="__main__")
-"""
+PAGE, TIMEOUT = "compare.py", 120
+HARNESS = page_harness(PAGE)
 TABS = ["N/C scatter", "Per-image Dice", "Per image", "Worst cases"]
-
-
-def _run(at) -> AppTest:
-    """Run the app (or the app of a clicked widget) and check it raised nothing."""
-    at = at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def _compare(at: AppTest) -> AppTest:
     """Click Run, wait for the background run, then draw the results."""
-    at = _run(at.button(key="compare.run_button").click())
-    run = at.session_state["compare.run"]
-    assert run.join(timeout=300), "the comparison did not finish"
-    assert run.status == "done", run.error
-    return _run(at)
+    return finish_run(at, "compare")[0]
 
 
 def _table(at: AppTest):
     tables = [d.value for d in at.dataframe if "method" in d.value.columns]
     assert tables, "no summary table shown"
     return tables[0].set_index("method")
-
-
-@pytest.fixture
-def app_voced(voced, monkeypatch):
-    monkeypatch.setenv("CELLSEG_DATA", str(voced))
-    monkeypatch.delenv("CELLSEG_CONFIG", raising=False)
-    return AppTest.from_string(HARNESS, default_timeout=120)
 
 
 def test_course_numbers_on_the_voced_test_split(app_voced):

@@ -9,7 +9,8 @@ pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from cellseg_core import experiments as E  # noqa: E402
-from cellseg_core import segment, synthetic  # noqa: E402
+from cellseg_core import segment  # noqa: E402
+from cellseg_core.data import synthetic  # noqa: E402
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "count.py")
 

@@ -16,21 +16,13 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 from app_support import state  # noqa: E402
 from cellseg_core import read_image, read_mask, score_labels, segment  # noqa: E402
 from cellseg_core.presets import get_preset  # noqa: E402
-from tests._support.apptest import numbers_shown  # noqa: E402
+from tests._support.apptest import numbers_shown, page_harness, run as _run  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 APP = str(REPO / "app.py")
 IMAGE_ID = "007"
-# Streamlit 1.67's AppTest reruns only the page script of an ``st.navigation`` app
-# after its first run (app.py's sidebar is neither run nor shown again). Tests that
-# interact over several runs use this harness: the same two calls app.py makes
-# around the router. The app itself is started through app.py in the other tests.
-HARNESS = f"""
-import runpy
-from app_support import sources
-sources.shared_sidebar()
-runpy.run_path({str(REPO / "pages" / "explore.py")!r}, run_name="__main__")
-"""
+PAGE, TIMEOUT = "explore.py", 60
+HARNESS = page_harness(PAGE)
 T_NUC = state.widget_key("threshold.t_nuc")
 
 
@@ -44,19 +36,6 @@ def _engine_dice(voced: Path, image_id: str, params) -> dict:
     image = read_image(voced / "images" / f"{image_id}.png")
     truth = read_mask(voced / "masks" / f"{image_id}.png")
     return score_labels(segment(image, params).labels, truth)
-
-
-def _run(at: AppTest) -> AppTest:
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-@pytest.fixture
-def app_voced(voced, monkeypatch):
-    monkeypatch.setenv("CELLSEG_DATA", str(voced))
-    monkeypatch.delenv("CELLSEG_CONFIG", raising=False)
-    return AppTest.from_string(HARNESS, default_timeout=60)
 
 
 def test_starts_on_demo_data_without_configuration(monkeypatch):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -11,36 +10,14 @@ pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from app_support import state  # noqa: E402
+from tests._support.apptest import finish_run, page_harness, run as _run  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
-HARNESS = f"""
-import runpy
-from app_support import sources
-sources.shared_sidebar()
-runpy.run_path({str(REPO / "pages" / "optimise.py")!r}, run_name="__main__")
-"""
-
-
-def _run(at) -> AppTest:
-    """Run the app (or the app of a clicked widget) and check it raised nothing."""
-    at = at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+PAGE, TIMEOUT = "optimise.py", 120
+HARNESS = page_harness(PAGE)
 
 
 def _optimise(at: AppTest):
-    at = _run(at.button(key="optimise.run_button").click())
-    run = at.session_state["optimise.run"]
-    assert run.join(timeout=300), "the optimisation did not finish"
-    assert run.status == "done", run.error
-    return _run(at), run
-
-
-@pytest.fixture
-def app_voced(voced, monkeypatch):
-    monkeypatch.setenv("CELLSEG_DATA", str(voced))
-    monkeypatch.delenv("CELLSEG_CONFIG", raising=False)
-    return AppTest.from_string(HARNESS, default_timeout=120)
+    return finish_run(at, "optimise")
 
 
 def test_defaults_are_the_course_ranges(app_voced):

@@ -3,7 +3,6 @@ settings): training scores equal ``evaluation.evaluate`` of the trained model, s
 prediction and an uncertainty map, a bad model file is an st.error."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,24 +14,9 @@ from app_support import learned, runs, state  # noqa: E402
 from cellseg_core import evaluation  # noqa: E402
 from cellseg_core.data import demo_datasets  # noqa: E402
 from cellseg_core.learn import IGNORE, FeatureSettings, PixelClassifier, load_model  # noqa: E402
+from cellseg_core.learn import unet  # noqa: E402
+from tests._support.apptest import page_harness, run as _run  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _harness(page: str) -> str:
-    # As in test_app_compare.py: the page runs under the two calls app.py makes.
-    return f"""
-import runpy
-from app_support import sources
-sources.shared_sidebar()
-runpy.run_path({str(REPO / "pages" / page)!r}, run_name="__main__")
-"""
-
-
-def _run(at) -> AppTest:
-    at = at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 @pytest.fixture
@@ -43,7 +27,7 @@ def demo_env(monkeypatch):
 
 @pytest.fixture
 def train_app(demo_env):
-    return AppTest.from_string(_harness("train.py"), default_timeout=60)
+    return AppTest.from_string(page_harness("train.py"), default_timeout=60)
 
 
 @pytest.mark.slow
@@ -130,7 +114,7 @@ def test_points_to_pixels_and_strokes():
     (b"CELLSEG-MODEL\n" + (5).to_bytes(8, "little") + b"{bad", "corrupted"),
 ])
 def test_a_bad_model_file_is_an_error_in_explore(demo_env, content, reason):
-    at = _run(AppTest.from_string(_harness("explore.py"), default_timeout=60))
+    at = _run(AppTest.from_string(page_harness("explore.py"), default_timeout=60))
     at.file_uploader(key="explore.model_file").set_value(("m.cellseg-model", content,
                                                           "application/octet-stream"))
     at = _run(at)
@@ -150,7 +134,7 @@ def small_model():
 
 @pytest.mark.slow
 def test_an_uploaded_model_segments_in_explore(demo_env, small_model):
-    at = _run(AppTest.from_string(_harness("explore.py"), default_timeout=60))
+    at = _run(AppTest.from_string(page_harness("explore.py"), default_timeout=60))
     at.file_uploader(key="explore.model_file").set_value(
         ("mine.cellseg-model", small_model.to_bytes(), "application/octet-stream"))
     at = _run(at)
@@ -176,7 +160,7 @@ def test_compare_runs_a_classifier_and_the_kmeans_baseline(demo_env, small_model
     ds = demo_datasets()["demo-cytology"]
     ids = ds.split["train"][:3]
     kmeans = KMeansBaseline().fit([ds.image(i) for i in ids], [ds.mask(i) for i in ids], rng=0)
-    at = _run(AppTest.from_string(_harness("compare.py"), default_timeout=60))
+    at = _run(AppTest.from_string(page_harness("compare.py"), default_timeout=60))
     at.session_state[runs.LEARNED_MODELS] = {"classifier": small_model,
                                              "k-means baseline": kmeans}
     at = _run(at)
@@ -195,8 +179,6 @@ def test_compare_runs_a_classifier_and_the_kmeans_baseline(demo_env, small_model
 
 # --- the U-Net (optional extra) --------------------------------------------------------------
 def test_without_torch_the_unet_option_says_how_to_install_it(train_app, monkeypatch):
-    from cellseg_core.learn import unet
-
     monkeypatch.setattr(unet, "torch_available", lambda: False)
     at = _run(train_app)
     assert "U-Net" in at.radio(key="train.kind").options
@@ -211,14 +193,17 @@ def test_without_torch_the_unet_option_says_how_to_install_it(train_app, monkeyp
     assert not any("pip install" in i.value for i in at.info)
 
 
-@pytest.mark.slow
-def test_the_unet_trains_in_the_background_is_scored_and_downloadable(train_app):
-    from cellseg_core.learn import unet
-
+def _unet_page(train_app) -> AppTest:
+    """The Train page with the U-Net chosen; skips without PyTorch (the deep extra)."""
     if not unet.torch_available():
         pytest.skip("PyTorch is not installed (the deep extra)")
     at = _run(train_app)
-    at = _run(at.radio(key="train.kind").set_value("U-Net"))
+    return _run(at.radio(key="train.kind").set_value("U-Net"))
+
+
+@pytest.mark.slow
+def test_the_unet_trains_in_the_background_is_scored_and_downloadable(train_app):
+    at = _unet_page(train_app)
     assert at.session_state["train.epochs"] == 60 and at.session_state["train.unet_scale"] == 0.25
     at.number_input(key="train.limit").set_value(4)
     at.number_input(key="train.epochs").set_value(2)
@@ -250,7 +235,7 @@ def test_the_unet_trains_in_the_background_is_scored_and_downloadable(train_app)
     image = ds.image(ds.split["test"][0])
     np.testing.assert_array_equal(again.segment(image).labels, model.segment(image).labels)
     # Explore offers it like the pixel classifier, with its uncertainty map.
-    ex = _run(AppTest.from_string(_harness("explore.py"), default_timeout=60))
+    ex = _run(AppTest.from_string(page_harness("explore.py"), default_timeout=60))
     ex.session_state[runs.LEARNED_MODELS] = {"my unet": model}
     ex = _run(ex)
     ex = _run(ex.selectbox(key="explore.model").set_value("my unet"))
@@ -262,7 +247,7 @@ def test_the_unet_trains_in_the_background_is_scored_and_downloadable(train_app)
     assert learned.probabilities(source.digest, source.image, "my unet", model).shape == (
         *source.shape[:2], 3)
     # Compare runs it on the test split like any method.
-    cmp = _run(AppTest.from_string(_harness("compare.py"), default_timeout=60))
+    cmp = _run(AppTest.from_string(page_harness("compare.py"), default_timeout=60))
     cmp.session_state[runs.LEARNED_MODELS] = {"my unet": model}
     cmp = _run(cmp)
     cmp.multiselect(key="compare.methods").set_value(["model:my unet"])
@@ -317,12 +302,7 @@ def test_two_registered_models_combine_into_a_scored_ensemble(train_app, small_m
 
 @pytest.mark.slow
 def test_stopping_a_unet_training_keeps_nothing(train_app):
-    from cellseg_core.learn import unet
-
-    if not unet.torch_available():
-        pytest.skip("PyTorch is not installed (the deep extra)")
-    at = _run(train_app)
-    at = _run(at.radio(key="train.kind").set_value("U-Net"))
+    at = _unet_page(train_app)
     at.number_input(key="train.limit").set_value(2)
     at.number_input(key="train.epochs").set_value(500)
     at = _run(at.button(key="train.run_button").click())

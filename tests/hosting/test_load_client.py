@@ -12,7 +12,6 @@ browser that does gets the overlay's fragment alone, see pages/explore.py).
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
@@ -22,19 +21,14 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 from app_support import state  # noqa: E402
 from cellseg_core import read_image, read_mask, score_labels, segment  # noqa: E402
 from cellseg_core.presets import get_preset  # noqa: E402
+from tests._support.apptest import numbers_shown, page_harness  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
 from _common import start_streamlit, stop_streamlit  # noqa: E402
 from ws_client import StreamlitClient  # noqa: E402
 
 IMAGE_ID = "007"
 T_NUC = state.widget_key("threshold.t_nuc")
-HARNESS = f"""
-import runpy
-from app_support import sources
-sources.shared_sidebar()
-runpy.run_path({str(REPO / "pages" / "explore.py")!r}, run_name="__main__")
-"""
+HARNESS = page_harness("explore.py")
 
 
 async def _one_update(url: str):
@@ -60,7 +54,6 @@ def _app_test_metric(voced, monkeypatch, t_nuc: float) -> str:
     at.slider(key=T_NUC).set_value(t_nuc)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
-    from tests._support.apptest import numbers_shown
 
     return numbers_shown(at)["Mean Dice"]
 

@@ -12,23 +12,12 @@ from cellseg_core import Segmentation  # noqa: E402
 from cellseg_core.learn import PixelClassifier, FeatureSettings, load_model  # noqa: E402
 from cellseg_core.params import CleanupParams  # noqa: E402
 from cellseg_core.learn import ProbabilityEnsemble, UNetModel  # noqa: E402
+from tests._support.toys import toy_set  # noqa: E402
 
 
 def _toy(n=6, size=48, seed=0):
-    """Bright background, a mid-gray cell, a dark nucleus, with noise: exact masks."""
-    rng = np.random.default_rng(seed)
-    rows, cols = np.mgrid[:size, :size]
-    images, masks = [], []
-    for _ in range(n):
-        r, c = rng.integers(size // 3, 2 * size // 3, 2)
-        dist = np.hypot(rows - r, cols - c)
-        mask = np.where(dist < size / 4, 1, 0).astype(np.uint8)
-        mask[dist < size / 9] = 2
-        level = np.array([0.9, 0.6, 0.25], np.float32)[mask]
-        image = np.clip(level[..., None] + rng.normal(0, 0.04, mask.shape + (3,)), 0, 1)
-        images.append(image.astype(np.float32))
-        masks.append(mask)
-    return images, masks
+    """The toy set of tests/_support/toys.py, six gray images with larger nuclei."""
+    return toy_set(n, size, seed, nucleus_div=9, tint=(1.0, 1.0, 1.0))
 
 
 @pytest.fixture(scope="module")
