@@ -146,7 +146,8 @@ def _cli(argv):
     return code, err.getvalue()
 
 
-@pytest.mark.parametrize("name", _NAMES)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow)
+                                  if n == "strip_1x100000" else n for n in _NAMES])
 def test_cli(corpus, name, tmp_path):
     from PIL import Image
 

@@ -159,6 +159,7 @@ def test_auto_context_two_stages_out_of_fold(context_model):
     assert "auto-context" in repr(model)
 
 
+@pytest.mark.slow
 def test_auto_context_one_image_fits_in_sample():
     # One image (e.g. painted strokes) cannot be split into folds: stage 1 is fitted
     # on it and its own probabilities feed stage 2.
