@@ -166,6 +166,8 @@ def assign_cells(nuclei: np.ndarray, cell_mask: np.ndarray) -> np.ndarray:
     nuclei = np.asarray(nuclei)
     if not nuclei.any():
         return np.zeros(nuclei.shape, np.int32)
+    outside = np.asarray(cell_mask, bool) & (nuclei == 0)
+    if not outside.any():  # no cytoplasm (fluorescence): each cell is its nucleus
+        return nuclei.astype(np.int32)
     distance = ndi.distance_transform_edt(nuclei == 0)
-    return watershed(distance, nuclei, mask=np.asarray(cell_mask, bool) | (nuclei > 0)
-                     ).astype(np.int32)
+    return watershed(distance, nuclei, mask=outside | (nuclei > 0)).astype(np.int32)

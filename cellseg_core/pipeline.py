@@ -76,7 +76,9 @@ class Segmentation:
             table = pd.DataFrame({c: pd.Series(dtype=float) for c in OBJECT_COLUMNS})
             table.attrs["warnings"] = (self.too_many_objects,)
             return table
-        return object_table(self.nuclei, self.cells, self.labels, self.channel)
+        # Cells only count cytoplasm pixels: without any (fluorescence), skip their watershed.
+        cells = self.cells if (self.labels == 1).any() else self.nuclei
+        return object_table(self.nuclei, cells, self.labels, self.channel)
 
     @property
     def warnings(self) -> tuple:
