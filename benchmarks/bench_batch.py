@@ -99,7 +99,7 @@ def profile_steps(data: Path, n: int = 60) -> dict:
             seg.cells
             t = tick("cells: assign_cells watershed", t)
             objects = seg.objects
-            t = tick("objects: regionprops table", t)
+            t = tick("objects: label statistics + hulls", t)
             seg.summary
             t = tick("summary", t)
             score_labels(seg.labels, truth)

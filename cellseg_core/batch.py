@@ -18,6 +18,7 @@ writes every file.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io as _io
 import json
@@ -35,6 +36,7 @@ import pandas as pd
 from .io import IMAGE_SUFFIXES, read_image, read_mask, tiff_bytes, write_bytes_atomic
 from .measure import OBJECT_COLUMNS
 from .methods import ModelMethod, ParamsMethod, Segmenter, as_segmenter
+from .measure import max_objects as default_max_objects
 from .metrics import score_labels
 from .params import Params
 
@@ -52,10 +54,11 @@ __all__ = [
 _SCORE_COLUMNS = ["mean_dice", "dice_cytoplasm", "dice_nucleus", "iou_cytoplasm",
                   "iou_nucleus", "mean_iou", "pixel_accuracy", "nc_true", "nc_error"]
 
-#: Columns of ``images.csv``, in order; the score columns are empty without a mask.
+#: Columns of ``images.csv``, in order; the score columns are empty without a mask;
+#: ``warnings`` holds the segmentation's messages (e.g. the object ceiling), "; "-joined.
 IMAGE_COLUMNS = ["image", "file", "status", "height", "width", "background_area",
                  "cytoplasm_area", "nucleus_area", "nc_ratio", "n_nuclei", "n_cells",
-                 "t_nuc", "t_bg", "t_object", "has_mask", *_SCORE_COLUMNS]
+                 "t_nuc", "t_bg", "t_object", "has_mask", *_SCORE_COLUMNS, "warnings"]
 
 #: Columns of ``objects.csv``, in order.
 OBJECTS_COLUMNS = ["image", *OBJECT_COLUMNS]
@@ -184,7 +187,8 @@ def _plain(value):
     return value
 
 
-def process_image(image, method=None, *, mask=None, name: str | None = None):
+def process_image(image, method=None, *, mask=None, name: str | None = None,
+                  max_objects: int | None = None):
     """Segment one image and measure it: everything a batch writes for it.
 
     Parameters
@@ -196,6 +200,10 @@ def process_image(image, method=None, *, mask=None, name: str | None = None):
         Class mask (0/1/2); when given the Dice / IoU / N/C error columns are filled.
     name : str, optional
         The image's name in the tables (default: the file stem, or ``"image"``).
+    max_objects : int, optional
+        Object ceiling (default ``CELLSEG_MAX_OBJECTS`` or 20,000). Above it the
+        image still gets its labels, instances and row (``n_cells`` empty, the reason
+        in ``warnings``), but no object rows.
 
     Returns
     -------
@@ -214,6 +222,8 @@ def process_image(image, method=None, *, mask=None, name: str | None = None):
     file = Path(image).name if isinstance(image, (str, Path)) else ""
     array = image if isinstance(image, np.ndarray) else read_image(image)
     seg = as_segmenter(Params() if method is None else method).segment(array)
+    if max_objects is not None:
+        seg = dataclasses.replace(seg, max_objects=max_objects)
     labels, nuclei = seg.labels, seg.nuclei
     truth = None
     if mask is not None:
@@ -227,10 +237,11 @@ def process_image(image, method=None, *, mask=None, name: str | None = None):
             raise ValueError(f"mask shape {truth.shape} does not match the image shape {labels.shape}")
     summary = seg.summary
     objects = seg.objects
+    n_cells = None if seg.too_many_objects else int((objects["cytoplasm_area"] > 0).sum())
     row = {column: None for column in IMAGE_COLUMNS}
     row.update(image=name, file=file, status="ok", height=labels.shape[0], width=labels.shape[1],
-               n_cells=int((objects["cytoplasm_area"] > 0).sum()) if len(objects) else 0,
-               has_mask=truth is not None, **summary)
+               n_cells=n_cells, has_mask=truth is not None, **summary,
+               warnings="; ".join(seg.warnings) or None)
     for key in ("t_nuc", "t_bg", "t_object"):
         row[key] = seg.thresholds.get(key)
     if truth is not None:
@@ -260,7 +271,7 @@ def _write_outputs(out_dir: Path, stem: str, labels_tif: bytes, nuclei_tif: byte
                        json.dumps({"image": row, "objects": objects}).encode())
 
 
-def _work(chunk, method, out_dir=None):
+def _work(chunk, method, out_dir=None, max_objects=None):
     """Worker: process a list of items (never raises for a bad image).
 
     With `out_dir` (a local worker) it writes each image's files itself and returns
@@ -271,7 +282,7 @@ def _work(chunk, method, out_dir=None):
     for item in chunk:
         try:
             labels, nuclei, row, objects = process_image(item.image, method, mask=item.mask,
-                                                         name=item.stem)
+                                                         name=item.stem, max_objects=max_objects)
             row["file"] = item.file  # the same whether the worker got a path or bytes
             labels_tif, nuclei_tif = tiff_bytes(labels), tiff_bytes(nuclei)
             if out_dir is not None:
@@ -352,22 +363,77 @@ def _remove_stale_temp(out_dir: Path) -> None:
                 tmp.unlink(missing_ok=True)
 
 
+def _previous_outputs(out_dir: Path) -> list[str]:
+    """What an earlier run left in `out_dir` (empty list: the folder is free to use)."""
+    found = [name for name in ("params.json", "images.csv", "objects.csv")
+             if (out_dir / name).is_file()]
+    for folder, what in (("labels", "label"), ("nuclei", "instance")):
+        n = sum(1 for _ in (out_dir / folder).glob("*.tif")) if (out_dir / folder).is_dir() else 0
+        if n:
+            found.append(f"{n} {what} image{'s' if n != 1 else ''} in {folder}/")
+    if (out_dir / _PARTS).is_dir() and any((out_dir / _PARTS).glob("*.json")):
+        found.append(f"{_PARTS}/")
+    return found
+
+
+def _clear_outputs(out_dir: Path) -> None:
+    """Remove what a run writes (and only that: other files in `out_dir` stay)."""
+    for name in ("params.json", "images.csv", "objects.csv"):
+        (out_dir / name).unlink(missing_ok=True)
+    for folder, pattern in (("labels", "*.tif"), ("nuclei", "*.tif"), (_PARTS, "*.json")):
+        if (out_dir / folder).is_dir():
+            for path in (out_dir / folder).glob(pattern):
+                path.unlink()
+
+
+def _finished(out_dir: Path) -> dict:
+    """stem -> saved rows of every image an earlier run finished in `out_dir`."""
+    parts = out_dir / _PARTS
+    if not parts.is_dir():
+        return {}
+    found = {}
+    for part in sorted(parts.glob("*.json")):
+        saved = _done(out_dir, part.stem)
+        if saved is not None:
+            found[part.stem] = saved
+    return found
+
+
+def _earlier_failures(out_dir: Path) -> dict:
+    """stem -> the ``images.csv`` row of each image that failed in an earlier run."""
+    try:
+        table = pd.read_csv(out_dir / "images.csv", dtype={"image": str, "file": str,
+                                                             "status": str})
+    except (OSError, ValueError):
+        return {}
+    if "status" not in table or "image" not in table:
+        return {}
+    failed = table[table["status"].fillna("").str.startswith("failed")]
+    rows = {}
+    for record in failed.to_dict("records"):
+        row = {column: None for column in IMAGE_COLUMNS}
+        row.update({k: (None if isinstance(v, float) and np.isnan(v) else _plain(v))
+                    for k, v in record.items() if k in row})
+        rows[str(record["image"])] = row
+    return rows
+
+
 def _chunks(items, n_workers):
     # Small chunks: cheap to send, and the last one leaves little tail on one worker.
     size = max(1, min(4, len(items) // (4 * max(n_workers, 1))))
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def _results_local(chunks, method, jobs, out_dir):
+def _results_local(chunks, method, jobs, out_dir, max_objects):
     if jobs <= 1:
         for chunk in chunks:
-            yield from _work(chunk, method, out_dir)
+            yield from _work(chunk, method, out_dir, max_objects)
         return
     # fork: workers inherit the imported modules, so they start in milliseconds.
     methods = mp.get_all_start_methods()
     context = mp.get_context("fork" if "fork" in methods and sys.platform != "darwin" else None)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = [pool.submit(_work, chunk, method, out_dir) for chunk in chunks]
+        futures = [pool.submit(_work, chunk, method, out_dir, max_objects) for chunk in chunks]
         try:
             for future in as_completed(futures):
                 yield from future.result()
@@ -377,7 +443,7 @@ def _results_local(chunks, method, jobs, out_dir):
             raise
 
 
-def _results_dask(chunks, method, address):
+def _results_dask(chunks, method, address, max_objects):
     try:
         import distributed
     except ImportError:
@@ -395,7 +461,8 @@ def _results_dask(chunks, method, address):
                        for it in chunk])
     try:
         [method_future] = client.scatter([method], broadcast=True)
-        futures = [client.submit(_work, chunk, method_future, pure=False) for chunk in remote]
+        futures = [client.submit(_work, chunk, method_future, None, max_objects, pure=False)
+                   for chunk in remote]
         try:
             for future in distributed.as_completed(futures):
                 yield from future.result()
@@ -417,8 +484,9 @@ def _as_bytes(source):
 
 
 def run_batch(inputs, out_dir, method=None, *, jobs: int = 1, dask_address=None,
-              resume: bool = False, progress=None, preset: str | None = None,
-              model_path=None) -> BatchResult:
+              resume: bool = False, overwrite: bool = False, progress=None,
+              preset: str | None = None, model_path=None,
+              max_objects: int | None = None) -> BatchResult:
     """Segment many images and write labels, instances, tables and params to `out_dir`.
 
     Parameters
@@ -434,13 +502,20 @@ def run_batch(inputs, out_dir, method=None, *, jobs: int = 1, dask_address=None,
     dask_address : str or distributed.Client, optional
         Run on an existing Dask cluster instead (``jobs`` is then ignored).
     resume : bool
-        Skip images whose outputs exist from an earlier run with the same method;
-        without it, earlier per-image outputs in `out_dir` are redone.
+        Continue an earlier run with the same method in `out_dir`: skip images whose
+        outputs exist, process the others, and keep every earlier image in
+        ``images.csv`` and ``objects.csv`` (the tables are rebuilt from every finished
+        image's saved rows, plus the earlier failures not retried now).
+    overwrite : bool
+        Remove an earlier run's outputs from `out_dir` first (only the files a run
+        writes). Without `resume` or `overwrite`, a folder holding outputs is refused.
     progress : callable(done, total, name), optional
         Called after each image (the app's progress bar, the CLI's tqdm).
     preset, model_path : optional
         The preset plain Params came from, the file a model object was read from
         (recorded in ``params.json``).
+    max_objects : int, optional
+        Per-image object ceiling, see :func:`process_image`.
 
     Returns
     -------
@@ -449,8 +524,9 @@ def run_batch(inputs, out_dir, method=None, *, jobs: int = 1, dask_address=None,
     Raises
     ------
     ValueError
-        For bad inputs, ``jobs < 1``, an unreachable cluster, or ``resume`` into a
-        folder that holds results of other parameters. A failing image does not
+        For bad inputs, ``jobs < 1``, an unreachable cluster, ``resume`` into a
+        folder that holds results of other parameters, ``resume`` with ``overwrite``,
+        or (without either) a folder that already holds outputs. A failing image does not
         raise: it is recorded in ``images.csv`` (status ``failed: ...``) and in
         ``BatchResult.failed``.
     """
@@ -458,6 +534,8 @@ def run_batch(inputs, out_dir, method=None, *, jobs: int = 1, dask_address=None,
     if not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"`jobs` must be a positive integer, got {jobs!r}")
     method = _segmenter(method, preset, model_path)
+    # Resolved here, so that workers (Dask ones too) use this process's setting.
+    limit = max_objects if max_objects is not None else default_max_objects()
     items = [x for x in inputs if isinstance(x, BatchItem)]
     others = [x for x in inputs if not isinstance(x, BatchItem)]
     if others:
@@ -465,9 +543,16 @@ def run_batch(inputs, out_dir, method=None, *, jobs: int = 1, dask_address=None,
     if not items:
         raise ValueError("no input images given")
     out_dir = Path(out_dir)
+    if resume and overwrite:
+        raise ValueError("give either --resume (continue the run in the folder) or "
+                         "--overwrite (replace it), not both")
     description = method.describe()
     params_file = out_dir / "params.json"
-    parts = out_dir / _PARTS
+    earlier = _previous_outputs(out_dir) if out_dir.is_dir() else []
+    if earlier and not (resume or overwrite):
+        raise ValueError(f"{out_dir} already holds the outputs of a run ({', '.join(earlier)}); "
+                         "add --resume to continue it (new images are added to its tables) "
+                         "or --overwrite to replace it, or choose another --out folder")
     if resume and params_file.is_file():
         try:
             before = json.loads(params_file.read_text(encoding="utf-8"))
@@ -479,19 +564,16 @@ def run_batch(inputs, out_dir, method=None, *, jobs: int = 1, dask_address=None,
                              "use another --out folder or run without --resume")
     out_dir.mkdir(parents=True, exist_ok=True)
     _remove_stale_temp(out_dir)
-    if not resume and parts.is_dir():
-        for old in parts.glob("*.json"):
-            old.unlink()
+    rows, object_rows, failed = {}, {}, []
+    if resume:  # every image finished before stays in the tables, in these inputs or not
+        rows.update(_earlier_failures(out_dir))
+        for stem, saved in _finished(out_dir).items():
+            rows[stem], object_rows[stem] = saved["image"], saved["objects"]
+    else:
+        _clear_outputs(out_dir)  # nothing, unless `overwrite`
     write_bytes_atomic(params_file, (json.dumps(description, indent=2) + "\n").encode())
 
-    rows, object_rows, failed = {}, {}, []
-    todo = []
-    for item in items:
-        previous = _done(out_dir, item.stem) if resume else None
-        if previous is None:
-            todo.append(item)
-        else:
-            rows[item.stem], object_rows[item.stem] = previous["image"], previous["objects"]
+    todo = [item for item in items if item.stem not in object_rows]
     n_skipped, total, done = len(items) - len(todo), len(items), len(items) - len(todo)
     if progress is not None and n_skipped:
         progress(done, total, None)
@@ -501,9 +583,10 @@ def run_batch(inputs, out_dir, method=None, *, jobs: int = 1, dask_address=None,
             n_workers = 1
             if hasattr(dask_address, "nthreads"):
                 n_workers = max(1, sum(dask_address.nthreads().values()))
-            results = _results_dask(_chunks(todo, max(n_workers, 2)), method, dask_address)
+            results = _results_dask(_chunks(todo, max(n_workers, 2)), method, dask_address,
+                                    limit)
         else:
-            results = _results_local(_chunks(todo, jobs), method, jobs, out_dir)
+            results = _results_local(_chunks(todo, jobs), method, jobs, out_dir, limit)
         by_stem = {item.stem: item for item in todo}
         for stem, labels_tif, nuclei_tif, row, objects, error in results:
             if error is None:
@@ -522,7 +605,7 @@ def run_batch(inputs, out_dir, method=None, *, jobs: int = 1, dask_address=None,
     images = _typed(pd.DataFrame([{k: _text(v) if k in names else v for k, v in rows[s].items()}
                                   for s in stems], columns=IMAGE_COLUMNS))
     objects = _typed(pd.DataFrame([{**r, "image": _text(r["image"])}
-                                   for s in stems for r in object_rows[s]],
+                                   for s in stems for r in object_rows.get(s, ())],
                                   columns=OBJECTS_COLUMNS))
     write_bytes_atomic(out_dir / "images.csv", _csv_bytes(images))
     write_bytes_atomic(out_dir / "objects.csv", _csv_bytes(objects))

@@ -140,7 +140,12 @@ def pipeline(source: ImageSource) -> None:
         shown = ", ".join(f"{k} = {_fmt(v) if not math.isnan(v) else 'per pixel'}"
                           for k, v in seg.thresholds.items())
         st.caption(f"{source.name} · {params.threshold.method.value} threshold: {shown}")
-        st.plotly_chart(count_figures.steps_figure(seg), key=key("steps"))
+        for warning in seg.warnings:
+            st.warning(warning)
+        try:
+            st.plotly_chart(count_figures.steps_figure(seg), key=key("steps"))
+        except ValueError as err:  # too many watershed markers to draw: noise, not nuclei
+            st.warning(f"Steps not shown: {err}")
         truth = source.instances
         scores = _truth_scores(seg, truth) if truth is not None else None
         c = st.columns(5)
