@@ -146,6 +146,24 @@ def validate(torch, net, items):
     return float(np.mean(list(scores.values()))), scores
 
 
+def tune_thresholds(torch, net, items):
+    """Marker and foreground thresholds with the best mean validation F1 (per-set means)."""
+    net.eval()
+    probs = [(name, predict_torch(torch, net, x), lab) for name, _, x, lab in items]
+    best = (-1.0, 0.5, 0.5)
+    for marker in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
+        for fg in (0.3, 0.4, 0.5, 0.6):
+            per_set = {}
+            for name, p, lab in probs:
+                inst = probabilities_to_instances(p, marker_threshold=marker,
+                                                  foreground_threshold=fg)
+                per_set.setdefault(name, []).append(match_instances(inst, lab)["f1"])
+            score = float(np.mean([np.mean(v) for v in per_set.values()]))
+            best = max(best, (score, marker, fg))
+    return {"val_f1_tuned": round(best[0], 4), "marker_threshold": best[1],
+            "foreground_threshold": best[2]}
+
+
 def export_onnx(torch, net, path, meta: dict):
     import onnx
 
@@ -179,6 +197,8 @@ def main(argv=None):
     ap.add_argument("--minutes", type=float, default=None, help="stop training after this")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--init", default=None, help="start from a best.pt state (fine-tuning)")
+    ap.add_argument("--export-only", action="store_true",
+                    help="no training: tune thresholds for --init on validation and export")
     args = ap.parse_args(argv)
 
     import torch
@@ -214,7 +234,15 @@ def main(argv=None):
                         "val_ids": [(n, i) for n, i, _, _ in data["val"]]},
            "epochs": []}
     best, best_epoch = -1.0, -1
-    for epoch in range(args.epochs):
+    if args.export_only:
+        torch.save(torch.load(args.init, map_location="cpu"), out / "best.pt")
+        init_log = Path(args.init).with_name("log.json")
+        if init_log.is_file():  # keep the training run's record of its best epoch
+            previous = json.loads(init_log.read_text())
+            best, best_epoch = previous["best"]["val_f1"], previous["best"]["epoch"]
+            log["trained_by"] = {k: previous.get(k) for k in ("settings", "epochs", "best",
+                                                               "wall_seconds")}
+    for epoch in range(0 if args.export_only else args.epochs):
         net.train()
         losses = []
         for _ in range(args.steps):
@@ -253,7 +281,12 @@ def main(argv=None):
             print("time limit", flush=True)
             break
     net.load_state_dict(torch.load(out / "best.pt", map_location="cpu")["state_dict"])
+    tuned = tune_thresholds(torch, net, data["val"])
+    log["tuned"] = tuned
+    print(f"thresholds on validation: {tuned}", flush=True)
     export_onnx(torch, net, out / "nuclei.onnx", {
+        "marker_threshold": tuned["marker_threshold"],
+        "foreground_threshold": tuned["foreground_threshold"],
         "cellseg_format": FORMAT, "cellseg_format_version": FORMAT_VERSION,
         "diameter": args.diameter, "classes": "background,interior,boundary",
         "normalize_percentiles": "1,99.8", "multiple": 2 ** (len(widths) - 1),
