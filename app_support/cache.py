@@ -21,6 +21,7 @@ import streamlit as st
 
 from cellseg_core import evaluation
 from cellseg_core import experiments as E
+from cellseg_core.methods import ModelMethod, load_method
 from cellseg_core.data import stratified_split as _stratified_split
 from cellseg_core.data import synthetic
 from cellseg_core.learn import FeatureSettings, PixelClassifier, uncertainty
@@ -35,7 +36,8 @@ from .figures import class_histograms, jpeg_data_uri, to_rgb8
 __all__ = ["preprocessed", "segmentation", "histograms", "scores", "try_all_methods",
            "image_uri", "seed_sample", "noise_sweep_level", "peak_check", "noise_floor",
            "noise_floor_curve", "touching", "dataset_evaluation", "dataset_surface",
-           "optimise_thresholds", "dataset_item", "stratified_split", "stroke_prediction"]
+           "optimise_thresholds", "dataset_item", "stratified_split", "stroke_prediction",
+           "builtin_method"]
 
 
 def _read_only(*arrays):
@@ -272,3 +274,10 @@ def stroke_prediction(source, strokes):
     """(model, labels, uncertainty) of a pixel classifier fitted on the strokes, cached."""
     sha = hashlib.sha256(strokes.tobytes()).hexdigest()
     return _fit_strokes(source.digest, sha, source.image, strokes)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def builtin_method(spec: str) -> ModelMethod:
+    """A model shipped with cellseg (``builtin:nuclei``), loaded once per server: its
+    onnxruntime session is shared by every session (read-only)."""
+    return load_method(spec)

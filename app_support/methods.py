@@ -11,9 +11,10 @@ from pathlib import Path
 from cellseg_core.methods import BASELINES, ModelMethod, ParamsMethod, load_params, preset_methods
 from cellseg_core.presets import PRESETS
 
-from . import runs, state
+from . import cache, runs, state
 
-__all__ = ["EXPLORE", "current_method", "learned_methods", "uploaded_params", "catalogue"]
+__all__ = ["EXPLORE", "BUILTIN", "current_method", "builtin_methods", "learned_methods",
+           "uploaded_params", "catalogue"]
 
 #: The name of the parameters now set on Explore.
 EXPLORE = "explore (current)"
@@ -24,6 +25,15 @@ def current_method() -> ParamsMethod:
     params, preset = state.current_params(), state.current_preset()
     return ParamsMethod(params, name="explore",
                         preset=preset if PRESETS.get(preset) == params else None)
+
+
+#: The models shipped with cellseg, as the pages name them -> ``load_method`` spec.
+BUILTIN = {"nuclei (built-in model)": "builtin:nuclei"}
+
+
+def builtin_methods() -> dict:
+    """The built-in models (work on a first upload, no training): name -> method."""
+    return {name: cache.builtin_method(spec) for name, spec in BUILTIN.items()}
 
 
 def learned_methods() -> dict:
@@ -57,6 +67,7 @@ def catalogue(*, uploads: dict | None = None, baselines: bool = False) -> dict:
     out = dict(preset_methods())
     out[EXPLORE] = current_method()
     out.update(uploads or {})
+    out.update(builtin_methods())
     out.update(learned_methods())
     if baselines:
         out.update(BASELINES)

@@ -34,7 +34,8 @@ import numpy as np
 
 from ._version import __version__
 from .evaluation import Evaluation, evaluate
-from .learn import KMeansBaseline, MeanShiftBaseline, load_model, train_on_dataset
+from .learn import (KMeansBaseline, MeanShiftBaseline, NucleusModel, load_model,
+                    train_on_dataset)
 from .params import Params
 from .pipeline import Segmentation, segment
 from .presets import PRESETS, get_preset
@@ -141,7 +142,9 @@ class Untrained:
 
 #: Models shipped with cellseg, for ``load_method("builtin:NAME")``: name -> function of
 #: no arguments that returns the fitted model. One line adds one.
-BUILTIN_MODELS: dict[str, Callable[[], object]] = {}
+BUILTIN_MODELS: dict[str, Callable[[], object]] = {
+    "nuclei": NucleusModel,  # cellseg_core/models/nuclei.onnx, see its model card
+}
 
 #: The unsupervised baselines (fitted on the training split when they are compared):
 #: what supervision adds.
@@ -219,7 +222,9 @@ def _load_model_file(path, trust_pickle: bool) -> ModelMethod:
     if not path.is_file():
         raise ValueError(f"{path}: no such model file")
     data = path.read_bytes()
-    model = load_model(path, trust_pickle=trust_pickle)
+    # An ONNX file is a nucleus network (training/train_nuclei.py); it holds no code.
+    model = (NucleusModel(path) if path.suffix.lower() == ".onnx"
+             else load_model(path, trust_pickle=trust_pickle))
     return ModelMethod(model, name=path.name, file=str(path),
                        sha256=hashlib.sha256(data).hexdigest())
 
@@ -228,7 +233,11 @@ def _load_builtin(name: str) -> ModelMethod:
     if name not in BUILTIN_MODELS:
         raise ValueError(f"unknown built-in model {name!r}; valid: "
                          f"{[f'builtin:{n}' for n in BUILTIN_MODELS]}")
-    return ModelMethod(BUILTIN_MODELS[name](), name=f"builtin:{name}")
+    model = BUILTIN_MODELS[name]()
+    file = getattr(model, "path", None)
+    sha = hashlib.sha256(Path(file).read_bytes()).hexdigest() if file else None
+    return ModelMethod(model, name=f"builtin:{name}", file=Path(file).name if file else None,
+                       sha256=sha)
 
 
 def load_method(spec=None, *, preset: str | None = None, params=None, model=None,
@@ -272,6 +281,8 @@ def load_method(spec=None, *, preset: str | None = None, params=None, model=None
         return ParamsMethod(loaded, name=Path(file).name if file else "params", file=file,
                             sha256=sha)
     if model is not None:
+        if isinstance(model, str) and model.startswith("builtin:"):
+            return _load_builtin(model[len("builtin:"):])
         if isinstance(model, (str, Path)):
             return _load_model_file(model, trust_pickle)
         return as_segmenter(model)

@@ -15,6 +15,8 @@ baselines  :class:`KMeansBaseline`, :class:`MeanShiftBaseline`: unsupervised clu
            matched to classes by Dice (what supervision adds)
 unet       :class:`UNetModel`: the course's Lab 06 U-Net (optional PyTorch)
 ensemble   :class:`ProbabilityEnsemble`: the mean of several models' probabilities
+nuclei     :class:`NucleusModel`: the built-in nucleus U-Net (ONNX, onnxruntime, no
+           PyTorch): interior/boundary classes, instances by marker watershed
 modelfile  the model-file format (:data:`FORMAT_VERSION`, no-code payloads)
 registry   :func:`load_model`: any model file, by kind
 training   :func:`train_on_dataset`
@@ -25,6 +27,7 @@ from .base import DEFAULT_CLEANUP, IGNORE, uncertainty
 from .baselines import KMeansBaseline, MeanShiftBaseline
 from .ensemble import ProbabilityEnsemble
 from .features import CHANNELS, FeatureSettings, pixel_features
+from .nuclei import BUILTIN_MODEL, NucleusModel
 from .modelfile import FORMAT, FORMAT_VERSION, PICKLE_ENV, pickle_models_allowed
 from .pixel import ESTIMATORS, PixelClassifier
 from .registry import load_model
@@ -35,4 +38,5 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "PICKLE_ENV", "CHANNELS", "ESTIMATORS", "
            "DEFAULT_CLEANUP", "FeatureSettings", "pixel_features", "PixelClassifier",
            "KMeansBaseline", "MeanShiftBaseline", "UNetModel", "ProbabilityEnsemble",
            "MissingDeepExtra", "INSTALL_HINT", "torch_available", "train_on_dataset",
-           "load_model", "pickle_models_allowed", "uncertainty"]
+           "load_model", "pickle_models_allowed", "uncertainty", "NucleusModel",
+           "BUILTIN_MODEL"]
