@@ -16,7 +16,7 @@ import streamlit as st
 from cellseg_core.io import tiff_bytes
 from cellseg_core.learn import IGNORE, load_model, pickle_models_allowed, uncertainty
 
-from . import cache, figures, quotas, runs, worker
+from . import cache, figures, methods, quotas, runs, worker
 
 __all__ = ["PARAMS_CHOICE", "model_upload", "model_picker", "picked_model", "segmentation",
            "probabilities", "show_model_results", "uncertainty_rgb", "points_to_pixels",
@@ -68,27 +68,34 @@ def picked_model(page: str):
     """The model chosen in :func:`model_picker` (read, not drawn): ``(name, model)``, or
     None for the parameters."""
     name = st.session_state.get(f"{page}.model")
-    models = runs.learned_models()
+    models = _models()
     return (name, models[name]) if name in models else None
+
+
+def _models() -> dict:
+    """The built-in models, then the ones registered in this session: name -> model."""
+    return {**{name: m.model for name, m in methods.builtin_methods().items()},
+            **runs.learned_models()}
 
 
 def model_picker(page: str):
     """Choose parameters or a registered model: ``(name, model)`` or None (parameters)."""
-    choices = [PARAMS_CHOICE, *runs.learned_models()]
+    choices = [PARAMS_CHOICE, *_models()]
     key = f"{page}.model"
     if st.session_state.get(key) not in choices:
         st.session_state[key] = PARAMS_CHOICE
     if len(choices) > 1:
         st.selectbox("Method", choices, key=key,
-                     help="A learned model registered in this session (Train page or an "
-                          "uploaded model file), or the parameters below.")
+                     help="A built-in model, a learned model registered in this session "
+                          "(Train page or an uploaded model file), or the parameters below.")
     return picked_model(page)
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _segmentation(digest: str, name: str, model_id: int, _model, _image):
     if worker.is_heavy(_image):  # issue 21 point 4: large images in the worker pool
-        return worker.model_call("segment", digest, _image, f"{name}:{model_id}", _model)
+        return worker.model_call("segment", digest, _image, f"{name}:{model_id}", _model,
+                                 spec=methods.BUILTIN.get(name))
     seg = _model.segment(_image)
     seg.summary  # noqa: B018  computed once
     return seg
@@ -103,7 +110,7 @@ def segmentation(digest: str, image: np.ndarray, name: str, model):
 def _probabilities(digest: str, name: str, model_id: int, _model, _image):
     if worker.is_heavy(_image):  # issue 21 point 4: large images in the worker pool
         return worker.model_call("predict_proba", digest, _image, f"{name}:{model_id}",
-                                 _model)
+                                 _model, spec=methods.BUILTIN.get(name))
     return _model.predict_proba(_image)
 
 

@@ -19,7 +19,7 @@ registered with its session, so that the runs of an ended session are stopped an
 their results released.
 
 The preprocessed channels are cached in :func:`shared_cache`, a bounded
-:class:`~cellseg_core.optimize.ChannelCache` behind a lock, shared by every
+:class:`~cellseg_core.evaluation.ChannelCache` behind a lock, shared by every
 session's runs.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
-from cellseg_core.optimize import ChannelCache
+from cellseg_core.evaluation import ChannelCache
 
 from . import quotas, worker
 

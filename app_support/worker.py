@@ -48,7 +48,7 @@ from multiprocessing.connection import wait as wait_connections
 import numpy as np
 
 from cellseg_core.params import Params
-from cellseg_core.pipeline import Segmentation, preprocess, segment
+from cellseg_core.pipeline import Segmentation, preprocess, preprocess_key, segment
 
 __all__ = ["HEAVY_PIXELS", "HELD_PER_WORKER", "Shared", "Job", "WorkerPool",
            "Cancelled", "NotSent", "heavy_pixels", "workers", "is_heavy", "pool", "call", "segmentation",
@@ -138,14 +138,21 @@ class Job:
 
 
 # --- the wire: pickle protocol 5 with the arrays' memory written as it is --------------
-def send(conn, obj) -> None:
-    """Send `obj` over `conn`: a pickle whose large buffers (numpy arrays) follow it
-    raw, written straight from the arrays' memory (no copy into the pickle, and the
-    GIL is released while the bytes go)."""
+def _frame(obj) -> tuple[bytes, list]:
+    """`obj` as a protocol-5 pickle and its out-of-band buffers (raises when `obj`
+    cannot be pickled; nothing is sent then)."""
     buffers = []
     data = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
     raws = [b.raw() for b in buffers]
-    conn.send_bytes(pickle.dumps((data, [r.nbytes for r in raws]), protocol=5))
+    return pickle.dumps((data, [r.nbytes for r in raws]), protocol=5), raws
+
+
+def send(conn, obj, frame=None) -> None:
+    """Send `obj` over `conn`: a pickle whose large buffers (numpy arrays) follow it
+    raw, written straight from the arrays' memory (no copy into the pickle, and the
+    GIL is released while the bytes go). `frame`: ``_frame(obj)`` if already made."""
+    header, raws = frame or _frame(obj)
+    conn.send_bytes(header)
     fd = conn.fileno()
     for raw in raws:
         view, sent = raw.cast("B"), 0
@@ -488,25 +495,33 @@ class WorkerPool:
 
     def _send(self, worker: _Worker, job: Job) -> None:
         new = {t: job.shared[t] for t in job.shared if t not in worker.held}
-        for token in job.shared:
-            worker.held[token] = True
-            worker.held.move_to_end(token)
-        drop = []
-        while len(worker.held) > max(HELD_PER_WORKER, len(job.shared)):
-            token = next(t for t in worker.held if t not in job.shared)
-            del worker.held[token]
-            drop.append(token)
+        held = [t for t in worker.held if t not in job.shared] + list(job.shared)
+        keep = max(HELD_PER_WORKER, len(job.shared))
+        drop = [t for t in held[:-keep] if t not in job.shared] if len(held) > keep else []
         try:
-            send(worker.conn, (job.fn, job.args, new, drop))
-        except Exception as err:  # noqa: BLE001  unpicklable arguments, a dead worker
+            frame = _frame((job.fn, job.args, new, drop))
+        except Exception as err:  # noqa: BLE001  unpicklable arguments: the worker is fine
+            with self._lock:
+                worker.job = None
+                if self._by_session.get(job.session) is job:
+                    del self._by_session[job.session]
+            if not job.done:
+                job.future.set_exception(NotSent(
+                    f"could not send {job.key!r} to a worker: {type(err).__name__}: {err}"))
+            self._wake()
+            return
+        worker.held = collections.OrderedDict.fromkeys(t for t in held if t not in drop)
+        try:
+            send(worker.conn, None, frame)
+        except OSError as err:  # a worker killed under us
             with self._lock:
                 worker.job = None
                 if self._by_session.get(job.session) is job:
                     del self._by_session[job.session]
             self._retire(worker)
             if not job.done:
-                job.future.set_exception(NotSent(
-                    f"could not send {job.key!r} to a worker: {type(err).__name__}: {err}"))
+                job.future.set_exception(RuntimeError(
+                    f"the worker process ended while receiving {job.key!r}: {err!r}"))
 
     def _receive(self, worker: _Worker) -> None:
         try:
@@ -644,14 +659,8 @@ def _local(name: str, key, compute):
     return value
 
 
-def _preprocess_key(params: Params) -> str:
-    return Params().with_values({
-        "channel": params.channel.value, "blur.kind": params.blur.kind.value,
-        "blur.sigma": params.blur.sigma, "blur.size": params.blur.size}).to_json(indent=None)
-
-
 def _preprocessed(digest: str, image, params: Params):
-    key = (digest, _preprocess_key(params))
+    key = (digest, preprocess_key(params))
     return _local("preprocessed", key, lambda: preprocess(image, params))
 
 
@@ -677,14 +686,18 @@ def _objects_job(digest: str, image, params_json: str):
     return _segment_job(digest, image, params_json).objects
 
 
-def _histograms_job(digest: str, image, preprocess_json: str, truth):
+def _histograms_job(digest: str, image, params_json: str, truth):
     from .figures import class_histograms
 
-    _, blurred = _preprocessed(digest, image, Params.from_json(preprocess_json))
+    _, blurred = _preprocessed(digest, image, Params.from_json(params_json))
     return class_histograms(blurred, truth)
 
 
 def _model_job(method: str, model, image):
+    if isinstance(model, str):  # a built-in model's spec: loaded here once
+        from cellseg_core.methods import load_method
+
+        model = _local("builtin", model, lambda: load_method(model).model)
     result = getattr(model, method)(image)
     if isinstance(result, Segmentation):
         result.summary  # noqa: B018
@@ -730,7 +743,7 @@ def segmentation(digest: str, image, params_json: str) -> PooledSegmentation:
     The channel and blurred channel come back only when they changed (a new image,
     channel or blur); otherwise the ones kept from the last call are used.
     """
-    key = (digest, _preprocess_key(Params.from_json(params_json)))
+    key = (digest, preprocess_key(Params.from_json(params_json)))
     with _PREPROCESSED_LOCK:
         kept = _PREPROCESSED.get(key)
         if kept is not None:
@@ -751,18 +764,28 @@ def segmentation(digest: str, image, params_json: str) -> PooledSegmentation:
 
 def histograms(digest: str, image, params: Params, truth=None) -> dict:
     """``class_histograms`` of the blurred channel, computed in the pool."""
-    key = _preprocess_key(params)
+    key = preprocess_key(params)
     return call(f"histograms:{digest}:{key}:{truth is not None}", _histograms_job,
-                (digest, Shared(f"image:{digest}"), key, truth), {f"image:{digest}": image})
+                (digest, Shared(f"image:{digest}"), params.to_json(indent=None), truth),
+                {f"image:{digest}": image})
 
 
-def model_call(method: str, digest: str, image, token: str, model):
+_UNSENDABLE: set = set()  # model tokens that could not be pickled
+
+
+def model_call(method: str, digest: str, image, token: str, model, spec: str | None = None):
     """``model.<method>(image)`` in the pool (`token` names the model, which a worker
-    keeps); in-process when the model cannot be sent to a process."""
+    keeps). A built-in model goes as its `spec` (``"builtin:nuclei"``: the worker loads
+    it); a model that cannot be sent to a process (one holding a lock, an open file or
+    a native session) is run in-process."""
+    sent = spec if spec is not None else model
+    if token in _UNSENDABLE:
+        return _model_job(method, model, image)
     try:
         return call(f"model:{method}:{token}:{digest}", _model_job,
                     (method, Shared(f"model:{token}"), Shared(f"image:{digest}")),
-                    {f"model:{token}": model, f"image:{digest}": image})
-    except NotSent as err:  # e.g. a model holding a lock or an open file
+                    {f"model:{token}": sent, f"image:{digest}": image})
+    except NotSent as err:
         log.warning("%s; predicting in-process", err)
+        _UNSENDABLE.add(token)
         return _model_job(method, model, image)

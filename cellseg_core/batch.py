@@ -18,12 +18,15 @@ writes every file.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io as _io
 import json
+import multiprocessing as mp
 import sys
 import time
 import zipfile
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,10 +35,10 @@ import pandas as pd
 
 from .io import IMAGE_SUFFIXES, read_image, read_mask, tiff_bytes, write_bytes_atomic
 from .measure import OBJECT_COLUMNS
+from .methods import ModelMethod, ParamsMethod, Segmenter, as_segmenter
+from .measure import max_objects as default_max_objects
 from .metrics import score_labels
 from .params import Params
-from .pipeline import segment
-from .presets import get_preset
 
 __all__ = [
     "IMAGE_COLUMNS",
@@ -43,9 +46,6 @@ __all__ = [
     "BatchItem",
     "BatchResult",
     "find_inputs",
-    "load_params",
-    "load_method",
-    "describe_method",
     "process_image",
     "run_batch",
     "zip_outputs",
@@ -54,10 +54,11 @@ __all__ = [
 _SCORE_COLUMNS = ["mean_dice", "dice_cytoplasm", "dice_nucleus", "iou_cytoplasm",
                   "iou_nucleus", "mean_iou", "pixel_accuracy", "nc_true", "nc_error"]
 
-#: Columns of ``images.csv``, in order; the score columns are empty without a mask.
+#: Columns of ``images.csv``, in order; the score columns are empty without a mask;
+#: ``warnings`` holds the segmentation's messages (e.g. the object ceiling), "; "-joined.
 IMAGE_COLUMNS = ["image", "file", "status", "height", "width", "background_area",
                  "cytoplasm_area", "nucleus_area", "nc_ratio", "n_nuclei", "n_cells",
-                 "t_nuc", "t_bg", "t_object", "has_mask", *_SCORE_COLUMNS]
+                 "t_nuc", "t_bg", "t_object", "has_mask", *_SCORE_COLUMNS, "warnings"]
 
 #: Columns of ``objects.csv``, in order.
 OBJECTS_COLUMNS = ["image", *OBJECT_COLUMNS]
@@ -161,89 +162,17 @@ def find_inputs(inputs, *, masks: bool = True) -> list[BatchItem]:
 
 
 # --- method ----------------------------------------------------------------------------
-def load_params(source) -> Params:
-    """Params from a JSON file (path) or text: a params object or a ``params.json``.
-
-    A ``params.json`` written by :func:`run_batch` (``{"params": {...}, ...}``) is
-    accepted, so a run can be repeated with ``--params OUT/params.json``.
-    """
-    if isinstance(source, (str, Path)) and not str(source).lstrip().startswith("{"):
-        path = Path(source)
-        if not path.is_file():
-            raise ValueError(f"{path}: no such parameters file")
-        where = f"{path}: "
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as err:
-            raise ValueError(f"{where}not valid JSON (not UTF-8 text: {err})") from None
-    else:
-        text = source.decode() if isinstance(source, bytes) else str(source)
-        where = ""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{where}not valid JSON ({err})") from None
-    if isinstance(data, dict) and "cellseg_version" in data:
-        if "params" not in data:
-            raise ValueError(f"{where}was written for a learned model, not parameters; "
-                             "use --model with the model file it names")
-        data = data["params"]
-    try:
-        return Params.from_dict(data)
-    except ValueError as err:
-        raise ValueError(f"{where}{err}") from None
-
-
-def load_method(*, preset: str | None = None, params=None, model=None,
-                trust_pickle: bool = False):
-    """The method a batch runs: a preset, a params file / object, or a learned model.
-
-    At most one may be given; none means ``Params()`` (the course's Lab 01
-    thresholds). A model file is loaded by
-    ``cellseg_core.learn.load_model`` (learn helper), which must return an object with
-    ``.segment(image) -> Segmentation``; `trust_pickle` is passed on (old pickled
-    model files only, see ``load_model``).
-    """
-    given = [name for name, v in (("--preset", preset), ("--params", params), ("--model", model))
-             if v is not None]
-    if len(given) > 1:
-        raise ValueError(f"give only one of --preset, --params, --model (got {', '.join(given)})")
-    if preset is not None:
-        return get_preset(preset)
-    if isinstance(params, Params):
-        return params
-    if params is not None:
-        return load_params(params)
-    if model is not None:
-        if not hasattr(model, "segment") or isinstance(model, (str, Path)):
-            try:
-                from .learn import load_model  # the learn helper's module
-            except ImportError:
-                raise ValueError("--model needs cellseg_core.learn, which this version "
-                                 "of cellseg does not have yet") from None
-            path = Path(model)
-            if not path.is_file():
-                raise ValueError(f"{path}: no such model file")
-            return load_model(path, trust_pickle=trust_pickle)
-        return model
-    return Params()
-
-
-def describe_method(method, *, preset: str | None = None, model_path=None) -> dict:
-    """What goes into ``params.json``: the version, and the params or the model."""
-    from . import __version__
-
-    out = {"cellseg_version": __version__, "preset": preset}
-    if isinstance(method, Params):
-        out["params"] = method.to_dict()
-    else:
-        out["model"] = str(model_path) if model_path is not None else type(method).__name__
-        if model_path is not None and Path(model_path).is_file():
-            out["model_sha256"] = hashlib.sha256(Path(model_path).read_bytes()).hexdigest()
-        inner = getattr(method, "params", None)
-        if isinstance(inner, Params):
-            out["params"] = inner.to_dict()
-    return out
+def _segmenter(method, preset: str | None, model_path) -> Segmenter:
+    """`method` as a Segmenter; `preset` / `model_path` say what plain Params or a model
+    object came from (recorded in ``params.json``)."""
+    method = as_segmenter(Params() if method is None else method)
+    if preset is not None and method.params is not None:
+        return ParamsMethod(method.params, name=preset, preset=preset)
+    if model_path is not None and method.params is None:
+        path = Path(model_path)
+        sha = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+        return ModelMethod(getattr(method, "model", method), file=str(model_path), sha256=sha)
+    return method
 
 
 # --- one image -------------------------------------------------------------------------
@@ -258,18 +187,23 @@ def _plain(value):
     return value
 
 
-def process_image(image, method=None, *, mask=None, name: str | None = None):
+def process_image(image, method=None, *, mask=None, name: str | None = None,
+                  max_objects: int | None = None):
     """Segment one image and measure it: everything a batch writes for it.
 
     Parameters
     ----------
     image : path, bytes or (M, N[, 3]) ndarray
-    method : Params or object with ``.segment(image)``, optional
+    method : Segmenter, Params or a fitted model, optional
         Defaults to ``Params()``.
     mask : path, bytes or (M, N) ndarray, optional
         Class mask (0/1/2); when given the Dice / IoU / N/C error columns are filled.
     name : str, optional
         The image's name in the tables (default: the file stem, or ``"image"``).
+    max_objects : int, optional
+        Object ceiling (default ``CELLSEG_MAX_OBJECTS`` or 20,000). Above it the
+        image still gets its labels, instances and row (``n_cells`` empty, the reason
+        in ``warnings``), but no object rows.
 
     Returns
     -------
@@ -287,8 +221,9 @@ def process_image(image, method=None, *, mask=None, name: str | None = None):
         name = Path(image).stem if isinstance(image, (str, Path)) else "image"
     file = Path(image).name if isinstance(image, (str, Path)) else ""
     array = image if isinstance(image, np.ndarray) else read_image(image)
-    method = Params() if method is None else method
-    seg = segment(array, method) if isinstance(method, Params) else method.segment(array)
+    seg = as_segmenter(Params() if method is None else method).segment(array)
+    if max_objects is not None:
+        seg = dataclasses.replace(seg, max_objects=max_objects)
     labels, nuclei = seg.labels, seg.nuclei
     truth = None
     if mask is not None:
@@ -302,10 +237,11 @@ def process_image(image, method=None, *, mask=None, name: str | None = None):
             raise ValueError(f"mask shape {truth.shape} does not match the image shape {labels.shape}")
     summary = seg.summary
     objects = seg.objects
+    n_cells = None if seg.too_many_objects else int((objects["cytoplasm_area"] > 0).sum())
     row = {column: None for column in IMAGE_COLUMNS}
     row.update(image=name, file=file, status="ok", height=labels.shape[0], width=labels.shape[1],
-               n_cells=int((objects["cytoplasm_area"] > 0).sum()) if len(objects) else 0,
-               has_mask=truth is not None, **summary)
+               n_cells=n_cells, has_mask=truth is not None, **summary,
+               warnings="; ".join(seg.warnings) or None)
     for key in ("t_nuc", "t_bg", "t_object"):
         row[key] = seg.thresholds.get(key)
     if truth is not None:
@@ -335,7 +271,7 @@ def _write_outputs(out_dir: Path, stem: str, labels_tif: bytes, nuclei_tif: byte
                        json.dumps({"image": row, "objects": objects}).encode())
 
 
-def _work(chunk, method, out_dir=None):
+def _work(chunk, method, out_dir=None, max_objects=None):
     """Worker: process a list of items (never raises for a bad image).
 
     With `out_dir` (a local worker) it writes each image's files itself and returns
@@ -346,7 +282,7 @@ def _work(chunk, method, out_dir=None):
     for item in chunk:
         try:
             labels, nuclei, row, objects = process_image(item.image, method, mask=item.mask,
-                                                         name=item.stem)
+                                                         name=item.stem, max_objects=max_objects)
             row["file"] = item.file  # the same whether the worker got a path or bytes
             labels_tif, nuclei_tif = tiff_bytes(labels), tiff_bytes(nuclei)
             if out_dir is not None:
@@ -427,25 +363,77 @@ def _remove_stale_temp(out_dir: Path) -> None:
                 tmp.unlink(missing_ok=True)
 
 
+def _previous_outputs(out_dir: Path) -> list[str]:
+    """What an earlier run left in `out_dir` (empty list: the folder is free to use)."""
+    found = [name for name in ("params.json", "images.csv", "objects.csv")
+             if (out_dir / name).is_file()]
+    for folder, what in (("labels", "label"), ("nuclei", "instance")):
+        n = sum(1 for _ in (out_dir / folder).glob("*.tif")) if (out_dir / folder).is_dir() else 0
+        if n:
+            found.append(f"{n} {what} image{'s' if n != 1 else ''} in {folder}/")
+    if (out_dir / _PARTS).is_dir() and any((out_dir / _PARTS).glob("*.json")):
+        found.append(f"{_PARTS}/")
+    return found
+
+
+def _clear_outputs(out_dir: Path) -> None:
+    """Remove what a run writes (and only that: other files in `out_dir` stay)."""
+    for name in ("params.json", "images.csv", "objects.csv"):
+        (out_dir / name).unlink(missing_ok=True)
+    for folder, pattern in (("labels", "*.tif"), ("nuclei", "*.tif"), (_PARTS, "*.json")):
+        if (out_dir / folder).is_dir():
+            for path in (out_dir / folder).glob(pattern):
+                path.unlink()
+
+
+def _finished(out_dir: Path) -> dict:
+    """stem -> saved rows of every image an earlier run finished in `out_dir`."""
+    parts = out_dir / _PARTS
+    if not parts.is_dir():
+        return {}
+    found = {}
+    for part in sorted(parts.glob("*.json")):
+        saved = _done(out_dir, part.stem)
+        if saved is not None:
+            found[part.stem] = saved
+    return found
+
+
+def _earlier_failures(out_dir: Path) -> dict:
+    """stem -> the ``images.csv`` row of each image that failed in an earlier run."""
+    try:
+        table = pd.read_csv(out_dir / "images.csv", dtype={"image": str, "file": str,
+                                                             "status": str})
+    except (OSError, ValueError):
+        return {}
+    if "status" not in table or "image" not in table:
+        return {}
+    failed = table[table["status"].fillna("").str.startswith("failed")]
+    rows = {}
+    for record in failed.to_dict("records"):
+        row = {column: None for column in IMAGE_COLUMNS}
+        row.update({k: (None if isinstance(v, float) and np.isnan(v) else _plain(v))
+                    for k, v in record.items() if k in row})
+        rows[str(record["image"])] = row
+    return rows
+
+
 def _chunks(items, n_workers):
     # Small chunks: cheap to send, and the last one leaves little tail on one worker.
     size = max(1, min(4, len(items) // (4 * max(n_workers, 1))))
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def _results_local(chunks, method, jobs, out_dir):
+def _results_local(chunks, method, jobs, out_dir, max_objects):
     if jobs <= 1:
         for chunk in chunks:
-            yield from _work(chunk, method, out_dir)
+            yield from _work(chunk, method, out_dir, max_objects)
         return
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
     # fork: workers inherit the imported modules, so they start in milliseconds.
     methods = mp.get_all_start_methods()
     context = mp.get_context("fork" if "fork" in methods and sys.platform != "darwin" else None)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = [pool.submit(_work, chunk, method, out_dir) for chunk in chunks]
+        futures = [pool.submit(_work, chunk, method, out_dir, max_objects) for chunk in chunks]
         try:
             for future in as_completed(futures):
                 yield from future.result()
@@ -455,15 +443,15 @@ def _results_local(chunks, method, jobs, out_dir):
             raise
 
 
-def _results_dask(chunks, method, address):
+def _results_dask(chunks, method, address, max_objects):
     try:
-        from distributed import Client, as_completed
+        import distributed
     except ImportError:
         raise ValueError("--dask needs the `distributed` package: "
                          "pip install 'dask[distributed]'") from None
     own = not hasattr(address, "submit")
     try:
-        client = Client(address, timeout="10s") if own else address
+        client = distributed.Client(address, timeout="10s") if own else address
     except (OSError, TimeoutError, ValueError) as err:
         raise ValueError(f"cannot reach the Dask scheduler at {address!r}: {err}") from None
     # Remote workers may not see this machine's files: send the bytes.
@@ -473,9 +461,10 @@ def _results_dask(chunks, method, address):
                        for it in chunk])
     try:
         [method_future] = client.scatter([method], broadcast=True)
-        futures = [client.submit(_work, chunk, method_future, pure=False) for chunk in remote]
+        futures = [client.submit(_work, chunk, method_future, None, max_objects, pure=False)
+                   for chunk in remote]
         try:
-            for future in as_completed(futures):
+            for future in distributed.as_completed(futures):
                 yield from future.result()
         except BaseException:
             client.cancel(futures)
@@ -495,8 +484,9 @@ def _as_bytes(source):
 
 
 def run_batch(inputs, out_dir, method=None, *, jobs: int = 1, dask_address=None,
-              resume: bool = False, progress=None, preset: str | None = None,
-              model_path=None) -> BatchResult:
+              resume: bool = False, overwrite: bool = False, progress=None,
+              preset: str | None = None, model_path=None,
+              max_objects: int | None = None) -> BatchResult:
     """Segment many images and write labels, instances, tables and params to `out_dir`.
 
     Parameters
@@ -505,19 +495,27 @@ def run_batch(inputs, out_dir, method=None, *, jobs: int = 1, dask_address=None,
         See :func:`find_inputs`.
     out_dir : path
         Created if needed.
-    method : Params or object with ``.segment(image)``, optional
-        Defaults to ``Params()``.
+    method : Segmenter, Params or a fitted model, optional
+        Defaults to ``Params()``. Its ``describe()`` goes into ``params.json``.
     jobs : int
         Worker processes on this machine (1: in this process).
     dask_address : str or distributed.Client, optional
         Run on an existing Dask cluster instead (``jobs`` is then ignored).
     resume : bool
-        Skip images whose outputs exist from an earlier run with the same method;
-        without it, earlier per-image outputs in `out_dir` are redone.
+        Continue an earlier run with the same method in `out_dir`: skip images whose
+        outputs exist, process the others, and keep every earlier image in
+        ``images.csv`` and ``objects.csv`` (the tables are rebuilt from every finished
+        image's saved rows, plus the earlier failures not retried now).
+    overwrite : bool
+        Remove an earlier run's outputs from `out_dir` first (only the files a run
+        writes). Without `resume` or `overwrite`, a folder holding outputs is refused.
     progress : callable(done, total, name), optional
         Called after each image (the app's progress bar, the CLI's tqdm).
     preset, model_path : optional
-        Recorded in ``params.json``.
+        The preset plain Params came from, the file a model object was read from
+        (recorded in ``params.json``).
+    max_objects : int, optional
+        Per-image object ceiling, see :func:`process_image`.
 
     Returns
     -------
@@ -526,15 +524,18 @@ def run_batch(inputs, out_dir, method=None, *, jobs: int = 1, dask_address=None,
     Raises
     ------
     ValueError
-        For bad inputs, ``jobs < 1``, an unreachable cluster, or ``resume`` into a
-        folder that holds results of other parameters. A failing image does not
+        For bad inputs, ``jobs < 1``, an unreachable cluster, ``resume`` into a
+        folder that holds results of other parameters, ``resume`` with ``overwrite``,
+        or (without either) a folder that already holds outputs. A failing image does not
         raise: it is recorded in ``images.csv`` (status ``failed: ...``) and in
         ``BatchResult.failed``.
     """
     start = time.perf_counter()
     if not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"`jobs` must be a positive integer, got {jobs!r}")
-    method = Params() if method is None else method
+    method = _segmenter(method, preset, model_path)
+    # Resolved here, so that workers (Dask ones too) use this process's setting.
+    limit = max_objects if max_objects is not None else default_max_objects()
     items = [x for x in inputs if isinstance(x, BatchItem)]
     others = [x for x in inputs if not isinstance(x, BatchItem)]
     if others:
@@ -542,9 +543,16 @@ def run_batch(inputs, out_dir, method=None, *, jobs: int = 1, dask_address=None,
     if not items:
         raise ValueError("no input images given")
     out_dir = Path(out_dir)
-    description = describe_method(method, preset=preset, model_path=model_path)
+    if resume and overwrite:
+        raise ValueError("give either --resume (continue the run in the folder) or "
+                         "--overwrite (replace it), not both")
+    description = method.describe()
     params_file = out_dir / "params.json"
-    parts = out_dir / _PARTS
+    earlier = _previous_outputs(out_dir) if out_dir.is_dir() else []
+    if earlier and not (resume or overwrite):
+        raise ValueError(f"{out_dir} already holds the outputs of a run ({', '.join(earlier)}); "
+                         "add --resume to continue it (new images are added to its tables) "
+                         "or --overwrite to replace it, or choose another --out folder")
     if resume and params_file.is_file():
         try:
             before = json.loads(params_file.read_text(encoding="utf-8"))
@@ -556,19 +564,16 @@ def run_batch(inputs, out_dir, method=None, *, jobs: int = 1, dask_address=None,
                              "use another --out folder or run without --resume")
     out_dir.mkdir(parents=True, exist_ok=True)
     _remove_stale_temp(out_dir)
-    if not resume and parts.is_dir():
-        for old in parts.glob("*.json"):
-            old.unlink()
+    rows, object_rows, failed = {}, {}, []
+    if resume:  # every image finished before stays in the tables, in these inputs or not
+        rows.update(_earlier_failures(out_dir))
+        for stem, saved in _finished(out_dir).items():
+            rows[stem], object_rows[stem] = saved["image"], saved["objects"]
+    else:
+        _clear_outputs(out_dir)  # nothing, unless `overwrite`
     write_bytes_atomic(params_file, (json.dumps(description, indent=2) + "\n").encode())
 
-    rows, object_rows, failed = {}, {}, []
-    todo = []
-    for item in items:
-        previous = _done(out_dir, item.stem) if resume else None
-        if previous is None:
-            todo.append(item)
-        else:
-            rows[item.stem], object_rows[item.stem] = previous["image"], previous["objects"]
+    todo = [item for item in items if item.stem not in object_rows]
     n_skipped, total, done = len(items) - len(todo), len(items), len(items) - len(todo)
     if progress is not None and n_skipped:
         progress(done, total, None)
@@ -578,9 +583,10 @@ def run_batch(inputs, out_dir, method=None, *, jobs: int = 1, dask_address=None,
             n_workers = 1
             if hasattr(dask_address, "nthreads"):
                 n_workers = max(1, sum(dask_address.nthreads().values()))
-            results = _results_dask(_chunks(todo, max(n_workers, 2)), method, dask_address)
+            results = _results_dask(_chunks(todo, max(n_workers, 2)), method, dask_address,
+                                    limit)
         else:
-            results = _results_local(_chunks(todo, jobs), method, jobs, out_dir)
+            results = _results_local(_chunks(todo, jobs), method, jobs, out_dir, limit)
         by_stem = {item.stem: item for item in todo}
         for stem, labels_tif, nuclei_tif, row, objects, error in results:
             if error is None:
@@ -599,7 +605,7 @@ def run_batch(inputs, out_dir, method=None, *, jobs: int = 1, dask_address=None,
     images = _typed(pd.DataFrame([{k: _text(v) if k in names else v for k, v in rows[s].items()}
                                   for s in stems], columns=IMAGE_COLUMNS))
     objects = _typed(pd.DataFrame([{**r, "image": _text(r["image"])}
-                                   for s in stems for r in object_rows[s]],
+                                   for s in stems for r in object_rows.get(s, ())],
                                   columns=OBJECTS_COLUMNS))
     write_bytes_atomic(out_dir / "images.csv", _csv_bytes(images))
     write_bytes_atomic(out_dir / "objects.csv", _csv_bytes(objects))

@@ -7,7 +7,21 @@ from skimage.feature import peak_local_max
 from skimage.segmentation import relabel_sequential, watershed
 
 __all__ = ["label_objects", "filter_by_size", "split_touching", "assign_cells",
-           "watershed_markers"]
+           "watershed_markers", "TooManyMarkers"]
+
+
+class TooManyMarkers(ValueError):
+    """More watershed seeds than the caller allows: the split would not be worth its cost.
+
+    Raised before the per-object work starts; the message says how many and the limit.
+    """
+
+    def __init__(self, n_markers: int, limit: int, *, at_least: bool = False):
+        self.n_markers, self.limit = n_markers, limit
+        super().__init__(
+            f"watershed split skipped: {'at least ' if at_least else ''}{n_markers:,} seeds "
+            f"(limit {limit:,}) — probably noise or the wrong preset; touching nuclei are "
+            "left joined")
 
 
 def label_objects(mask: np.ndarray, *, connectivity: int = 1) -> np.ndarray:
@@ -44,33 +58,69 @@ def filter_by_size(labels: np.ndarray, min_size: int = 0, max_size: int | None =
     return new_ids[labels]
 
 
-def watershed_markers(mask: np.ndarray, *, min_distance: int = 5, footprint: int = 3):
+def watershed_markers(mask: np.ndarray, *, min_distance: int = 5, footprint: int = 3,
+                      max_markers: int | None = None):
     """Distance transform of `mask` and its peaks, the seeds of a watershed split.
+
+    Parameters
+    ----------
+    mask : (M, N) ndarray of bool
+    min_distance, footprint : int
+        See :func:`split_touching`.
+    max_markers : int, optional
+        Raise :class:`TooManyMarkers` instead of finding more seeds than this. Every
+        connected piece gets at least one seed, so a mask with more pieces is refused
+        before the peak search (whose cost grows with the number of pieces).
 
     Returns
     -------
     distance : (M, N) ndarray of float
     peaks : (K, 2) ndarray of int, row and column of each seed
+
+    Raises
+    ------
+    TooManyMarkers
+        With `max_markers`, when there would be more seeds.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> mask = np.zeros((5, 9), bool)
+    >>> mask[1:4, 1:4] = mask[1:4, 5:8] = True
+    >>> watershed_markers(mask)[1].tolist()
+    [[2, 2], [2, 6]]
+    >>> watershed_markers(mask, max_markers=1)
+    Traceback (most recent call last):
+    ...
+    cellseg_core.instances.TooManyMarkers: watershed split skipped: at least 2 seeds (limit 1) — probably noise or the wrong preset; touching nuclei are left joined
     """
+    if max_markers is not None and max_markers < 0:
+        raise ValueError(f"`max_markers` must be >= 0, got {max_markers}")
     mask = np.asarray(mask, bool)
     distance = ndi.distance_transform_edt(mask)
     if not mask.any():
         return distance, np.empty((0, 2), int)
     components = label_objects(mask)
+    n_components = int(components.max())
+    if max_markers is not None and n_components > max_markers:
+        raise TooManyMarkers(n_components, max_markers, at_least=True)
     peaks = peak_local_max(distance, min_distance=min_distance,
                            footprint=np.ones((footprint, footprint), bool),
                            labels=components, exclude_border=False)
     # A component whose distance map is flat at its top may get no peak: seed its maximum.
-    seeded = np.zeros(components.max() + 1, bool)
+    seeded = np.zeros(n_components + 1, bool)
     seeded[components[tuple(peaks.T)]] = True
     missing = np.flatnonzero(~seeded[1:]) + 1
     if missing.size:
         extra = ndi.maximum_position(distance, components, missing)
         peaks = np.vstack([peaks, np.asarray(extra, int).reshape(-1, 2)])
+    if max_markers is not None and len(peaks) > max_markers:
+        raise TooManyMarkers(len(peaks), max_markers)
     return distance, peaks
 
 
-def split_touching(mask: np.ndarray, *, min_distance: int = 5, footprint: int = 3) -> np.ndarray:
+def split_touching(mask: np.ndarray, *, min_distance: int = 5, footprint: int = 3,
+                   max_markers: int | None = None) -> np.ndarray:
     """Split touching objects: distance transform → peaks → watershed within the mask.
 
     Parameters
@@ -80,12 +130,20 @@ def split_touching(mask: np.ndarray, *, min_distance: int = 5, footprint: int = 
         Minimum distance between two seeds (`peak_local_max`).
     footprint : int
         Side of the square neighbourhood in which a seed must be the maximum.
+    max_markers : int, optional
+        Refuse (:class:`TooManyMarkers`) to split with more seeds than this.
 
     Returns
     -------
     (M, N) ndarray of int32, instances numbered 1..n
+
+    Raises
+    ------
+    TooManyMarkers
+        With `max_markers`, when there would be more seeds.
     """
-    distance, peaks = watershed_markers(mask, min_distance=min_distance, footprint=footprint)
+    distance, peaks = watershed_markers(mask, min_distance=min_distance, footprint=footprint,
+                                        max_markers=max_markers)
     if peaks.size == 0:
         return np.zeros(np.shape(mask), np.int32)
     markers = np.zeros(distance.shape, np.int32)
@@ -108,6 +166,8 @@ def assign_cells(nuclei: np.ndarray, cell_mask: np.ndarray) -> np.ndarray:
     nuclei = np.asarray(nuclei)
     if not nuclei.any():
         return np.zeros(nuclei.shape, np.int32)
+    outside = np.asarray(cell_mask, bool) & (nuclei == 0)
+    if not outside.any():  # no cytoplasm (fluorescence): each cell is its nucleus
+        return nuclei.astype(np.int32)
     distance = ndi.distance_transform_edt(nuclei == 0)
-    return watershed(distance, nuclei, mask=np.asarray(cell_mask, bool) | (nuclei > 0)
-                     ).astype(np.int32)
+    return watershed(distance, nuclei, mask=outside | (nuclei > 0)).astype(np.int32)

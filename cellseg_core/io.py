@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io as _io
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -260,19 +259,40 @@ def read_mask(source, *, shape=None) -> np.ndarray:
 def write_bytes_atomic(path, data: bytes) -> Path:
     """Write `data` to `path` through a temporary file and a rename.
 
-    An interrupted run never leaves a half-written file under `path`.
+    An interrupted run never leaves a half-written file under `path`. The file gets
+    the permissions of any new file (``0o666`` less the process umask: ``-rw-r--r--``
+    under the usual 022), not ``tempfile.mkstemp``'s private ``-rw-------``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> write_bytes_atomic(folder / "a" / "b.txt", b"hi").read_bytes()
+    b'hi'
+    >>> import shutil; shutil.rmtree(folder)
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # A short prefix: ".<name>.<random>.part" must fit the 255-byte limit on a file
-    # name even when `path`'s own name is near it.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:40]}.", suffix=".part", dir=path.parent)
+    # name even when `path`'s own name is near it. os.open with mode 0o666 lets the
+    # kernel apply the umask, as for any file a Unix tool creates (reading the umask
+    # would mean setting it, which is not thread-safe).
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name[:40]}.{os.urandom(6).hex()}.part"
+        try:
+            fd = os.open(tmp, flags, 0o666)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(f"{path.parent}: could not create a temporary file")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 

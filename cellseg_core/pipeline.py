@@ -9,14 +9,16 @@ import pandas as pd
 
 from .color import extract_channel
 from .filters import blur
-from .instances import assign_cells, filter_by_size, label_objects, split_touching
+from .instances import (TooManyMarkers, assign_cells, filter_by_size, label_objects,
+                        split_touching, watershed_markers)
 from .io import as_float_image
-from .measure import image_summary, object_table
+from .measure import OBJECT_COLUMNS, image_summary, object_table, too_many_objects
+from .measure import max_objects as _default_max_objects
 from .morphology import clean_labels
-from .params import Mode, Params
+from .params import BlurKind, Channel, Mode, Params
 from .threshold import apply_threshold
 
-__all__ = ["Segmentation", "segment", "preprocess", "labels_from_channel"]
+__all__ = ["Segmentation", "segment", "preprocess", "preprocess_key", "labels_from_channel"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,8 +36,18 @@ class Segmentation:
     raw : (M, N) ndarray of uint8
         Classes straight from the thresholds, before clean-up.
     thresholds : dict
-        The thresholds used (chosen by the automatic method where there is one).
+        The thresholds used (chosen by the automatic method where there is one); empty
+        for a learned model.
     params : Params
+        What ran (a learned model: its clean-up).
+    method : str
+        Which method produced it: ``"params"`` for :func:`segment`, else the learned
+        model's kind (e.g. ``"PixelClassifier/boosting"``).
+    max_objects : int, optional
+        Object ceiling: above it :attr:`objects` is empty and :attr:`warnings` says
+        why. None: ``CELLSEG_MAX_OBJECTS`` or 20,000 (:func:`cellseg_core.measure.max_objects`).
+    notes : tuple of str
+        Warnings from the steps themselves (e.g. a watershed split skipped).
     """
 
     labels: np.ndarray
@@ -45,6 +57,9 @@ class Segmentation:
     raw: np.ndarray
     thresholds: dict
     params: Params = field(repr=False)
+    method: str = "params"
+    max_objects: int | None = field(default=None, repr=False)
+    notes: tuple = ()
 
     @cached_property
     def cells(self) -> np.ndarray:
@@ -52,9 +67,52 @@ class Segmentation:
         return assign_cells(self.nuclei, self.labels > 0)
 
     @cached_property
+    def too_many_objects(self) -> str | None:
+        """Why per-object measurements are off (above the object ceiling), or None."""
+        limit = self.max_objects if self.max_objects is not None else _default_max_objects()
+        return too_many_objects(int(self.nuclei.max(initial=0)), limit)
+
+    @cached_property
     def objects(self) -> pd.DataFrame:
-        """Per-nucleus table: areas, per-cell N/C, centroid, intensity, shape."""
-        return object_table(self.nuclei, self.cells, self.labels, self.channel)
+        """Per-nucleus table: areas, per-cell N/C, centroid, intensity, shape.
+
+        Empty (same columns) when there are more nuclei than the object ceiling;
+        ``objects.attrs["warnings"]`` holds the table's own messages.
+        """
+        if self.too_many_objects:
+            table = pd.DataFrame({c: pd.Series(dtype=float) for c in OBJECT_COLUMNS})
+            table.attrs["warnings"] = (self.too_many_objects,)
+            return table
+        # Cells only count cytoplasm pixels: without any (fluorescence), skip their watershed.
+        cells = self.cells if (self.labels == 1).any() else self.nuclei
+        return object_table(self.nuclei, cells, self.labels, self.channel)
+
+    @property
+    def warnings(self) -> tuple:
+        """Every message a user should see about this result, e.g. the object ceiling.
+
+        Cheap: asking does not compute the object table; once it is computed, its
+        own messages (solidity not computed for every object) are included.
+        """
+        found = tuple(self.notes)
+        if self.too_many_objects:
+            return found + (self.too_many_objects,)
+        if "objects" in self.__dict__:  # already computed
+            found += tuple(self.objects.attrs.get("warnings", ()))
+        return found
+
+    @cached_property
+    def markers(self) -> tuple[np.ndarray, np.ndarray]:
+        """The watershed's seeds of the nuclei: ``(distance, peaks)`` of
+        :func:`~cellseg_core.instances.watershed_markers` with ``params.watershed``'s
+        settings (computed on demand, whether or not the watershed split them).
+
+        Raises :class:`~cellseg_core.instances.TooManyMarkers` (a ``ValueError``)
+        above the object ceiling, as the pipeline's own split does."""
+        ws = self.params.watershed
+        limit = self.max_objects if self.max_objects is not None else _default_max_objects()
+        return watershed_markers(self.labels == 2, min_distance=ws.min_distance,
+                                 footprint=ws.footprint, max_markers=limit)
 
     @cached_property
     def summary(self) -> dict:
@@ -74,6 +132,26 @@ def preprocess(image: np.ndarray, params: Params) -> tuple[np.ndarray, np.ndarra
     return channel, blurred
 
 
+def preprocess_key(params: Params) -> tuple:
+    """What :func:`preprocess` depends on, and nothing else: the channel and the blur
+    (its sigma for a gaussian blur, its window size for median and mean).
+
+    Params with the same key give the same channel and blurred channel, so callers
+    that cache :func:`preprocess` (the evaluation, the app) key on it.
+
+    Examples
+    --------
+    >>> preprocess_key(Params().with_values({"threshold.t_nuc": 0.2})) == preprocess_key(Params())
+    True
+    >>> preprocess_key(Params().with_values({"blur.kind": "gaussian", "blur.sigma": 2.0}))
+    ('gray', 'gaussian', 2.0)
+    """
+    kind = BlurKind(params.blur.kind)
+    extra = (params.blur.sigma if kind == BlurKind.GAUSSIAN
+             else params.blur.size if kind in (BlurKind.MEDIAN, BlurKind.MEAN) else None)
+    return (Channel(params.channel).value, kind.value, extra)
+
+
 def labels_from_channel(blurred: np.ndarray, params: Params):
     """Thresholds and clean-up on a preprocessed channel.
 
@@ -87,21 +165,29 @@ def labels_from_channel(blurred: np.ndarray, params: Params):
     return raw, labels, thresholds
 
 
-def _nucleus_instances(labels: np.ndarray, params: Params) -> np.ndarray:
+def _nucleus_instances(labels: np.ndarray, params: Params, max_markers: int):
+    """Nucleus instances, and the notes of a watershed split skipped for its seed count."""
     nucleus = labels == 2
+    notes = ()
+    nuclei = None
     if params.watershed.enabled:
-        nuclei = split_touching(nucleus, min_distance=params.watershed.min_distance,
-                                footprint=params.watershed.footprint)
-    else:
+        try:
+            nuclei = split_touching(nucleus, min_distance=params.watershed.min_distance,
+                                    footprint=params.watershed.footprint,
+                                    max_markers=max_markers)
+        except TooManyMarkers as err:
+            notes = (str(err),)
+    if nuclei is None:
         nuclei = label_objects(nucleus)
     if params.mode == Mode.FLUORESCENCE and params.cleanup.min_nucleus_size > 1:
         # Watershed pieces can be smaller than the size filter allowed for whole objects.
         nuclei = filter_by_size(nuclei, params.cleanup.min_nucleus_size)
-    return nuclei
+    return nuclei, notes
 
 
 def segment(image: np.ndarray, params: Params | None = None, *,
-            preprocessed: tuple[np.ndarray, np.ndarray] | None = None) -> Segmentation:
+            preprocessed: tuple[np.ndarray, np.ndarray] | None = None,
+            max_objects: int | None = None) -> Segmentation:
     """Segment one image: channel → blur → threshold → clean-up → instances.
 
     Parameters
@@ -112,6 +198,10 @@ def segment(image: np.ndarray, params: Params | None = None, *,
         Defaults to ``Params()`` (the course's Lab 01 thresholds).
     preprocessed : (channel, blurred), optional
         The result of :func:`preprocess` for the same image and params, if cached.
+    max_objects : int, optional
+        Object ceiling (default ``CELLSEG_MAX_OBJECTS`` or 20,000): above it the
+        watershed split is skipped and per-object measurements are off, each with a
+        message in :attr:`Segmentation.warnings`; labels and instances are still made.
 
     Returns
     -------
@@ -123,10 +213,17 @@ def segment(image: np.ndarray, params: Params | None = None, *,
     >>> img = np.array([[0.2, 0.5, 0.9]], np.float32)
     >>> segment(img).labels
     array([[2, 1, 0]], dtype=uint8)
+    >>> noisy = segment(np.tile([[0.2, 0.9]], (1, 3)), max_objects=2)
+    >>> noisy.warnings[0].split(" —")[0], len(noisy.objects)
+    ('this segmentation has 3 objects', 0)
     """
     params = params or Params()
+    if max_objects is not None and (isinstance(max_objects, bool) or max_objects < 1):
+        raise ValueError(f"`max_objects` must be a positive integer, got {max_objects!r}")
+    limit = max_objects if max_objects is not None else _default_max_objects()
     channel, blurred = preprocessed or preprocess(image, params)
     raw, labels, thresholds = labels_from_channel(blurred, params)
-    return Segmentation(labels=labels, nuclei=_nucleus_instances(labels, params),
-                        channel=channel, blurred=blurred, raw=raw,
-                        thresholds=thresholds, params=params)
+    nuclei, notes = _nucleus_instances(labels, params, limit)
+    return Segmentation(labels=labels, nuclei=nuclei, channel=channel, blurred=blurred,
+                        raw=raw, thresholds=thresholds, params=params,
+                        max_objects=limit, notes=notes)

@@ -273,6 +273,8 @@ def analysis_part(source) -> None:
     seg = _segmentation(source, params)
     if seg is None:
         return
+    for warning in seg.warnings:  # e.g. "this segmentation has 505,795 objects ..."
+        st.warning(warning)
     _numbers(seg, source, params, hist=cache.histograms(source.digest, source.image,
                                                        params, source.mask))
     _sections(seg, source, params)

@@ -1,0 +1,96 @@
+"""``cellseg segment``: images into label TIFFs, tables and params.json (:mod:`..batch`)."""
+from __future__ import annotations
+
+import argparse
+
+from ..batch import run_batch
+from ._common import (EXIT_FAILED, EXIT_OK, UsageError, add_method_options, method_from_args,
+                      progress_bar, say)
+
+_SEGMENT_EPILOG = """\
+examples:
+  cellseg segment data/voced --preset lab03v2 --out results
+  cellseg segment scans/*.png --params tuned.json --out results --jobs 4
+  cellseg segment big_folder --preset auto-cytology --out results --resume
+  cellseg segment more_images --preset auto-cytology --out results --resume   # adds them
+  cellseg segment big_folder --preset lab02 --out results --overwrite
+  cellseg segment /shared/slides --preset lab03v2 --out /shared/out --dask tcp://scheduler:8786
+
+writes:
+  OUT/labels/<stem>.tif   uint8 classes: 0 background, 1 cytoplasm, 2 nucleus
+  OUT/nuclei/<stem>.tif   uint16 (uint32 above 65535) nucleus instances, plain TIFF
+  OUT/images.csv          per image: areas, N/C ratio, counts, thresholds, Dice/IoU
+                          when a mask with the same stem sits in a sibling masks/ folder
+  OUT/objects.csv         per nucleus and its cell: areas, N/C, intensity, centroid, shape
+  OUT/params.json         exactly what ran and the cellseg version
+An OUT folder that holds a run's outputs is refused unless --resume (continue it: its
+earlier images stay in the tables) or --overwrite (remove them first) is given.
+An image with more objects than CELLSEG_MAX_OBJECTS (default 20000) gets its TIFFs and
+its images.csv row, with the reason in the warnings column and on stderr, but no
+objects.csv rows.
+exit code 0 when every image succeeded, 1 when some failed (listed), 2 for usage errors.
+"""
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("segment", help="segment images into labels, instances and tables",
+                       description="Segment image files and folders; write TIFFs and CSVs to --out.",
+                       epilog=_SEGMENT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="image files or folders (a dataset folder's images/ is used)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
+    add_method_options(p)
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="worker processes on this machine (default 1)")
+    p.add_argument("--dask", metavar="ADDRESS",
+                   help="run on an existing Dask cluster, e.g. tcp://scheduler:8786")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out: skip images whose outputs exist (same "
+                        "method), add new ones; earlier rows of the tables are kept")
+    p.add_argument("--overwrite", action="store_true",
+                   help="remove the outputs of an earlier run in --out first")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    method = method_from_args(args)
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    bar = None
+
+    def progress(done, total, name):
+        nonlocal bar
+        if bar is None:
+            bar = progress_bar(total, "segment", initial=done)
+        else:
+            bar.update(done - bar.n)
+
+    try:
+        result = run_batch(args.inputs, args.out, method, jobs=args.jobs,
+                           dask_address=args.dask, resume=args.resume,
+                           overwrite=args.overwrite, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    images = result.images
+    ok = images[images["status"] == "ok"]
+    n_nuclei = int(ok["n_nuclei"].sum())
+    measured = f" ({len(result.objects)} measured)" if len(result.objects) != n_nuclei else ""
+    line = (f"{len(ok)} of {len(images)} images segmented"
+            f"{f' ({result.n_skipped} already done, skipped)' if result.n_skipped else ''}"
+            f" in {result.seconds:.1f} s; {n_nuclei} nuclei{measured}; outputs in {args.out}")
+    scored = ok[ok["has_mask"].astype(bool)]
+    if len(scored):
+        line += (f"\nmean Dice {scored['mean_dice'].mean():.4f} over {len(scored)} images with"
+                 f" a mask (cytoplasm {scored['dice_cytoplasm'].mean():.4f}, nucleus "
+                 f"{scored['dice_nucleus'].mean():.4f})")
+    say(line)
+    warned = images[images["warnings"].notna()]
+    for name, message in zip(warned["image"], warned["warnings"]):
+        say(f"WARNING {name}: {message}")
+    for name, message in result.failed:
+        say(f"FAILED {name}: {message}")
+    if result.failed:
+        say(f"{len(result.failed)} image(s) failed; rerun with --resume after fixing them")
+        return EXIT_FAILED
+    return EXIT_OK
