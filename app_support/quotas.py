@@ -281,9 +281,12 @@ def accepted(value):
 
 # --- ended sessions -----------------------------------------------------------------------
 def _runtime():
+    """The server's Streamlit runtime; None in bare mode and under AppTest (whose
+    runtime is a mock: it has no sessions to sweep)."""
     from streamlit.runtime import Runtime
 
-    return Runtime.instance() if Runtime.exists() else None
+    runtime = Runtime.instance() if Runtime.exists() else None
+    return runtime if issubclass(type(runtime), Runtime) else None
 
 
 def session_alive(session: str, runtime=None) -> bool:

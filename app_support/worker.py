@@ -50,8 +50,8 @@ import numpy as np
 from cellseg_core.params import Params
 from cellseg_core.pipeline import Segmentation, preprocess, preprocess_key, segment
 
-__all__ = ["HEAVY_PIXELS", "HELD_PER_WORKER", "Shared", "Job", "WorkerPool",
-           "Cancelled", "NotSent", "heavy_pixels", "workers", "is_heavy", "pool", "call", "segmentation",
+__all__ = ["HEAVY_PIXELS", "HELD_PER_WORKER", "Shared", "Job", "WorkerPool", "Cancelled",
+           "NotSent", "heavy_pixels", "workers", "is_heavy", "pool", "call", "segmentation",
            "histograms", "model_call", "PooledSegmentation", "session_id", "cancel_session",
            "send", "receive"]
 
@@ -130,7 +130,6 @@ class Job:
     future: Future = field(default_factory=Future)
     started: float | None = None
     worker: "_Worker | None" = None
-    waiters: int = 0
 
     @property
     def done(self) -> bool:
@@ -352,20 +351,14 @@ class WorkerPool:
         Cancelled
             When the job was cancelled.
         """
-        with self._lock:
-            job.waiters += 1
-        try:
-            while True:
-                try:
-                    return job.future.result(timeout=POLL_SECONDS)
-                except TimeoutError:
-                    if interrupt is not None:
-                        interrupt()
-                except CancelledError:
-                    raise Cancelled(f"job {job.key!r} was cancelled") from None
-        finally:
-            with self._lock:
-                job.waiters -= 1
+        while True:
+            try:
+                return job.future.result(timeout=POLL_SECONDS)
+            except TimeoutError:
+                if interrupt is not None:
+                    interrupt()
+            except CancelledError:
+                raise Cancelled(f"job {job.key!r} was cancelled") from None
 
     def call(self, session: str, key: str, fn, args: tuple = (), shared=None,
              interrupt=None):

@@ -6,7 +6,6 @@ import asyncio
 import gc
 import io
 import os
-import threading
 import time
 import weakref
 from pathlib import Path
