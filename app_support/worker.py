@@ -165,7 +165,7 @@ def receive(conn):
     data, sizes = pickle.loads(conn.recv_bytes())
     fd, buffers = conn.fileno(), []
     for size in sizes:
-        buf = bytearray(size)
+        buf = np.empty(size, np.uint8)  # not zeroed: every byte is read into it
         view, got = memoryview(buf), 0
         while got < size:
             n = os.readv(fd, [view[got:]])

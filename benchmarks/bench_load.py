@@ -233,16 +233,16 @@ async def _heavy_ws_session(url: str, data: bytes, timeout: float, ready, done,
 
 
 async def _ws_phase(url, images, moves, timeout, on_opened=None, think=0.0, heavy=None,
-                    table=False):
-    """`images` sessions moving their slider together; with `heavy` (PNG bytes) one more
-    session uploads it first and keeps segmenting it while they move. Returns
-    (latencies, errors, heavy record)."""
+                    table=False, heavy_users=1):
+    """`images` sessions moving their slider together; with `heavy` (PNG bytes)
+    `heavy_users` more sessions upload it first and keep segmenting it while they move.
+    Returns (latencies, errors, heavy record: the heavy users' moves and upload times
+    together)."""
     go = asyncio.Event()
     left = [len(images)]
-    record: dict = {}
-    ready, done = asyncio.Event(), asyncio.Event()
-    if heavy is None:
-        ready.set()
+    records = [{} for _ in range(heavy_users if heavy is not None else 0)]
+    readies = [asyncio.Event() for _ in records]
+    done = asyncio.Event()
 
     def opened():
         left[0] -= 1
@@ -252,26 +252,29 @@ async def _ws_phase(url, images, moves, timeout, on_opened=None, think=0.0, heav
             go.set()
 
     async def normal(seed, image):
-        await ready.wait()
+        for ready in readies:
+            await ready.wait()
         return await _ws_session(url, image, moves, timeout, opened, go, think, seed)
 
     async def everyone():
         tasks = [asyncio.ensure_future(normal(seed, image))
                  for seed, image in enumerate(images)]
-        heavy_task = None
-        if heavy is not None:
-            heavy_task = asyncio.ensure_future(
-                _heavy_ws_session(url, heavy, timeout, ready, done, record, table))
+        heavy_tasks = [asyncio.ensure_future(
+            _heavy_ws_session(url, heavy, timeout, ready, done, record, table))
+            for ready, record in zip(readies, records)]
         results = await asyncio.gather(*tasks, return_exceptions=True)
         done.set()
-        if heavy_task is not None:
+        for task in heavy_tasks:
             try:
-                await heavy_task
+                await task
             except Exception as err:  # noqa: BLE001  reported with the others
                 results.append(err)
         return results
 
     latencies, errors = _collect(await everyone())
+    record = {"moves": [x for r in records for x in r.get("moves", [])]}
+    if records:
+        record["upload"] = max(r.get("upload", float("nan")) for r in records)
     return latencies, errors, record
 
 
@@ -303,9 +306,11 @@ def _heavy_phases(url, first, images, args, png, many, pid):
     rows = {"load": os.getloadavg(), "rss": _rss_mb(pid)}
     rows["alone"] = asyncio.run(_ws_phase(url, [first], args.moves, args.timeout))
     rows["pair"] = asyncio.run(_ws_phase(url, [first], args.moves, args.timeout, heavy=png,
-                                         table=args.heavy_table))
+                                         table=args.heavy_table,
+                                         heavy_users=args.heavy_users))
     rows["crowd"] = asyncio.run(_ws_phase(url, images, args.moves, args.timeout, heavy=png,
-                                          table=args.heavy_table))
+                                          table=args.heavy_table,
+                                          heavy_users=args.heavy_users))
     rows["many"] = (many, [], {})
     rows["load_after"], rows["rss_after"] = os.getloadavg(), _rss_mb(pid)
     return rows
@@ -316,7 +321,9 @@ def _print_heavy(rows, args) -> bool:
     user, no error) are met."""
     side, what = args.heavy_side, ("RGB noise" if args.heavy_image == "noise"
                                    else "synthetic cytology")
-    print(f"\nOne heavy user: uploads a {side}² {what} PNG in Explore, then moves its "
+    k = args.heavy_users
+    who = "One heavy user" if k == 1 else f"{k} heavy users, each"
+    print(f"\n{who}: uploads a {side}² {what} PNG in Explore, then moves its "
           "t_nuc slider back to back (a full-size segmentation"
           + (" and per-cell table" if args.heavy_table else "") + " each time) while the "
           "others move; load average " + "/".join(f"{x:.2f}" for x in rows["load"]) + " before, "
@@ -326,9 +333,9 @@ def _print_heavy(rows, args) -> bool:
     ok = True
     n = args.sessions
     for label, key, base in (("1 session alone", "alone", None),
-                             ("1 session + heavy user", "pair", "alone"),
+                             (f"1 session + {k} heavy", "pair", "alone"),
                              (f"{n} sessions, no heavy user", "many", None),
-                             (f"{n} sessions + heavy user", "crowd", "many")):
+                             (f"{n} sessions + {k} heavy", "crowd", "many")):
         values, errors, _ = rows[key]
         ratio = (_pct(values, 0.95) / _pct(rows[base][0], 0.95)) if base else float("nan")
         print(f"{label:<34}{len(values):>5}{_pct(values, 0.5):>10.3f}"
@@ -340,7 +347,7 @@ def _print_heavy(rows, args) -> bool:
     for key, label in (("pair", "with 1 session"), ("crowd", f"with {n} sessions")):
         record = rows[key][2]
         moves = record.get("moves", [])
-        print(f"heavy user {label}: upload + first segmentation "
+        print(f"heavy user{'s' if k > 1 else ''} {label}: upload + first segmentation "
               f"{record.get('upload', float('nan')):.1f} s, {len(moves)} moves, p50 "
               f"{_pct(moves, 0.5):.2f} s, max {max(moves, default=float('nan')):.2f} s")
     print("heavy-user goal: p95 <= 2x the same sessions without it: "
@@ -367,6 +374,8 @@ def main(argv=None) -> int:
                         help="side of the heavy user's image (default 3000)")
     parser.add_argument("--heavy-image", choices=("noise", "cells"), default="noise",
                         help="the heavy user's image: RGB noise (default) or synthetic cells")
+    parser.add_argument("--heavy-users", type=int, default=1,
+                        help="how many heavy users (default 1)")
     parser.add_argument("--heavy-table", action="store_true",
                         help="the heavy user shows Explore's per-cell table (made again "
                              "at each of its moves)")
