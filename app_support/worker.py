@@ -658,25 +658,29 @@ def _preprocessed(digest: str, image, params: Params):
 
 
 def _segment_job(digest: str, image, params_json: str, without_preprocessed=False):
-    """The segmentation; with `without_preprocessed` its channel and blurred channel
-    are left out (None) of what is sent back: the caller has them already."""
+    """``(segmentation, from_key)``: `from_key` is True when its channel and blurred
+    channel are those of ``preprocess_key(params)`` (automatic params resolve their own
+    per image). With `without_preprocessed` and `from_key`, they are left out (None)
+    of what is sent back: the caller has them already."""
     params = Params.from_json(params_json)
+    pre = _preprocessed(digest, image, params)
 
     def compute():
-        seg = segment(image, params, preprocessed=_preprocessed(digest, image, params))
+        seg = segment(image, params, preprocessed=pre)
         seg.summary  # noqa: B018  computed here, travels in the object's __dict__
         return seg
 
     seg = _local("segmentation", (digest, params_json), compute)
-    if not without_preprocessed:
-        return seg
+    from_key = seg.channel is pre[0] and seg.blurred is pre[1]
+    if not (without_preprocessed and from_key):
+        return seg, from_key
     light = dataclasses.replace(seg, channel=None, blurred=None)
     light.__dict__["summary"] = seg.summary
-    return light
+    return light, from_key
 
 
 def _objects_job(digest: str, image, params_json: str):
-    return _segment_job(digest, image, params_json).objects
+    return _segment_job(digest, image, params_json)[0].objects
 
 
 def _histograms_job(digest: str, image, params_json: str, truth):
@@ -741,17 +745,18 @@ def segmentation(digest: str, image, params_json: str) -> PooledSegmentation:
         kept = _PREPROCESSED.get(key)
         if kept is not None:
             _PREPROCESSED.move_to_end(key)
-    seg = call(f"segment:{digest}:{params_json}:{kept is not None}", _segment_job,
-               (digest, Shared(f"image:{digest}"), params_json, kept is not None),
-               {f"image:{digest}": image})
-    if kept is None:
-        kept = (seg.channel, seg.blurred)
-        for array in kept:
+    seg, from_key = call(f"segment:{digest}:{params_json}:{kept is not None}", _segment_job,
+                         (digest, Shared(f"image:{digest}"), params_json, kept is not None),
+                         {f"image:{digest}": image})
+    if seg.channel is not None:  # sent back: new, or not the key's (automatic params)
+        for array in (seg.channel, seg.blurred):
             array.flags.writeable = False
-        with _PREPROCESSED_LOCK:
-            _PREPROCESSED[key] = kept
-            while len(_PREPROCESSED) > PREPROCESSED_KEPT:
-                _PREPROCESSED.popitem(last=False)
+        if from_key:
+            with _PREPROCESSED_LOCK:
+                _PREPROCESSED[key] = (seg.channel, seg.blurred)
+                while len(_PREPROCESSED) > PREPROCESSED_KEPT:
+                    _PREPROCESSED.popitem(last=False)
+        return _pooled(seg, digest, image, params_json)
     return _pooled(seg, digest, image, params_json, kept)
 
 

@@ -48,8 +48,9 @@ def test_segmentation_in_the_pool_equals_in_process(pool):
     image = synthetic.cytology_image(rng=3, size=256).image
     params = get_preset("lab02")
     key = params.to_json(indent=None)
-    seg = pool.call("a", "seg", worker._segment_job,
-                    ("img", worker.Shared("image:img"), key), {"image:img": image})
+    seg, from_key = pool.call("a", "seg", worker._segment_job,
+                              ("img", worker.Shared("image:img"), key), {"image:img": image})
+    assert from_key
     local = segment(image, params)
     for name in ("labels", "nuclei", "channel", "blurred", "raw"):
         np.testing.assert_array_equal(getattr(seg, name), getattr(local, name))
