@@ -31,7 +31,7 @@ import pandas as pd
 from .datasets import Dataset, resolve_id
 from .metrics import confusion_matrix, nc_errors
 from .params import BlurKind, Mode, Params, ThresholdMethod
-from .pipeline import labels_from_channel, preprocess
+from .pipeline import is_automatic, labels_from_channel, preprocess, segment
 
 __all__ = [
     "ChannelCache",
@@ -198,6 +198,9 @@ def _sorted_by_class(dataset, id, params, cache):
 # --- which params the exact shortcuts apply to ---------------------------------------------
 def _two_threshold_problem(params: Params) -> str | None:
     """Why `params` is not a plain two-threshold rule, or None when it is."""
+    if is_automatic(params):
+        return ("auto.kind is not 'off': automatic settings are chosen per image, not "
+                "from a grid")
     if Mode(params.mode) != Mode.CYTOLOGY:
         return "mode is 'fluorescence' (one threshold, not the two-threshold rule)"
     if ThresholdMethod(params.threshold.method) != ThresholdMethod.MANUAL:
@@ -527,7 +530,10 @@ def evaluate(dataset: Dataset, ids, method, *, cache=None, progress=None) -> Eva
             confusion[i] = _confusion_two_threshold(per_class, method.threshold.t_nuc,
                                                     method.threshold.t_bg)
         else:
-            if is_params:
+            if is_params and is_automatic(method):   # settings resolved per image
+                labels = segment(dataset.image(id), method).labels
+                confusion[i] = _confusion_fast(labels, _truth3(dataset, id, cache))
+            elif is_params:
                 labels = labels_from_channel(_channel(dataset, id, method, cache)[1], method)[1]
                 confusion[i] = _confusion_fast(labels, _truth3(dataset, id, cache))
             else:
