@@ -95,7 +95,8 @@ def _ids(folder: Path, split: str, limit: int | None) -> list[int]:
 
 def _row(name, method, scores, extra=""):
     f1, ap, count, seconds = (np.mean([s[k] for s in scores]) for k in range(4))
-    return f"| {name} | {method} | {f1:.3f} | {ap:.3f} | {100 * count:.0f} % | {seconds:.2f} | {extra} |"
+    return (f"| {name} | {method} | {f1:.3f} | {ap:.3f} | {100 * count:.0f} % | {seconds:.2f} "
+            f"| {extra} |")
 
 
 def nucleus_rows(folder: Path, split: str, limit: int | None) -> list[str]:

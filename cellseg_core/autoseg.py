@@ -47,7 +47,7 @@ from .morphology import fill_holes, open_close
 from .params import AutoKind
 from .scale import estimate_diameter
 
-__all__ = ["RELATIVE", "DEFAULT_DIAMETER", "AutoNuclei", "nucleus_signal",
+__all__ = ["RELATIVE", "DEFAULT_DIAMETER", "AutoNuclei", "describe", "nucleus_signal",
            "derived_settings", "background_correct", "local_maxima", "split_nuclei",
            "refine_outlines", "drop_low_contrast", "segment_nuclei"]
 
@@ -110,11 +110,25 @@ class AutoNuclei:
     corrected: np.ndarray | None = field(default=None, repr=False)
     mask: np.ndarray | None = field(default=None, repr=False)
 
-    def to_dict(self) -> dict:
-        """JSON-ready summary: kind, confidence, diameter and derived settings."""
-        return {"kind": self.kind.to_dict(), "diameter": self.diameter,
-                "diameter_estimated": self.diameter_estimated,
-                "settings": dict(self.settings), "count": int(self.instances.max())}
+
+def describe(auto: dict) -> str:
+    """One line for display from ``Segmentation.auto``: kind, confidence, diameter.
+
+    Examples
+    --------
+    >>> describe({"kind": "stained", "confidence": 0.934, "dab": True, "diameter": 17.6,
+    ...           "diameter_estimated": True})
+    'stained, DAB (0.93) · nuclei ≈ 18 px across (estimated)'
+    >>> describe({"kind": "fluorescence", "confidence": 1.0, "diameter": 20,
+    ...           "diameter_estimated": False})
+    'fluorescence (1.00) · nuclei ≈ 20 px across (given)'
+    """
+    kind = auto["kind"] + (", DAB" if auto.get("dab") else "")
+    text = f"{kind} ({auto['confidence']:.2f})"
+    if auto.get("diameter") is not None:
+        source = "estimated" if auto.get("diameter_estimated") else "given"
+        text += f" · nuclei ≈ {auto['diameter']:.0f} px across ({source})"
+    return text
 
 
 # --- channel -------------------------------------------------------------------------------

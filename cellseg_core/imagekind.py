@@ -101,8 +101,8 @@ def image_features(image: np.ndarray) -> dict:
         ``polarity`` in [-1, 1]: the histogram mode's place on the 0.5-99.5
         percentile range, ``1 - 2 * place`` (+1: objects brighter than the
         background); ``background``: the mode's gray level in [0, 1] (on
-        [0, max] for float images above 1); ``colour`` (95th percentile of the RGB spread, 0 for gray) and
-        ``dab_share`` (0 for gray).
+        [0, max] for float images above 1); ``colour`` (95th percentile of the
+        RGB spread, 0 for gray) and ``dab_share`` (0 for gray).
 
     Examples
     --------

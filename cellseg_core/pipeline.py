@@ -168,7 +168,8 @@ def _cytology_by_cell_threshold(image, params: Params, given, info) -> Segmentat
     """
     fixed = params.with_values({"auto.kind": "off"})
     channel, blurred = preprocess(image, fixed)
-    _, labels, _ = labels_from_channel(blurred, fixed.with_values({"cleanup.min_nucleus_size": 0}))
+    unsized = fixed.with_values({"cleanup.min_nucleus_size": 0})
+    _, labels, _ = labels_from_channel(blurred, unsized)
     diameter = given or estimate_diameter((labels == 2).astype(np.float32), smooth=0)
     if np.isfinite(diameter):
         scaled = int(round(CELL_MIN_NUCLEUS * np.pi / 4 * diameter ** 2))
@@ -197,9 +198,10 @@ def segment(image: np.ndarray, params: Params | None = None, *,
     In fluorescence mode, or on a fluorescence image, the labels are 0/2. In
     cytology mode on a bright-field image the cells are the `threshold` /
     `cleanup` sections' fixed rule (e.g. darker than the glass peak) and the
-    nuclei are the darker part of each cell, pieces under half a typical nucleus
-    (and under ``cleanup.min_nucleus_size``) removed; on an immunostained (DAB) image, where dark is not nucleus,
-    the nuclei are the automatic ones inside the cells.
+    nuclei the darker part of each cell, pieces under half a typical nucleus
+    (and under ``cleanup.min_nucleus_size``) removed; on an immunostained (DAB)
+    image, where dark is not nucleus, the nuclei are the automatic ones inside
+    the cells.
 
     Parameters
     ----------
