@@ -6,7 +6,6 @@ points under ``benchmarks/bench_generalise.py``'s test-split figures, and the IH
 sample bundled with scikit-image.
 """
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +25,7 @@ from cellseg_core.pipeline import is_automatic
 from cellseg_core.presets import get_preset
 from cellseg_core.scale import (equivalent_diameters, estimate_diameter, median_diameter,
                                 weighted_median)
-
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-
+from tests._support.data import shared_set
 
 # --- synthetic images ---------------------------------------------------------------------
 def _disks(shape=(96, 96), centres=((20, 20), (20, 60), (60, 30), (70, 72)), radius=7):
@@ -39,12 +36,10 @@ def _disks(shape=(96, 96), centres=((20, 20), (20, 60), (60, 30), (70, 72)), rad
         labels[(rr - r) ** 2 + (cc - c) ** 2 <= radius ** 2] = i
     return labels
 
-
 def _fluorescence(labels, rng=0):
     rng = np.random.default_rng(rng)
     img = np.where(labels > 0, 0.7, 0.05) + rng.normal(0, 0.02, labels.shape)
     return np.clip(ndi.gaussian_filter(img, 1), 0, 1).astype(np.float32)
-
 
 def _stained(labels, rng=0):
     """Purple nuclei on pale pink: RGB bright-field."""
@@ -55,11 +50,9 @@ def _stained(labels, rng=0):
     img += rng.normal(0, 0.01, img.shape).astype(np.float32)
     return np.clip(ndi.gaussian_filter(img, (1, 1, 0)), 0, 1)
 
-
 @pytest.fixture(scope="module")
 def nuclei():
     return _disks()
-
 
 # --- imagekind ----------------------------------------------------------------------------
 def test_detector_tells_the_three_kinds(nuclei):
@@ -72,14 +65,12 @@ def test_detector_tells_the_three_kinds(nuclei):
     rgb[..., 2] = fluo
     assert detect_kind(rgb).kind == AutoKind.FLUORESCENCE
 
-
 def test_detector_confidence_and_features(nuclei):
     result = detect_kind(_fluorescence(nuclei))
     assert 0.5 < result.confidence <= 1.0
     assert result.features["polarity"] > 0.9 and result.features["background"] < 0.1
     assert json.loads(json.dumps(result.to_dict()))["kind"] == "fluorescence"
     assert result.label().startswith("fluorescence (")
-
 
 def test_detector_same_answer_for_uint8_and_float_and_keeps_input(nuclei):
     fluo = _fluorescence(nuclei)
@@ -88,11 +79,9 @@ def test_detector_same_answer_for_uint8_and_float_and_keeps_input(nuclei):
     assert detect_kind(as_uint8).kind == detect_kind(as_uint8 / np.float32(255)).kind
     np.testing.assert_array_equal(as_uint8, before)
 
-
 def test_constant_image_has_no_polarity():
     features = image_features(np.full((8, 8), 0.3, np.float32))
     assert features["polarity"] == 0.0 and features["background"] == pytest.approx(0.3)
-
 
 def test_resolve_kind_forced_and_refused():
     img = np.zeros((4, 4), np.float32)
@@ -104,11 +93,9 @@ def test_resolve_kind_forced_and_refused():
     with pytest.raises(ValueError, match="not a valid AutoKind|must be"):
         resolve_kind(img, "phase")
 
-
 def test_detector_refuses_bad_shapes():
     with pytest.raises(ValueError, match="expected a 2-D gray or RGB image"):
         detect_kind(np.zeros((2, 3, 4, 5)))
-
 
 # --- scale --------------------------------------------------------------------------------
 def test_equivalent_diameters_exact():
@@ -121,7 +108,6 @@ def test_equivalent_diameters_exact():
     with pytest.raises(TypeError, match="must be integers"):
         equivalent_diameters(np.zeros((3, 3)))
 
-
 @pytest.mark.parametrize("radius", [4, 8, 16])
 def test_estimate_diameter_of_disks(radius):
     centres = [(3 * radius, 3 * radius), (3 * radius, 8 * radius), (8 * radius, 5 * radius)]
@@ -129,11 +115,9 @@ def test_estimate_diameter_of_disks(radius):
     estimate = estimate_diameter(_fluorescence(labels))
     assert estimate == pytest.approx(2 * radius, rel=0.15)
 
-
 def test_estimate_diameter_of_touching_disks_is_one_disk():
     labels = _disks((60, 80), [(30, 25), (30, 38), (30, 51)], 8)   # a chain of three
     assert estimate_diameter(_fluorescence(labels)) == pytest.approx(16, rel=0.15)
-
 
 def test_estimate_diameter_two_levels_finds_the_nucleus_inside_the_cell():
     cells = _disks((100, 100), [(30, 30), (70, 65)], 22) > 0
@@ -141,7 +125,6 @@ def test_estimate_diameter_two_levels_finds_the_nucleus_inside_the_cell():
     density = 0.3 * cells + 0.7 * nucleus
     assert estimate_diameter(density, levels=1) > 35
     assert estimate_diameter(density, levels=2) == pytest.approx(12, rel=0.2)
-
 
 def test_estimate_diameter_edge_cases():
     assert np.isnan(estimate_diameter(np.zeros((10, 10))))
@@ -152,7 +135,6 @@ def test_estimate_diameter_edge_cases():
     with pytest.raises(ValueError, match="same, non-empty shape"):
         weighted_median(np.array([1.0]), np.array([1.0, 2.0]))
 
-
 # --- channels -----------------------------------------------------------------------------
 def test_hematoxylin_only_ignores_dab_brown_and_eosin_pink():
     brown, pink, blue = (0.55, 0.35, 0.2), (0.95, 0.6, 0.8), (0.35, 0.3, 0.6)
@@ -162,14 +144,12 @@ def test_hematoxylin_only_ignores_dab_brown_and_eosin_pink():
     with pytest.raises(ValueError, match="needs an RGB image"):
         hematoxylin_only(np.zeros((3, 3), np.float32))
 
-
 def test_optical_density():
     od = optical_density(np.array([[0.9, 0.09, 1.0, 0.0]], np.float32), 0.9)
     np.testing.assert_allclose(od[0, :3], [0.0, np.log(10), 0.0], rtol=1e-5)
     assert np.isfinite(od).all() and od[0, 3] > od[0, 1]      # black is clipped, finite
     with pytest.raises(ValueError, match="`background` must be > 0"):
         optical_density(np.ones((2, 2)), 0.0)
-
 
 def test_nucleus_signal_is_bright_on_nuclei_for_every_kind(nuclei):
     inside = nuclei > 0
@@ -181,7 +161,6 @@ def test_nucleus_signal_is_bright_on_nuclei_for_every_kind(nuclei):
     with pytest.raises(ValueError, match="`kind` must be one of"):
         nucleus_signal(_fluorescence(nuclei), "detect")
 
-
 # --- steps --------------------------------------------------------------------------------
 def test_derived_settings_scale_with_the_diameter():
     small, large = derived_settings(10), derived_settings(40)
@@ -192,7 +171,6 @@ def test_derived_settings_scale_with_the_diameter():
     with pytest.raises(ValueError, match="`diameter` must be a positive number"):
         derived_settings(0)
 
-
 def test_background_correct_removes_a_ramp_and_keeps_a_spot():
     ramp = np.tile(np.linspace(0, 2, 40, dtype=np.float32), (40, 1))
     spot = ramp.copy()
@@ -201,7 +179,6 @@ def test_background_correct_removes_a_ramp_and_keeps_a_spot():
     assert out[20, 20] > 0.9 and out[:10, 6:-6].max() < 0.1 and out.min() >= 0
     with pytest.raises(ValueError, match="`size` must be >= 1"):
         background_correct(spot, 0)
-
 
 def test_local_maxima_and_split_of_a_touching_pair():
     labels = _disks((30, 44), [(15, 15), (15, 28)], 8)
@@ -222,7 +199,6 @@ def test_local_maxima_and_split_of_a_touching_pair():
     assert split_nuclei(apart > 0, ndi.distance_transform_edt(apart > 0), 60).max() == 2
     assert split_nuclei(np.zeros((5, 5), bool), np.zeros((5, 5)), 2).max() == 0
 
-
 def test_refine_outlines_follows_each_nucleus_own_brightness():
     sig = np.zeros((1, 17))
     sig[0, 1:6] = [0.3, 0.8, 1.0, 0.8, 0.3]           # bright nucleus
@@ -233,7 +209,6 @@ def test_refine_outlines_follows_each_nucleus_own_brightness():
     np.testing.assert_array_equal(out[0], [0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 2, 2, 2, 0, 0, 0])
     assert refine_outlines(np.zeros((2, 2), int), np.zeros((2, 2)), 1, 0.5).max() == 0
 
-
 def test_drop_low_contrast_keeps_numbering_consecutive():
     sig = np.zeros((3, 11))
     sig[1, 2], sig[1, 5], sig[1, 8] = 1.0, 0.9, 0.2
@@ -241,7 +216,6 @@ def test_drop_low_contrast_keeps_numbering_consecutive():
     labels[1, 2], labels[1, 5], labels[1, 8] = 1, 2, 3
     out = drop_low_contrast(labels, sig, 1, 0.5)
     assert out.max() == 2 and out[1, 8] == 0
-
 
 # --- the method ---------------------------------------------------------------------------
 @pytest.mark.parametrize("make, kind", [(_fluorescence, "fluorescence"),
@@ -258,14 +232,12 @@ def test_segment_nuclei_finds_every_disk_of_every_kind(nuclei, make, kind):
     assert match["tp"] == 4 and match["fp"] == 0, match
     assert found.instances.dtype == np.int32 and found.instances.shape == nuclei.shape
 
-
 def test_segment_nuclei_splits_touching_nuclei_at_their_scale():
     for radius in (6, 12):
         labels = _disks((12 * radius, 12 * radius),
                         [(6 * radius, 4 * radius), (6 * radius, int(5.8 * radius))], radius)
         found = segment_nuclei(_fluorescence(labels))
         assert found.instances.max() == 2, radius
-
 
 def test_segment_nuclei_given_diameter_and_large_nuclei_at_reduced_scale():
     labels = _disks((400, 400), [(100, 100), (100, 290), (290, 200)], 40)
@@ -276,11 +248,9 @@ def test_segment_nuclei_given_diameter_and_large_nuclei_at_reduced_scale():
     assert match["tp"] == 3 and match["fp"] == 0
     assert found.kind.confidence == 1.0                            # forced kind
 
-
 def test_segment_nuclei_on_a_blank_image():
     found = segment_nuclei(np.zeros((32, 32), np.float32))
     assert found.instances.max() == 0 and found.diameter > 0
-
 
 # --- through segment() and the presets ----------------------------------------------------
 def test_automatic_presets_record_what_they_resolved(nuclei):
@@ -297,13 +267,11 @@ def test_automatic_presets_record_what_they_resolved(nuclei):
     fixed = segment(_fluorescence(nuclei), get_preset("lab01"))
     assert fixed.auto is None
 
-
 def test_diameter_override_is_used_and_recorded(nuclei):
     params = get_preset("auto-nuclei").with_values({"auto.diameter": 20})
     seg = segment(_fluorescence(nuclei), params)
     assert seg.auto["diameter"] == 20 and not seg.auto["diameter_estimated"]
     assert Params.from_json(params.to_json()) == params
-
 
 def test_auto_cytology_gives_three_classes_on_a_cytology_image():
     cells = _disks((100, 100), [(30, 30), (70, 65)], 22) > 0
@@ -319,11 +287,9 @@ def test_auto_cytology_gives_three_classes_on_a_cytology_image():
     fluo = segment(_fluorescence(_disks()), get_preset("auto-cytology"))
     assert set(np.unique(fluo.labels)) == {0, 2}
 
-
 def test_auto_fluorescence_forces_the_kind(nuclei):
     seg = segment(_fluorescence(nuclei), get_preset("auto-fluorescence"))
     assert seg.auto["kind"] == "fluorescence" and seg.auto["confidence"] == 1.0
-
 
 # --- the IHC sample (bundled with scikit-image, no download) ------------------------------
 def test_ihc_sample_nuclei_are_hematoxylin_not_dab():
@@ -346,21 +312,13 @@ def test_ihc_sample_nuclei_are_hematoxylin_not_dab():
     assert dab[before.labels == 2].mean() > 2 * dab[before.labels == 1].mean()
     assert 300 < seg.nuclei.max() < 500
 
-
 # --- the real sets (slow) ---------------------------------------------------------------
 def _set(name):
-    folder = DATA / name
-    if not (folder / "split.json").is_file():
-        reason = f"data set {name} not found at {folder}"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+    folder = shared_set(name)
     return folder, json.loads((folder / "split.json").read_text())["test"]
-
 
 KINDS = {"dsb2018_fluo": "fluorescence", "dsb2018_histo": "stained",
          "dsb2018_brightfield": "brightfield", "usiigaci_phase": "brightfield"}
-
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(KINDS))
@@ -370,14 +328,12 @@ def test_detector_on_the_test_splits(name):
              for i in ids]
     assert np.mean([k == KINDS[name] for k in kinds]) >= 0.95, kinds
 
-
 @pytest.mark.slow
 def test_detector_calls_voced_stained():
     folder, ids = _set("voced")
     kinds = [detect_kind(read_image(folder / "images" / f"{i:03d}.png")).kind.value
              for i in ids]
     assert kinds.count("stained") == len(ids)
-
 
 #: Test-split figures of benchmarks/bench_generalise.py (auto-nuclei): F1@0.5 and the
 #: share of images whose estimated diameter is within ±25 % of the true median (the
@@ -386,7 +342,6 @@ def test_detector_calls_voced_stained():
 #: images: met on fluorescence only.
 MEASURED = {"dsb2018_fluo": (0.862, 0.98), "dsb2018_histo": (0.627, 0.72),
             "dsb2018_brightfield": (0.638, 0.75)}
-
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(MEASURED))
