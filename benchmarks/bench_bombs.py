@@ -172,6 +172,59 @@ print(json.dumps({"kind": kind, "preset": preset, "base_mb": base, "peak_mb": pe
 """
 
 
+_PAGE_CHILD = r"""
+import json, resource, sys, time
+import numpy as np
+from pathlib import Path
+from PIL import Image
+from cellseg_core.io import read_image
+folder = Path(sys.argv[2])
+tile = (read_image(sys.argv[1]) * 255).round().astype(np.uint8)
+n = int(sys.argv[3])
+reps = (-(-n // tile.shape[0]), -(-n // tile.shape[1]), 1)
+(folder / "images").mkdir(parents=True)
+Image.fromarray(np.ascontiguousarray(np.tile(tile, reps)[:n, :n])).save(folder / "images" / "big.png")
+import os
+os.environ["CELLSEG_DATA"] = str(folder)
+from streamlit.testing.v1 import AppTest
+from app_support import state
+from tests._support.apptest import page_harness
+peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+children = lambda: resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+base = peak()
+start = time.perf_counter()
+at = AppTest.from_string(page_harness("explore.py"), default_timeout=600)
+at.session_state[state.SOURCE_KIND] = "Dataset"
+at.session_state[state.SOURCE_DATASET] = folder.name
+at.session_state[state.SOURCE_ID] = "big"
+at.run()
+errors = [e.value for e in at.exception]
+for section in ("Per-cell table", "Error map", "Try all thresholds", "Downloads"):
+    at.segmented_control(key="explore.tab").set_value(section)
+    at.run()
+    errors += [e.value for e in at.exception]
+print(json.dumps({"kind": "Explore page", "preset": "default", "base_mb": base,
+                  "peak_mb": peak(), "children_mb": children(),
+                  "seconds": time.perf_counter() - start, "nuclei": None, "rows": None,
+                  "errors": errors}))
+"""
+
+
+def bench_page_memory(size: int = 4096) -> dict | None:
+    """Peak RSS of the Explore page (AppTest, every section) on a `size`² RGB image."""
+    voced = Path(os.environ.get("CELLSEG_VOCED") or REPO.parent / "shared" / "data" / "voced")
+    tile = voced / "images" / "000.png"
+    if not tile.is_file():
+        print(f"(VocEd not found at {voced}: Explore page row skipped)")
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.run([sys.executable, "-c", _PAGE_CHILD, str(tile),
+                               str(Path(tmp) / "big4096"), str(size)], capture_output=True,
+                              text=True, check=True, cwd=REPO,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def bench_memory(size: int = 4096) -> list[dict]:
     voced = Path(os.environ.get("CELLSEG_VOCED") or REPO.parent / "shared" / "data" / "voced")
     out = []
@@ -216,6 +269,14 @@ def main(argv=None) -> int:
             print(f"{name:<24} {m['preset']:<8} {m['seconds']:>7.1f} {m['nuclei']:>9,} "
                   f"{m['rows']:>9,} {m['base_mb']:>7.0f} MB {m['peak_mb']:>6.0f} MB")
             missed += m["peak_mb"] > GOAL_MB
+        page = bench_page_memory()
+        if page is not None:
+            print(f"\nthe whole Explore page (AppTest: overlay, numbers, histogram, then every "
+                  f"section), 4096² RGB (VocEd 000 tiled), default preset")
+            print(f"{'seconds':>7} {'RSS before':>10} {'peak RSS':>9} {'worker peak':>11}  errors")
+            print(f"{page['seconds']:>7.1f} {page['base_mb']:>7.0f} MB {page['peak_mb']:>6.0f} MB "
+                  f"{page['children_mb']:>8.0f} MB  {len(page['errors'])}")
+            missed += page["peak_mb"] > GOAL_MB or bool(page["errors"])
     return 1 if missed else 0
 
 

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import numpy as np
-from skimage.color import rgb2hed
+from skimage.color import hed2rgb, rgb2hed
 
 from .params import Channel
 
-__all__ = ["gray", "hematoxylin", "extract_channel", "HEMATOXYLIN_MAX"]
+__all__ = ["gray", "hematoxylin", "hematoxylin_only", "optical_density", "extract_channel",
+           "HEMATOXYLIN_MAX"]
 
 #: Hematoxylin optical density that maps to 1 (the darkest nucleus); measured as the
 #: 99.9th percentile of ``rgb2hed`` on Pap/H&E cytology images.
@@ -48,6 +49,67 @@ def hematoxylin(image: np.ndarray) -> np.ndarray:
         raise ValueError("`image`: hematoxylin needs an RGB image, got a single channel")
     density = rgb2hed(image)[..., 0]
     return (1.0 - np.clip(density / HEMATOXYLIN_MAX, 0.0, 1.0)).astype(np.float32)
+
+
+def hematoxylin_only(image: np.ndarray) -> np.ndarray:
+    """Gray of the image as it would look stained with hematoxylin alone.
+
+    Colour deconvolution (``rgb2hed``) splits the optical density into hematoxylin,
+    eosin and DAB; the hematoxylin part is turned back into RGB (``hed2rgb``) and
+    then into gray. Nuclei stay dark, while eosin-pink or DAB-brown regions become
+    as bright as the background: unlike gray, "dark" now means "hematoxylin".
+
+    Parameters
+    ----------
+    image : (M, N, 3) ndarray of float in [0, 1]
+
+    Returns
+    -------
+    (M, N) ndarray of float32 in [0, 1]; 1 where there is no hematoxylin.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> brown, blue = (0.6, 0.4, 0.2), (0.3, 0.3, 0.6)   # DAB-like, hematoxylin-like
+    >>> h = hematoxylin_only(np.array([[brown, blue]]))
+    >>> bool(h[0, 0] > h[0, 1])
+    True
+    """
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"`image`: hematoxylin_only needs an RGB image (M, N, 3), got shape "
+                         f"{image.shape}")
+    hed = rgb2hed(np.clip(image, 0.0, 1.0))
+    hed[..., 1:] = 0.0
+    return gray(np.clip(hed2rgb(hed), 0.0, 1.0).astype(np.float32))
+
+
+def optical_density(channel: np.ndarray, background: float) -> np.ndarray:
+    """Optical density ``-ln(channel / background)`` of a bright-field channel, >= 0.
+
+    Light absorbed by stacked layers adds up in optical density, so a dark nucleus
+    on a gray cytoplasm stands out by the same amount as on bare glass.
+
+    Parameters
+    ----------
+    channel : (M, N) ndarray of float
+    background : float
+        The gray level of bare glass (> 0); brighter pixels get density 0.
+
+    Returns
+    -------
+    (M, N) ndarray of float32
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> optical_density(np.array([[0.9, 0.45, 1.0]]), 0.9).round(3)
+    array([[0.   , 0.693, 0.   ]], dtype=float32)
+    """
+    if not background > 0:
+        raise ValueError(f"`background` must be > 0, got {background}")
+    floor = np.float32(1 / 255)
+    ratio = np.maximum(channel.astype(np.float32, copy=False), floor) / np.float32(background)
+    return np.maximum(-np.log(ratio), 0.0).astype(np.float32)
 
 
 _RGB_INDEX = {Channel.RED: 0, Channel.GREEN: 1, Channel.BLUE: 2}

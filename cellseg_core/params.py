@@ -27,10 +27,13 @@ __all__ = [
     "ThresholdParams",
     "CleanupParams",
     "WatershedParams",
+    "AutoKind",
+    "AutoParams",
     "Params",
 ]
 
-SCHEMA_VERSION = 1
+#: Version 2 added the `auto` section; version 1 files load with it switched off.
+SCHEMA_VERSION = 2
 
 
 class Mode(str, Enum):
@@ -83,6 +86,23 @@ class BackgroundMethod(str, Enum):
     SAME = "same"
     PEAK = "peak"
     MANUAL = "manual"
+
+
+class AutoKind(str, Enum):
+    """Whether the automatic nucleus method runs, and for which kind of image.
+
+    ``off``: the fixed pipeline of the other sections. ``detect``: the kind is read
+    from the image (:func:`cellseg_core.imagekind.detect_kind`). The other values
+    force a kind: ``fluorescence`` (bright nuclei on a dark background), ``stained``
+    (bright-field with a colour stain: H&E, Pap, Giemsa, IHC with hematoxylin) or
+    ``brightfield`` (gray bright-field or phase contrast: dark nuclei).
+    """
+
+    OFF = "off"
+    DETECT = "detect"
+    FLUORESCENCE = "fluorescence"
+    STAINED = "stained"
+    BRIGHTFIELD = "brightfield"
 
 
 def _check(condition, name, expected, value):
@@ -179,11 +199,32 @@ class WatershedParams:
         _check(self.footprint >= 1, "watershed.footprint", ">= 1", self.footprint)
 
 
+@dataclass(frozen=True)
+class AutoParams:
+    """The automatic nucleus method (:mod:`cellseg_core.autoseg`), resolved per image.
+
+    With `kind` other than ``off``, :func:`cellseg_core.segment` finds the nuclei
+    by the automatic method, every size from the nucleus `diameter` (pixels;
+    ``0`` = estimated from the image), and records what it resolved in
+    ``Segmentation.auto``. In cytology mode the cell outline still comes from the
+    `threshold` and `cleanup` sections (see :func:`cellseg_core.segment`).
+    """
+
+    kind: AutoKind = AutoKind.OFF
+    diameter: float = 0.0
+
+    def __post_init__(self):
+        _check(math.isfinite(self.diameter) and (self.diameter == 0 or
+                                                 3 <= self.diameter <= 1000),
+               "auto.diameter", "0 (estimate) or between 3 and 1000 pixels", self.diameter)
+
+
 _SECTIONS = {
     "blur": BlurParams,
     "threshold": ThresholdParams,
     "cleanup": CleanupParams,
     "watershed": WatershedParams,
+    "auto": AutoParams,
 }
 
 
@@ -204,6 +245,7 @@ class Params:
     threshold: ThresholdParams = field(default_factory=ThresholdParams)
     cleanup: CleanupParams = field(default_factory=CleanupParams)
     watershed: WatershedParams = field(default_factory=WatershedParams)
+    auto: AutoParams = field(default_factory=AutoParams)
 
     # --- flat, dotted view: "threshold.t_nuc" -> value ---------------------------------
     def flat(self) -> dict:
@@ -301,7 +343,8 @@ def _plain(value):
 
 
 _ENUMS = {"Mode": Mode, "Channel": Channel, "BlurKind": BlurKind,
-          "ThresholdMethod": ThresholdMethod, "BackgroundMethod": BackgroundMethod}
+          "ThresholdMethod": ThresholdMethod, "BackgroundMethod": BackgroundMethod,
+          "AutoKind": AutoKind}
 
 
 def _build_section(section_cls, section_name, value):

@@ -7,6 +7,12 @@ __all__ = ["PRESETS", "DESCRIPTIONS", "get_preset", "preset_names"]
 
 _LAB02 = {"threshold.t_nuc": 0.3904, "threshold.t_bg": 0.99}
 
+#: The fixed fluorescence pipeline the automatic presets fall back to with auto.kind off.
+_FLUORESCENCE = {"mode": "fluorescence", "blur.kind": "gaussian", "blur.sigma": 2.0,
+                 "threshold.method": "otsu", "cleanup.min_nucleus_size": 30,
+                 "cleanup.fill_holes": True, "watershed.enabled": True,
+                 "watershed.min_distance": 6, "watershed.footprint": 3}
+
 _VALUES = {
     "lab01": ({"threshold.t_nuc": 0.45, "threshold.t_bg": 0.85},
               "Course Lab 01: gray, hand-picked thresholds 0.45 / 0.85, nothing else."),
@@ -18,17 +24,24 @@ _VALUES = {
                 "under 200 px removed and holes in nuclei filled."),
     "auto-cytology": ({"threshold.method": "li", "threshold.background": "peak",
                        "cleanup.min_nucleus_size": 200, "cleanup.min_cytoplasm_size": 200,
-                       "cleanup.fill_holes": True},
-                      "No tuning, for bright-field H&E / Pap cells: background threshold from "
-                      "the bright background peak, nucleus by Li's method inside the cell, "
-                      "then the Lab 03-v2 clean-up."),
-    "auto-fluorescence": ({"mode": "fluorescence", "blur.kind": "gaussian", "blur.sigma": 2.0,
-                           "threshold.method": "otsu", "cleanup.min_nucleus_size": 30,
-                           "cleanup.fill_holes": True, "watershed.enabled": True,
-                           "watershed.min_distance": 6, "watershed.footprint": 3},
-                          "Fluorescence nuclei (DAPI): gaussian smoothing (sigma 2), Otsu "
-                          "threshold, objects under 30 px removed, holes filled, touching "
-                          "nuclei split by a distance-transform watershed."),
+                       "cleanup.fill_holes": True, "auto.kind": "detect"},
+                      "No tuning, for bright-field cytology (H&E, Pap): cells are darker than "
+                      "the bright glass peak, the nucleus is the darker part of the cell "
+                      "(Li's method), nucleus pieces under half a typical nucleus (its "
+                      "size read off the image; at least 200 px) removed. On immunostains "
+                      "(brown DAB) the nuclei are found on hematoxylin alone; on "
+                      "fluorescence, as auto-nuclei."),
+    "auto-fluorescence": ({**_FLUORESCENCE, "auto.kind": "fluorescence"},
+                          "Fluorescence nuclei (DAPI, Hoechst), no tuning: the automatic "
+                          "nucleus method with the kind set to fluorescence; every size from "
+                          "the nucleus diameter read off the image. (With auto.kind off: "
+                          "sigma 2, Otsu, 30 px, watershed 6.)"),
+    "auto-nuclei": ({**_FLUORESCENCE, "auto.kind": "detect"},
+                    "Nuclei on any image, no tuning: the kind of image (fluorescence, "
+                    "stained or gray bright-field) is detected, the nucleus channel chosen "
+                    "for it (hematoxylin alone for stains), the nucleus diameter read off "
+                    "the image and every size derived from it; labels 0/2. (With "
+                    "auto.kind off: as auto-fluorescence.)"),
 }
 
 #: Preset name → Params.

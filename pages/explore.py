@@ -19,6 +19,7 @@ import streamlit as st
 from app_support import cache, controls, figures, learned, live_plot, state
 from app_support.assets import read_asset
 from app_support.safe_text import md
+from cellseg_core import autoseg
 from cellseg_core.io import tiff_bytes
 from cellseg_core.params import Mode, ThresholdMethod
 from app_support.router import require_frame
@@ -55,6 +56,8 @@ def _mode_hint(source, params) -> None:
 
 
 def _thresholds_line(seg, params) -> str:
+    if seg.auto is not None:  # automatic params: what was read off this image
+        return f"Automatic: {autoseg.describe(seg.auto)}"
     shown = ", ".join(f"{k} = {_fmt(v, 3) if not math.isnan(v) else 'per pixel'}"
                       for k, v in seg.thresholds.items())
     method = params.threshold.method

@@ -27,11 +27,7 @@ def voced_path() -> Path:
     return Path(env) if env else REPO.parent / "shared" / "data" / "voced"
 
 
-def _missing(reason: str):
-    """Skip for `reason`; under CI (env ``CI`` set) a missing resource is a failure."""
-    if os.environ.get("CI"):
-        pytest.fail(reason)
-    pytest.skip(reason)
+from tests._support.data import missing as _missing  # noqa: E402
 
 
 @pytest.fixture(scope="session")

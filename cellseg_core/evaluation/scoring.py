@@ -17,7 +17,7 @@ import pandas as pd
 from ..data import Dataset
 from ..metrics import average_precision, confusion_matrix, match_instances, nc_errors
 from ..params import Mode, Params, ThresholdMethod
-from ..pipeline import labels_from_channel, segment
+from ..pipeline import is_automatic, labels_from_channel, segment
 from ._cache import _channel, _ids, _mask, _sorted_by_class, _truth3, default_cache
 
 __all__ = ["Evaluation", "evaluate", "instance_scores", "is_two_threshold",
@@ -26,6 +26,9 @@ __all__ = ["Evaluation", "evaluate", "instance_scores", "is_two_threshold",
 
 def _two_threshold_problem(params: Params) -> str | None:
     """Why `params` is not a plain two-threshold rule, or None when it is."""
+    if is_automatic(params):
+        return ("auto.kind is not 'off': automatic settings are chosen per image, not "
+                "from a grid")
     if Mode(params.mode) != Mode.CYTOLOGY:
         return "mode is 'fluorescence' (one threshold, not the two-threshold rule)"
     if ThresholdMethod(params.threshold.method) != ThresholdMethod.MANUAL:
@@ -233,12 +236,13 @@ def evaluate(dataset: Dataset, ids, method, *, cache=None, progress=None) -> Eva
             per_class = _sorted_by_class(dataset, id, params, cache)
             confusion[i] = _confusion_two_threshold(per_class, params.threshold.t_nuc,
                                                     params.threshold.t_bg)
-        elif params is not None:
+        elif params is not None and not is_automatic(params):
             labels = labels_from_channel(_channel(dataset, id, params, cache)[1], params)[1]
             confusion[i] = _confusion_fast(labels, _truth3(dataset, id, cache))
-        else:
-            labels = method.segment(dataset.image(id)).labels
-            confusion[i] = confusion_matrix(labels, _mask(dataset, id, cache))
+        else:  # a learned model, or automatic params (settings resolved per image)
+            image = dataset.image(id)
+            seg = segment(image, params) if params is not None else method.segment(image)
+            confusion[i] = confusion_matrix(seg.labels, _mask(dataset, id, cache))
         seconds[i] = time.perf_counter() - t0
         if progress is not None:
             progress(i + 1, n)

@@ -6,6 +6,7 @@ engine's own values computed here.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -148,6 +149,10 @@ def test_fluorescence_demo_with_auto_preset():
     assert float(_metric(at, "Dice nucleus")) > 0.5
     assert int(_metric(at, "Nuclei").replace(",", "")) >= 1
     assert not at.error
+    # What the automatic method read off the image: the kind, its confidence, the size.
+    line = next(m.value for m in at.markdown if "Automatic:" in m.value)
+    assert re.search(r"Automatic: fluorescence \(\d\.\d\d\) · nuclei ≈ \d+ px across "
+                     r"\(estimated\)", line), line
 
 
 _UPLOAD_SCRIPT = """

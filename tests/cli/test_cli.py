@@ -303,12 +303,13 @@ def test_uploaded_bytes_and_duplicate_stems(dataset, tmp_path):
 
 
 # --- other commands --------------------------------------------------------------------------
-def test_presets_lists_all_five(capsys):
+def test_presets_lists_all_six(capsys):
     assert main(["presets"]) == 0
     out = capsys.readouterr().out
-    for name in ("lab01", "lab02", "lab03v2", "auto-cytology", "auto-fluorescence"):
+    for name in ("lab01", "lab02", "lab03v2", "auto-cytology", "auto-fluorescence",
+                 "auto-nuclei"):
         assert name in out
-    assert len(out.strip().splitlines()) == len(PRESETS) == 5
+    assert len(out.strip().splitlines()) == len(PRESETS) == 6
     assert main(["presets", "--json"]) == 0
     assert set(json.loads(capsys.readouterr().out)) == set(PRESETS)
 

@@ -116,7 +116,7 @@ def test_flat_get_with_values():
     flat = p.flat()
     assert flat["threshold.t_nuc"] == 0.45 and flat["mode"] == "cytology"
     assert flat["blur.kind"] == "none"  # enums flatten to their JSON value
-    assert len(flat) == 2 + 3 + 7 + 5 + 3
+    assert len(flat) == 2 + 3 + 7 + 5 + 3 + 2
     assert p.get("cleanup.fill_holes") is False
     q = p.with_values({"threshold.t_nuc": 0.4, "blur.kind": "gaussian", "mode": "fluorescence"})
     assert q.threshold.t_nuc == 0.4 and q.blur.kind is BlurKind.GAUSSIAN
@@ -135,7 +135,7 @@ def test_params_are_frozen_and_hashable():
 
 
 @pytest.mark.parametrize("name", ["lab01", "lab02", "lab03v2", "auto-cytology",
-                                  "auto-fluorescence"])
+                                  "auto-fluorescence", "auto-nuclei"])
 def test_json_round_trip_of_every_preset(name):
     p = get_preset(name)
     text = p.to_json()
@@ -176,7 +176,8 @@ def test_golden_params_v1_file_keeps_loading():
 
 # --- presets ------------------------------------------------------------------------------
 def test_preset_names_are_a_contract():
-    for name in ("lab01", "lab02", "lab03v2", "auto-cytology", "auto-fluorescence"):
+    for name in ("lab01", "lab02", "lab03v2", "auto-cytology", "auto-fluorescence",
+                 "auto-nuclei"):
         assert name in preset_names() and name in DESCRIPTIONS and DESCRIPTIONS[name]
     assert set(PRESETS) == set(DESCRIPTIONS)
 

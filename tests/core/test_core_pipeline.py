@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from cellseg_core import Params, Segmentation, segment
-from cellseg_core.pipeline import labels_from_channel, preprocess
+from cellseg_core.pipeline import is_automatic, labels_from_channel, preprocess
 from cellseg_core.presets import PRESETS, get_preset
 
 
@@ -88,7 +88,8 @@ def test_fluorescence_mode_gives_0_and_2():
 
 
 def test_preprocess_and_labels_from_channel_compose_to_segment():
-    p = get_preset("auto-cytology")
+    # The fixed part of auto-cytology (automatic params need the whole image, below).
+    p = get_preset("auto-cytology").with_values({"auto.kind": "off"})
     channel, blurred = preprocess(IMAGE, p)
     raw, labels, thresholds = labels_from_channel(blurred, p)
     seg = segment(IMAGE, p)
@@ -97,6 +98,10 @@ def test_preprocess_and_labels_from_channel_compose_to_segment():
     assert thresholds == seg.thresholds
     cached = segment(None, p, preprocessed=(channel, blurred))
     np.testing.assert_array_equal(cached.labels, seg.labels)
+    automatic = get_preset("auto-cytology")
+    assert is_automatic(automatic) and not is_automatic(p)
+    with pytest.raises(ValueError, match="`image` is required for automatic params"):
+        segment(None, automatic, preprocessed=(channel, blurred))
 
 
 def test_watershed_splits_touching_nuclei_in_segment():

@@ -75,4 +75,4 @@ def test_lab03v2_and_auto_cytology_are_not_worse_than_lab01(voced, voced_split):
                   for i in voced_split["test"]]
         means[name] = float(np.mean(scores))
     assert means["lab03v2"] > 0.795, means          # measured 0.805
-    assert means["auto-cytology"] > 0.76, means     # measured 0.779
+    assert means["auto-cytology"] >= 0.779, means   # measured 0.784 (0.779 before issue 17)

@@ -99,8 +99,8 @@ def test_segmentation_records_its_method():
 
 
 def test_builtin_models_plug_in_with_one_line(monkeypatch, model_file):
-    with pytest.raises(ValueError, match="unknown built-in model 'nuclei'"):
-        load_method("builtin:nuclei")
+    with pytest.raises(ValueError, match=r"unknown built-in model 'toy'; valid: \['builtin:nuclei'\]"):
+        load_method("builtin:toy")
     monkeypatch.setitem(methods.BUILTIN_MODELS, "toy",
                         lambda: PixelClassifier.load(model_file))
     m = load_method("builtin:toy")

@@ -12,9 +12,9 @@ import pytest
 
 from cellseg_core.learn.nuclei import (BUILTIN_MODEL, NucleusModel, nucleus_targets,
                                         predict_nuclei, probabilities_to_instances)
+from tests._support.data import shared_set
 
 REPO = Path(__file__).resolve().parents[2]
-DATA = REPO.parent / "shared" / "data"
 
 #: Floors a few points under the measured test-split F1, size estimated (model card:
 #: fluo 0.716, histo 0.602, bright-field 0.601 on 8 images).
@@ -22,13 +22,7 @@ FLOORS = {"dsb2018_fluo": 0.68, "dsb2018_histo": 0.57, "dsb2018_brightfield": 0.
 
 
 def _dataset(name: str) -> Path:
-    path = DATA / name
-    if not (path / "labels").is_dir():
-        reason = f"{name} not found at {path}"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return path
+    return shared_set(name, needs="labels")
 
 
 def _blobs(shape=(512, 512), n=60, radius=9, seed=0):
