@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from app_support import figures, worker
-from cellseg_core.pipeline import segment
+from cellseg_core.pipeline import preprocess_key, segment
 from cellseg_core.presets import get_preset
 
 
@@ -209,3 +209,28 @@ def test_send_and_receive_carry_arrays_whole():
     sender.join()
     assert got["text"] == "é" and got["x"].dtype == np.int32
     np.testing.assert_array_equal(got["x"], value["x"])
+
+
+def test_automatic_params_in_the_pool_keep_their_own_channels(monkeypatch):
+    """auto-nuclei resolves its channel per image (segment() ignores the params'
+    preprocessed channels): after the same params with auto off, whose channels the
+    server keeps, it must not be given those."""
+    from skimage import data
+
+    from cellseg_core.io import as_float_image
+
+    monkeypatch.setenv("CELLSEG_WORKER_NICE", "0")
+    monkeypatch.setattr(worker, "_POOL", None)
+    image = as_float_image(data.immunohistochemistry())[:256, :256]
+    auto = get_preset("auto-nuclei")
+    plain = auto.with_values({"auto.kind": "off"})
+    try:
+        for params in (plain, auto):
+            pooled = worker.segmentation("ihc", image, params.to_json(indent=None))
+            local = segment(image, params)
+            for name in ("labels", "nuclei", "channel", "blurred"):
+                np.testing.assert_array_equal(getattr(pooled, name), getattr(local, name))
+        assert not np.array_equal(pooled.channel, worker._PREPROCESSED[
+            ("ihc", preprocess_key(auto))][0])  # the case this is about
+    finally:
+        worker._POOL.shutdown()
