@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -53,25 +54,28 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_streamlit(env_extra: dict | None = None, *, timeout: float = 60.0,
+def start_streamlit(env_extra: dict | None = None, *, timeout: float = 180.0,
                     script: str = "app.py"):
     """Start ``streamlit run <script>`` on a free port; return (process, base URL).
 
-    The benchmarks use it too (a bare baseline page as `script` in bench_ui).
+    The server's output goes to a temporary file (``server_log(proc)``): a pipe that
+    nobody reads would stall the server once its buffer is full. The benchmarks use
+    it too (a bare baseline page as `script` in bench_ui).
     """
     port = free_port()
     env = {**os.environ, **(env_extra or {})}
+    log = tempfile.TemporaryFile()
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", script, "--server.port", str(port),
          "--server.headless", "true", "--server.address", "127.0.0.1",
          "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        start_new_session=True)
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc.log = log
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError("streamlit exited:\n" + proc.stdout.read().decode(errors="replace"))
+            raise RuntimeError("streamlit exited:\n" + server_log(proc))
         try:
             with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as resp:
                 if resp.status == 200:
@@ -80,6 +84,13 @@ def start_streamlit(env_extra: dict | None = None, *, timeout: float = 60.0,
             time.sleep(0.3)
     stop_streamlit(proc)
     raise RuntimeError(f"streamlit did not answer on {url} within {timeout} s")
+
+
+def server_log(proc) -> str:
+    """What the server started by :func:`start_streamlit` has printed so far."""
+    proc.log.flush()
+    proc.log.seek(0)
+    return proc.log.read().decode(errors="replace")
 
 
 def stop_streamlit(proc) -> None:
@@ -91,6 +102,9 @@ def stop_streamlit(proc) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+    log = getattr(proc, "log", None)
+    if log is not None:
+        log.close()
 
 
 @pytest.fixture
@@ -107,13 +121,21 @@ def server(voced):
 
 @contextlib.contextmanager
 def chromium_page(executable_path: str, viewport: tuple[int, int]):
-    """A page of Debian's headless Chromium (`viewport` = width, height), closed after."""
-    from playwright.sync_api import sync_playwright
+    """A page of Debian's headless Chromium (`viewport` = width, height), closed after.
 
+    Its waits (and ``expect``'s) default to :data:`SLOW`; it follows Streamlit's
+    script-run state for :func:`wait_idle`.
+    """
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=SLOW)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=executable_path, args=CHROMIUM_ARGS)
         try:
-            yield browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+            page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+            page.set_default_timeout(SLOW)
+            page.add_init_script(RUN_WATCH_JS)  # for wait_idle, in every page loaded
+            yield page
         finally:
             browser.close()
 
@@ -140,11 +162,76 @@ def number_value(page, label: str) -> str | None:
     return page.evaluate(NUMBER_JS, label)
 
 
-def wait_idle(page, timeout: float = 30_000) -> None:
-    """Wait until Streamlit reports no script running."""
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')",
-        timeout=timeout)
+#: How long (ms) a browser test waits for something the app computes: generous, so that
+#: a busy CI machine makes a test slow, never red. A test waits on state (a value shown,
+#: the URL, Streamlit's script-run state), never for a fixed time.
+SLOW = 240_000
+
+#: Installed in every page of :func:`chromium_page` before the app's own scripts: follows
+#: Streamlit's script-run state, which the app root shows in its
+#: ``data-test-script-state`` attribute ("initial" before the first run, then "running",
+#: "rerunRequested", "notRunning"...), and when it last changed.
+RUN_WATCH_JS = r"""(() => {
+  if (window !== window.top || window.__cellsegRuns) return;
+  const w = window.__cellsegRuns = {state: null, changed: performance.now(), mark: 0};
+  w.read = () => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    const state = app ? app.getAttribute('data-test-script-state') : null;
+    if (state !== w.state) {
+      w.state = state;
+      w.changed = performance.now();
+    }
+    return w;
+  };
+  new MutationObserver(w.read).observe(document, {
+    subtree: true, attributes: true, attributeFilter: ['data-test-script-state']});
+})();"""
+
+#: True once the app has had no script running for `quiet` ms, counted from the later of
+#: the last change of the run state and the start of the wait.
+_IDLE_JS = """(quiet) => {
+  const w = window.__cellsegRuns;
+  if (!w) return false;
+  w.read();
+  return w.state === 'notRunning' && performance.now() - Math.max(w.changed, w.mark) >= quiet;
+}"""
+
+
+def wait_idle(page, timeout: float = SLOW, quiet: float = 600, *,
+              or_when: str | None = None) -> None:
+    """Wait until Streamlit has run no script for `quiet` ms.
+
+    The state is Streamlit's own (the app root's ``data-test-script-state``), followed
+    by a mutation observer (installed by :func:`chromium_page`, or here), so a run that
+    starts and ends between two polls is still seen. The quiet window starts when the
+    wait starts: a run that an action has just asked for (a slider's value is sent
+    after a short debounce) is waited for too. A browser-started run that follows more
+    than `quiet` ms after the last one ends (Explore's numbers, after the overlay is
+    drawn) needs its own value-based wait. `or_when`: a JavaScript expression that ends
+    the wait early when true (say, a page that broke and will never be idle).
+    """
+    from playwright.sync_api import Error
+
+    try:
+        page.evaluate(RUN_WATCH_JS + "; window.__cellsegRuns.mark = performance.now();")
+    except Error:  # a page still navigating: its new document starts its own clock
+        pass
+    predicate = _IDLE_JS if or_when is None else \
+        f"(quiet) => ({or_when}) || ({_IDLE_JS})(quiet)"
+    page.wait_for_function(predicate, arg=quiet, timeout=timeout, polling=100)
+
+
+def wait_zoom_settled(page, chart: str, quiet: float = 500) -> list:
+    """The zoom of `chart` (see ``_ZOOM_JS``) once it has zoomed in and then kept the
+    same ranges for `quiet` ms (Plotly applies wheel zoom after a short delay)."""
+    page.wait_for_function("""([sel, js, quiet]) => {
+      const zoom = JSON.stringify(eval(js)(sel)), now = performance.now();
+      const w = window.__cellsegZoom || {};
+      if (w.zoom !== zoom) { window.__cellsegZoom = {zoom, since: now}; return false; }
+      const x = JSON.parse(zoom)[0];
+      return x[1] - x[0] < 200 && now - w.since >= quiet;
+    }""", arg=[chart, _ZOOM_JS, quiet], timeout=SLOW, polling=100)
+    return page.evaluate(_ZOOM_JS, chart)
 
 
 def choose(page, label: str, option: str) -> None:
@@ -159,7 +246,7 @@ def test_explore_in_chromium(chromium_path, server, tmp_path):
 
     with chromium_page(chromium_path, (1600, 1200)) as page:
         page.goto(server, wait_until="domcontentloaded")
-        page.get_by_text("Mean Dice").first.wait_for(timeout=60_000)
+        page.get_by_text("Mean Dice").first.wait_for(timeout=SLOW)
         wait_idle(page)
 
         choose(page, "Dataset", "voced")
@@ -177,8 +264,7 @@ def test_explore_in_chromium(chromium_path, server, tmp_path):
         page.mouse.move(box["x"] + box["width"] / 6, box["y"] + box["height"] / 2)
         for _ in range(4):
             page.mouse.wheel(0, -200)
-        page.wait_for_timeout(500)
-        zoom = page.evaluate(_ZOOM_JS, OVERLAY_CHART)
+        zoom = wait_zoom_settled(page, OVERLAY_CHART)
         assert zoom[0][1] - zoom[0][0] < 200, f"the wheel did not zoom: {zoom}"
 
         # Move the nucleus threshold with the keyboard: 6 steps of 0.005 up.
@@ -187,10 +273,10 @@ def test_explore_in_chromium(chromium_path, server, tmp_path):
         thumb.focus()
         for _ in range(6):
             thumb.press("ArrowRight")
-        expect(page).to_have_url(re.compile(r"threshold\.t_nuc="), timeout=30_000)
+        expect(page).to_have_url(re.compile(r"threshold\.t_nuc="), timeout=SLOW)
         wait_idle(page)
         page.wait_for_function(f"(b) => ({NUMBER_JS})('Mean Dice') !== b", arg=before,
-                               timeout=30_000)
+                               timeout=SLOW)
         after = number_value(page, "Mean Dice")
         image_after = overlay.locator(PREDICTION_LAYER).first.get_attribute("href")
         page.screenshot(path=str(tmp_path / "explore_after.png"), full_page=True)
@@ -208,7 +294,7 @@ def test_explore_in_chromium(chromium_path, server, tmp_path):
         uploader.set_input_files(files=[{"name": "broken.png", "mimeType": "image/png",
                                          "buffer": b"this is not a PNG"}])
         expect(page.locator('[data-testid="stAlert"]', has_text="Cannot use this image")
-               ).to_be_visible(timeout=30_000)
+               ).to_be_visible(timeout=SLOW)
         import numpy as np
         import tifffile
 
@@ -220,7 +306,7 @@ def test_explore_in_chromium(chromium_path, server, tmp_path):
         uploader.set_input_files(str(tif))
         wait_idle(page)
         page.wait_for_function(f"() => ({NUMBER_JS})('Nucleus (px)') === '64'",
-                               timeout=30_000)
+                               timeout=SLOW)
         page.screenshot(path=str(tmp_path / "explore_upload.png"), full_page=True)
         assert not page.locator('[data-testid="stException"]').count()
     assert (tmp_path / "explore_after.png").stat().st_size > 10_000
@@ -236,23 +322,23 @@ def test_explore_fast_slider_moves_end_consistent(chromium_path, server, voced):
     with chromium_page(chromium_path, (1600, 1200)) as page:
         page.goto(f"{server}/?dataset=voced&image=007&preset=lab03v2",
                   wait_until="domcontentloaded")
-        page.locator(f"{OVERLAY_CHART} {PREDICTION_LAYER}").first.wait_for(timeout=60_000)
+        page.locator(f"{OVERLAY_CHART} {PREDICTION_LAYER}").first.wait_for(timeout=SLOW)
         wait_idle(page)
         page.locator('[data-testid="stSlider"]', has_text="Nucleus below"
                      ).get_by_role("slider").focus()
         for _ in range(8):
             page.keyboard.press("ArrowRight", delay=15)
         page.wait_for_function("() => /threshold\\.t_nuc=0\\.43\\b/.test(location.search)",
-                               timeout=30_000)
+                               timeout=SLOW)
         page.wait_for_function(
             "() => [...document.querySelectorAll('[data-testid=\"stMarkdown\"]')]"
-            ".some(e => e.innerText.includes('t_nuc = 0.430'))", timeout=30_000)
+            ".some(e => e.innerText.includes('t_nuc = 0.430'))", timeout=SLOW)
         image = read_image(voced / "images" / "007.png")
         truth = read_mask(voced / "masks" / "007.png")
         params = get_preset("lab03v2").with_values({"threshold.t_nuc": 0.43})
         dice = f"{score_labels(segment(image, params).labels, truth)['mean_dice']:.4f}"
         page.wait_for_function(f"() => ({NUMBER_JS})('Mean Dice') === '{dice}'",
-                               timeout=30_000)
+                               timeout=SLOW)
         wait_idle(page)
         assert number_value(page, "Mean Dice") == dice
         assert not page.locator('[data-testid="stException"]').count()
@@ -265,7 +351,7 @@ def test_compare_optimise_count_in_chromium(chromium_path, server, tmp_path):
     with chromium_page(chromium_path, (1600, 1400)) as page:
         page.goto(server + "/compare", wait_until="domcontentloaded")
         page.get_by_role("button", name="Run comparison").click()
-        expect(page.get_by_text("Download table (CSV)")).to_be_visible(timeout=120_000)
+        expect(page.get_by_text("Download table (CSV)")).to_be_visible(timeout=SLOW)
         wait_idle(page)
         table = page.locator('[data-testid="stDataFrame"]').first
         table.scroll_into_view_if_needed()
@@ -282,7 +368,7 @@ def test_compare_optimise_count_in_chromium(chromium_path, server, tmp_path):
         page.get_by_role("button", name="Run optimisation").click()
         surface = page.get_by_text(
             re.compile(r"threshold pairs, \d+ images, computed exactly")).last
-        expect(surface).to_be_visible(timeout=180_000)
+        expect(surface).to_be_visible(timeout=SLOW)
         wait_idle(page)
         surface.scroll_into_view_if_needed()
         page.screenshot(path=str(tmp_path / "optimise.png"))
@@ -290,7 +376,7 @@ def test_compare_optimise_count_in_chromium(chromium_path, server, tmp_path):
 
         page.goto(server + "/count", wait_until="domcontentloaded")
         expect(page.locator('[data-testid="stMetric"]', has_text="Nuclei counted")
-               .locator('[data-testid="stMetricValue"]')).to_have_text("8", timeout=120_000)
+               .locator('[data-testid="stMetricValue"]')).to_have_text("8", timeout=SLOW)
         page.screenshot(path=str(tmp_path / "count.png"))
         assert not page.locator('[data-testid="stException"]').count()
     for name in ("compare", "optimise", "count"):
@@ -304,16 +390,16 @@ def test_lesson_step_in_chromium(chromium_path, server, tmp_path):
     with chromium_page(chromium_path, (1600, 1200)) as page:
         page.goto(server + "/lesson_nc_ratio", wait_until="domcontentloaded")
         expect(page.get_by_text("Step 1 of 6", exact=False).first).to_be_visible(
-            timeout=120_000)
+            timeout=SLOW)
         nav = page.locator('[data-testid="stSidebarNav"]')
         expect(nav).to_contain_text("Lessons")
         expect(nav).to_contain_text("Counting cells in fluorescence")
         wait_idle(page)
         page.get_by_role("button", name="Next →").click()
         expect(page.get_by_text("Step 2 of 6", exact=False).first).to_be_visible(
-            timeout=60_000)
+            timeout=SLOW)
         expect(page.locator('[data-testid="stMetric"]', has_text="Test mean Dice")
-               ).to_be_visible(timeout=60_000)
+               ).to_be_visible(timeout=SLOW)
         wait_idle(page)
         page.screenshot(path=str(tmp_path / "lesson.png"))
         assert re.fullmatch(r"0\.\d{4}", metric_value(page, "Test mean Dice"))
