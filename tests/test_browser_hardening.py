@@ -1,0 +1,98 @@
+"""Races and links in a real browser (issue 21 point 7): Playwright drives
+Debian's Chromium against ``streamlit run app.py`` with the built-in demo data only.
+
+- Clicking the sidebar's "Upload" right after Explore appears, while the page's
+  overlay is still being drawn, used to blank the whole app (the browser console:
+  ``'setIn' cannot be called on an ElementNode``). Cause: Explore ended its run with
+  ``st.stop()`` when no image was chosen, and Streamlit 1.67 does not unregister the
+  fragments and widgets a run stopped that way left out: the previous page's overlay,
+  drawn late, reported it, and its callback reran the numbers' fragment into a page
+  where that fragment's place now held another element.
+
+Skipped with a reason only when no Chromium exists and ``CI`` is not set.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO / "tests") not in sys.path:
+    sys.path.insert(0, str(REPO / "tests"))
+from test_browser import (_need_chromium, chromium_page, server_log,  # noqa: E402
+                          start_streamlit, stop_streamlit, wait_idle)
+
+SIDEBAR = '[data-testid="stSidebar"]'
+UPLOADER = f'{SIDEBAR} [data-testid="stFileUploader"]'
+
+
+@pytest.fixture
+def chromium():
+    return _need_chromium()  # skips without Chromium, fails in CI
+
+
+@pytest.fixture
+def demo_server():
+    proc, url = start_streamlit({"CELLSEG_DATA": "", "CELLSEG_CONFIG": ""})
+    yield url, proc
+    stop_streamlit(proc)
+
+
+def _idle_or_blank(page) -> None:
+    """Wait until Streamlit has run nothing for a while, or the app is blank (a broken
+    app never becomes idle again: fail fast, not after a timeout)."""
+    wait_idle(page, or_when=f"!document.querySelector('{SIDEBAR}')")
+
+
+def _overlay_reported(page) -> None:
+    """Wait until plotly.js has loaded and had time to draw the figures it was given:
+    after that the browser has sent every "drawn" report of the charts it mounted."""
+    page.evaluate("""() => (window.__cellsegPlotly || Promise.resolve()).then(
+        () => new Promise(r => requestAnimationFrame(() => setTimeout(r, 0))),
+        () => null)""")
+
+
+def test_early_upload_click_keeps_the_app(chromium, demo_server, tmp_path):
+    """Ten fresh loads of Explore, "Upload" clicked 0.2 to 1.5 s after the heading
+    appears: the sidebar and the uploader are on screen, no error, no 'setIn'."""
+    url, proc = demo_server
+    with chromium_page(chromium, (1400, 1000)) as page:
+        console = []
+        page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda err: console.append(f"page error: {err}"))
+        page.goto(url, wait_until="domcontentloaded")  # first run: caches warm up
+        page.get_by_text("Mean Dice").first.wait_for()
+        wait_idle(page)
+        for i, delay in enumerate(np.linspace(0.2, 1.5, 10)):
+            console.clear()
+            page.goto(url, wait_until="domcontentloaded")
+            page.get_by_role("heading", name="Explore").first.wait_for()
+            page.wait_for_timeout(delay * 1000)  # the race itself: a click this early
+            sidebar = page.locator(SIDEBAR)
+            upload = sidebar.get_by_role("radio", name="Upload")
+            for _ in range(3):  # a click that lands while the sidebar moves is lost
+                sidebar.get_by_text("Upload", exact=True).click()
+                _idle_or_blank(page)
+                if not sidebar.count() or upload.is_checked():
+                    break
+            if sidebar.count():
+                _overlay_reported(page)  # the old page's late report, if any...
+                _idle_or_blank(page)     # ...and the run it started
+            what = f"load {i}, clicked {delay:.2f} s after the heading"
+            if not sidebar.count() or page.locator('[role="dialog"]').count():
+                page.screenshot(path=str(tmp_path / f"early_upload_{i}.png"))
+            assert sidebar.count() and sidebar.is_visible(), \
+                f"{what}: blank app; console: {console}"
+            assert upload.is_checked(), f"{what}: the click was lost three times"
+            assert page.locator(UPLOADER).first.is_visible(), f"{what}: no uploader"
+            assert page.get_by_text("Choose an image in the sidebar.").is_visible(), what
+            assert not page.locator('[role="dialog"]').count(), \
+                f"{what}: {page.locator('[role=dialog]').all_inner_texts()}"
+            assert not page.locator('[data-testid="stException"]').count(), what
+            assert not [m for m in console if "setIn" in m], f"{what}: {console}"
+    assert "Traceback" not in server_log(proc)
