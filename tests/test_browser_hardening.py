@@ -1,4 +1,4 @@
-"""Races and links in a real browser (issue 21 point 7): Playwright drives
+"""Races and links in a real browser (issue 21 points 7 and 8): Playwright drives
 Debian's Chromium against ``streamlit run app.py`` with the built-in demo data only.
 
 - Clicking the sidebar's "Upload" right after Explore appears, while the page's
@@ -8,6 +8,8 @@ Debian's Chromium against ``streamlit run app.py`` with the built-in demo data o
   fragments and widgets a run stopped that way left out: the previous page's overlay,
   drawn late, reported it, and its callback reran the numbers' fragment into a page
   where that fragment's place now held another element.
+- Every page's own path (``/explore`` included, though Explore is served at ``/``)
+  opens that page without a "Page not found" dialog.
 
 Skipped with a reason only when no Chromium exists and ``CI`` is not set.
 """
@@ -96,3 +98,60 @@ def test_early_upload_click_keeps_the_app(chromium, demo_server, tmp_path):
             assert not page.locator('[data-testid="stException"]').count(), what
             assert not [m for m in console if "setIn" in m], f"{what}: {console}"
     assert "Traceback" not in server_log(proc)
+
+
+#: Every page's own path and what it shows (its title), old links included.
+DEEP_PATHS = {
+    "/": "Explore",
+    "/explore": "Explore",
+    "/explore/": "Explore",
+    "/compare": "Compare",
+    "/optimise": "Optimise",
+    "/count": "Count nuclei",
+    "/batch": "Batch",
+    "/train": "Train",
+    "/lesson_nc_ratio": "Lesson · N/C ratio of urothelial cells",
+    "/lesson_counting": "Lesson · Counting cells in fluorescence",
+}
+
+
+def test_deep_paths_open_their_page_without_a_dialog(chromium, demo_server):
+    """Each path on a fresh server (the first request is the one Streamlit routes
+    without app.py) and again on a running one; an Explore link keeps its query."""
+    url, proc = demo_server
+    stop_streamlit(proc)
+    with chromium_page(chromium, (1400, 1000)) as page:
+        for first in ("/explore", "/compare"):  # a fresh server's first request
+            proc, url = start_streamlit({"CELLSEG_DATA": "", "CELLSEG_CONFIG": ""})
+            try:
+                _check_path(page, url, first, DEEP_PATHS[first])
+            finally:
+                stop_streamlit(proc)
+        proc, url = start_streamlit({"CELLSEG_DATA": "", "CELLSEG_CONFIG": ""})
+        try:
+            for path, title in DEEP_PATHS.items():
+                _check_path(page, url, path, title)
+            # An old Explore link: the image and parameters it names, at /.
+            _check_path(page, url, "/explore?dataset=demo-fluorescence&image=003"
+                        "&preset=auto-fluorescence", "Explore")
+            assert page.url.startswith(f"{url}/?")
+            assert "image=003" in page.url and "preset=auto-fluorescence" in page.url
+            page.get_by_text("demo-fluorescence / 003").first.wait_for()
+            # A path that is no page still says so.
+            page.goto(f"{url}/no-such-page", wait_until="domcontentloaded")
+            page.get_by_role("dialog").get_by_text("Page not found").wait_for()
+        finally:
+            stop_streamlit(proc)
+
+
+def _check_path(page, url: str, path: str, title: str) -> None:
+    page.goto(url + path, wait_until="domcontentloaded")
+    page.get_by_role("heading", name=title, exact=True).first.wait_for()
+    wait_idle(page)
+    page.get_by_role("heading", name=title, exact=True).first.wait_for()
+    dialogs = page.locator('[role="dialog"]')
+    assert not dialogs.count(), f"{path}: {dialogs.all_inner_texts()}"
+    assert not page.locator('[data-testid="stException"]').count(), path
+    current = page.locator('[data-testid="stSidebarNav"] a[aria-current="page"]')
+    nav_title = title.removeprefix("Lesson · ").replace("Count nuclei", "Count")
+    assert nav_title in current.inner_text(), f"{path}: menu shows {current.inner_text()}"
