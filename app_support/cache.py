@@ -13,24 +13,29 @@ object between reruns and sessions is safe. Everything else is ``cache_data``.
 """
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
+import pandas as pd
 import streamlit as st
 
+from cellseg_core import evaluation
+from cellseg_core import experiments as E
+from cellseg_core.data import stratified_split as _stratified_split
+from cellseg_core.data import synthetic
+from cellseg_core.learn import FeatureSettings, PixelClassifier, uncertainty
 from cellseg_core.metrics import average_precision, match_instances, score_labels
-from cellseg_core.params import Mode, Params, ThresholdMethod
-from cellseg_core.pipeline import Segmentation, preprocess, segment
+from cellseg_core.params import CleanupParams, Mode, Params, ThresholdMethod
+from cellseg_core.pipeline import Segmentation, preprocess, preprocess_key, segment
+from cellseg_core.presets import get_preset
 from cellseg_core.threshold import AUTO_METHODS
 
 from .figures import class_histograms, jpeg_data_uri, to_rgb8
 
 __all__ = ["preprocessed", "segmentation", "histograms", "scores", "try_all_methods",
-           "image_uri"]
-
-
-def _preprocess_key(params: Params) -> str:
-    return Params().with_values({
-        "channel": params.channel.value, "blur.kind": params.blur.kind.value,
-        "blur.sigma": params.blur.sigma, "blur.size": params.blur.size}).to_json(indent=None)
+           "image_uri", "seed_sample", "noise_sweep_level", "peak_check", "noise_floor",
+           "noise_floor_curve", "touching", "dataset_evaluation", "dataset_surface",
+           "optimise_thresholds", "dataset_item", "stratified_split", "stroke_prediction"]
 
 
 def _read_only(*arrays):
@@ -40,15 +45,15 @@ def _read_only(*arrays):
 
 
 @st.cache_resource(max_entries=8, show_spinner=False)
-def _preprocessed(digest: str, key: str, _image: np.ndarray):
-    channel, blurred = preprocess(_image, Params.from_json(key))
+def _preprocessed(digest: str, key: tuple, _image: np.ndarray, _params: Params):
+    channel, blurred = preprocess(_image, _params)
     _read_only(channel, blurred)  # blur "none" may return the channel itself: harmless
     return channel, blurred
 
 
 def preprocessed(digest: str, image: np.ndarray, params: Params):
     """(channel, blurred) of an image, cached on the digest and the steps before thresholds."""
-    return _preprocessed(digest, _preprocess_key(params), image)
+    return _preprocessed(digest, preprocess_key(params), image, params)
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
@@ -66,14 +71,14 @@ def segmentation(digest: str, image: np.ndarray, params: Params) -> Segmentation
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _histograms(digest: str, key: str, has_truth: bool, _channel, _truth):
+def _histograms(digest: str, key: tuple, has_truth: bool, _channel, _truth):
     return class_histograms(_channel, _truth if has_truth else None)
 
 
 def histograms(digest: str, image: np.ndarray, params: Params, truth=None) -> dict:
     """Per-class histogram of the thresholded (blurred) channel, cached."""
     _, blurred = preprocessed(digest, image, params)
-    return _histograms(digest, _preprocess_key(params), truth is not None, blurred, truth)
+    return _histograms(digest, preprocess_key(params), truth is not None, blurred, truth)
 
 
 def scores(seg: Segmentation, truth: np.ndarray | None,
@@ -138,3 +143,132 @@ def _image_uri(digest: str, step: int, _image) -> str:
 def image_uri(digest: str, image: np.ndarray, step: int) -> str:
     """The image at display size as a JPEG data URI (it does not change with params)."""
     return _image_uri(digest, step, image)
+
+
+# --- the Count page and the counting lesson: the seed's image and experiments -------------
+@st.cache_data(max_entries=2, show_spinner=False)
+def seed_sample():
+    """The seed's synthetic fluorescence image: ``(image, labels, n_cells)``."""
+    s = synthetic.fluorescence_image()
+    return s.image, s.labels, s.n_cells
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def noise_sweep_level(level: float, n_images: int) -> pd.DataFrame:
+    """One noise level of the sweep (cached per level, so a progress bar can move)."""
+    return E.noise_sweep([level], n_images)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _peak_check(params_json: str):
+    return E.peak_check(Params.from_json(params_json))
+
+
+def peak_check(params: Params) -> pd.DataFrame:
+    """:func:`~cellseg_core.experiments.peak_check` of `params`, cached."""
+    return _peak_check(params.to_json(indent=None))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _noise_floor(t: float, params_json: str) -> dict:
+    r = E.noise_floor(t, Params.from_json(params_json))
+    return {k: v for k, v in r.items() if k not in ("image", "blurred", "objects")}
+
+
+def noise_floor(t: float, params: Params) -> dict:
+    """:func:`~cellseg_core.experiments.noise_floor`'s numbers (no images), cached."""
+    return _noise_floor(float(t), params.to_json(indent=None))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _noise_floor_curve(params_json: str):
+    return E.noise_floor_curve(np.round(np.arange(0.02, 0.31, 0.01), 2),
+                               Params.from_json(params_json))
+
+
+def noise_floor_curve(params: Params) -> pd.DataFrame:
+    """False cells on pure noise at thresholds 0.02 … 0.30, cached."""
+    return _noise_floor_curve(params.to_json(indent=None))
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _touching(d: float, params_json: str) -> dict:
+    r = E.touching_experiment(d, Params.from_json(params_json))
+    return {k: r[k] for k in ("n_plain", "n_split", "threshold", "midpoint_raw",
+                              "midpoint_predicted", "midpoint_measured", "merge_distance",
+                              "profile_t", "profile", "profile_clean")}
+
+
+def touching(d: float, params: Params) -> dict:
+    """:func:`~cellseg_core.experiments.touching_experiment`'s numbers, cached."""
+    return _touching(float(d), params.to_json(indent=None))
+
+
+# --- the N/C lesson and Optimise: scores of a dataset's split ------------------------------
+@st.cache_data(max_entries=64, show_spinner="Scoring on the split…")
+def _dataset_evaluation(name: str, source: str, ids: tuple, params_json: str, _ds):
+    return evaluation.evaluate(_ds, list(ids), Params.from_json(params_json))
+
+
+def dataset_evaluation(ds, ids, params: Params):
+    """``evaluation.evaluate`` of `params` on `ids` of `ds`, cached."""
+    return _dataset_evaluation(ds.name, ds.source, tuple(ids), params.to_json(indent=None), ds)
+
+
+@st.cache_data(max_entries=8, show_spinner="Computing the exact Dice surface…")
+def _dataset_surface(name: str, source: str, ids: tuple, params_json: str, _ds):
+    return evaluation.dice_surface(_ds, list(ids), Params.from_json(params_json))
+
+
+def dataset_surface(ds, ids, params: Params):
+    """``evaluation.dice_surface`` of `params`' channel and blur on `ids`, cached."""
+    return _dataset_surface(ds.name, ds.source, tuple(ids), params.to_json(indent=None), ds)
+
+
+@st.cache_data(max_entries=8, show_spinner="Optimising the thresholds…")
+def _optimise_thresholds(name: str, source: str, ids: tuple, n_calls: int, seed: int, _ds):
+    r = evaluation.optimize(_ds, list(ids), evaluation.DEFAULT_SPACE, get_preset("lab01"),
+                            n_calls=n_calls, random_state=seed)
+    return r.best_params.to_json(indent=None), r.best_score, r.history
+
+
+def optimise_thresholds(ds, ids, n_calls: int, seed: int):
+    """The two thresholds searched from ``lab01`` on `ids`: (best params JSON, best
+    score, history), cached."""
+    return _optimise_thresholds(ds.name, ds.source, tuple(ids), int(n_calls), int(seed), ds)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _dataset_item(name: str, source: str, image_id: str, _ds):
+    return _ds.image(image_id), _ds.mask(image_id)
+
+
+def dataset_item(ds, image_id: str):
+    """(image, mask) of one item of `ds`, cached."""
+    return _dataset_item(ds.name, ds.source, image_id, ds)
+
+
+@st.cache_data(max_entries=8, show_spinner="Making the stratified split…")
+def _split(name: str, source: str, test_fraction: float, seed: int, drop: bool, _ds):
+    return _stratified_split(_ds, test_fraction, seed, drop_without_nucleus=drop)
+
+
+def stratified_split(ds, test_fraction: float, seed: int, drop: bool) -> dict:
+    """:func:`cellseg_core.data.stratified_split` of `ds`, cached."""
+    return _split(ds.name, ds.source, float(test_fraction), int(seed), bool(drop), ds)
+
+
+# --- the Train page's strokes -----------------------------------------------------------
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _fit_strokes(digest: str, strokes_sha: str, _image, _strokes):
+    model = PixelClassifier(FeatureSettings(scale=0.5, sigma_max=8.0), n_estimators=30,
+                            samples_per_class=2000, cleanup=CleanupParams(), n_jobs=1)
+    model.fit([_image], [_strokes], rng=0)
+    proba = model.predict_proba(_image)
+    return model, proba.argmax(-1).astype(np.uint8), uncertainty(proba)
+
+
+def stroke_prediction(source, strokes):
+    """(model, labels, uncertainty) of a pixel classifier fitted on the strokes, cached."""
+    sha = hashlib.sha256(strokes.tobytes()).hexdigest()
+    return _fit_strokes(source.digest, sha, source.image, strokes)

@@ -1,7 +1,7 @@
 """Plotly figures of the Compare and Optimise pages, built without Streamlit.
 
 Every builder takes tables or arrays (per-image scores, an optimiser's history, a
-:class:`~cellseg_core.optimize.DiceSurface`) and returns a
+:class:`~cellseg_core.evaluation.DiceSurface`) and returns a
 ``plotly.graph_objects.Figure``, so it can be tested headless.
 """
 from __future__ import annotations
@@ -179,7 +179,7 @@ def surface_figure(surface, *, points: pd.DataFrame | None = None,
     Parameters
     ----------
     surface : DiceSurface
-        From :func:`cellseg_core.optimize.dice_surface` (``thresholds``, ``mean``,
+        From :func:`cellseg_core.evaluation.dice_surface` (``thresholds``, ``mean``,
         ``pooled``, ``best``, ``best_score``).
     points : DataFrame, optional
         The optimiser's evaluated points: columns ``threshold.t_nuc``,

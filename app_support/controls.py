@@ -9,13 +9,14 @@ otherwise. Call :func:`state.ensure_widgets` before drawing them.
 from __future__ import annotations
 
 import functools
+import json
 
 import streamlit as st
 
 from cellseg_core.params import BackgroundMethod, BlurKind, Channel, Mode, ThresholdMethod
-from cellseg_core.presets import DESCRIPTIONS, preset_names
+from cellseg_core.presets import DESCRIPTIONS, get_preset, preset_names
 
-from . import state
+from . import methods, state
 
 __all__ = ["preset_picker", "parameter_controls", "layout_signature", "params_download",
            "params_file_controls"]
@@ -76,8 +77,6 @@ def preset_picker(page: str = "explore") -> None:
 
 
 def _preset_flat(name: str) -> dict:
-    from cellseg_core.presets import get_preset
-
     return get_preset(name).flat()
 
 
@@ -179,8 +178,10 @@ def _on_params_upload(page: str) -> None:
 
 
 def params_download(page: str = "explore") -> None:
-    """Download the params in force as JSON."""
-    st.download_button("Parameters (JSON)", state.current_params().to_json(),
+    """Download the params in force as JSON: the provenance block ``cellseg segment``
+    writes to params.json (version, preset, params), which every upload door reads."""
+    block = json.dumps(methods.current_method().describe(), indent=2) + "\n"
+    st.download_button("Parameters (JSON)", block,
                        file_name="params.json", mime="application/json",
                        key=f"{page}.params_download", on_click="ignore")
 

@@ -79,8 +79,9 @@ def instance_figure(image, instances, objects: pd.DataFrame | None = None, *, tr
     return fig
 
 
-def steps_figure(seg, distance, peaks, *, height: int = 300) -> go.Figure:
-    """blurred | threshold | cleaned | distance map with markers | instances."""
+def steps_figure(seg, *, height: int = 300) -> go.Figure:
+    """blurred | threshold | cleaned | distance map with markers (``seg.markers``) | instances."""
+    distance, peaks = seg.markers
     titles = ["1 blurred", "2 threshold", "3 cleaned", "4 distance + markers", "5 instances"]
     fig = make_subplots(rows=1, cols=5, subplot_titles=titles, horizontal_spacing=0.01)
     dist = np.asarray(distance, np.float64)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import string
 from dataclasses import dataclass
+import random
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
@@ -175,8 +176,6 @@ def order_exercise(key: str, prompt: str, steps: list, *, seed: int = 0) -> bool
     """"Put the steps in order": pick `steps` (given in the right order) one by one
     from a shuffled list. The feedback names the first step out of place as soon as
     there is one; returns False then, None while right so far, True when complete."""
-    import random
-
     shuffled = list(steps)
     random.Random(seed).shuffle(shuffled)
     chosen = st.multiselect(prompt, shuffled, key=key,

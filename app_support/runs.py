@@ -16,7 +16,7 @@ the script. One run per session at a time: :func:`start` refuses a second one wi
 a message naming the run in progress (the machine's cores are shared).
 
 The preprocessed channels are cached in :func:`shared_cache`, a bounded
-:class:`~cellseg_core.optimize.ChannelCache` behind a lock, shared by every
+:class:`~cellseg_core.evaluation.ChannelCache` behind a lock, shared by every
 session's runs.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
-from cellseg_core.optimize import ChannelCache
+from cellseg_core.evaluation import ChannelCache
 
 __all__ = ["Run", "Cancelled", "POLL_SECONDS", "ACTIVE", "run_key", "get", "active", "start",
            "clear", "poll_every", "needs_full_rerun", "follow", "shared_cache", "LockedCache",

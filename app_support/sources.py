@@ -9,13 +9,16 @@ generator's knobs, and scikit-image's bundled samples that load offline.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from dataclasses import dataclass
 
 import numpy as np
 import streamlit as st
+from skimage import data as skimage_data
 
+from cellseg_core.data import available_datasets, resolve_id, synthetic
 from cellseg_core.io import as_float_image, read_image, read_mask
 
 from . import state
@@ -82,8 +85,6 @@ def _env_key() -> tuple:
 
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _datasets(env: tuple):
-    from cellseg_core.datasets import available_datasets
-
     return available_datasets()
 
 
@@ -127,8 +128,6 @@ def _read_upload_mask(digest: str, _data: bytes, filename: str, shape: tuple):
 
 
 def _named(data: bytes, filename: str):
-    import io
-
     buf = io.BytesIO(data)
     buf.name = filename
     return buf
@@ -136,8 +135,6 @@ def _named(data: bytes, filename: str):
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def _synthetic(kind: str, knobs_json: str):
-    from cellseg_core import synthetic
-
     knobs = json.loads(knobs_json)
     if kind == "cytology":
         sample = synthetic.cytology_image(**knobs)
@@ -149,9 +146,7 @@ def _synthetic(kind: str, knobs_json: str):
 
 @st.cache_data(max_entries=4, show_spinner=False)
 def _sample(loader: str):
-    from skimage import data
-
-    return as_float_image(getattr(data, loader)(), name=loader)
+    return as_float_image(getattr(skimage_data, loader)(), name=loader)
 
 
 @st.cache_data(max_entries=1, show_spinner=False)
@@ -193,8 +188,6 @@ def select_dataset_image(dataset: str, image_id: str) -> None:
     ValueError
         For an unknown dataset or id (ids are checked by ``resolve_id``).
     """
-    from cellseg_core.datasets import resolve_id
-
     all_ds = datasets()
     if dataset not in all_ds:
         raise ValueError(f"unknown dataset {dataset!r}; available: {sorted(all_ds)}")
@@ -280,8 +273,6 @@ def _upload_source() -> ImageSource | None:
 
 
 def _synthetic_source() -> ImageSource | None:
-    from cellseg_core import synthetic
-
     kind = st.radio("Kind", ["cytology", "fluorescence"], key=K_SYNTH_KIND, horizontal=True)
     seed = st.number_input("Seed", 0, 2**31 - 1, synthetic.SEED, key="source.synthetic.seed")
     if kind == "cytology":

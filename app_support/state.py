@@ -19,6 +19,7 @@ import json
 
 import streamlit as st
 
+from cellseg_core.methods import load_params
 from cellseg_core.params import Params
 from cellseg_core.presets import PRESETS, get_preset
 
@@ -105,8 +106,9 @@ def apply_preset(name: str, *, page: str = "explore") -> Params:
 
 
 def apply_json(text: str | bytes, *, page: str = "explore") -> Params:
-    """Load params from JSON text (e.g. an uploaded file); ValueError when invalid."""
-    params = Params.from_json(text)
+    """Load params from JSON text (an uploaded file: a params JSON, or a ``params.json``
+    downloaded from the app or written by ``cellseg segment``); ValueError when invalid."""
+    params = load_params(text)
     set_params(params, page=page)
     return params
 

@@ -14,30 +14,20 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _common import need_voced
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from cellseg_core import batch  # noqa: E402
-from cellseg_core.io import read_image, read_mask, tiff_bytes  # noqa: E402
-from cellseg_core.metrics import score_labels  # noqa: E402
-from cellseg_core.pipeline import segment  # noqa: E402
-from cellseg_core.presets import get_preset  # noqa: E402
+from cellseg_core import batch
+from cellseg_core.io import read_image, read_mask, tiff_bytes
+from cellseg_core.metrics import score_labels
+from cellseg_core.pipeline import segment
+from cellseg_core.presets import get_preset
 
 GOAL_S = 3.0
-
-
-def _voced(path) -> Path:
-    path = Path(path or os.environ.get("CELLSEG_VOCED") or REPO.parent / "shared" / "data" / "voced")
-    if not (path / "images").is_dir():
-        sys.exit(f"VocEd data not found at {path}; pass --data or set CELLSEG_VOCED")
-    return path
 
 
 def _cpu() -> float:
@@ -136,7 +126,7 @@ def main(argv=None):
     parser.add_argument("--no-dask", action="store_true")
     parser.add_argument("--no-profile", action="store_true")
     args = parser.parse_args(argv)
-    data = _voced(args.data)
+    data = need_voced(args.data)
     print(f"cpus: {os.cpu_count()}, load average at start: "
           f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"\n{'run (lab03v2)':<26}{'images':>7}{'best s':>9}{'median s':>10}{'img/s':>8}"

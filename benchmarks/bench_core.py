@@ -31,7 +31,6 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -39,17 +38,15 @@ from scipy import ndimage as ndi
 from skimage import filters as skf
 from skimage.measure import label as sk_label
 from skimage.morphology import remove_small_objects as sk_remove_small_objects
+from _common import voced_path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from cellseg_core.color import extract_channel  # noqa: E402
-from cellseg_core.filters import blur  # noqa: E402
-from cellseg_core.io import as_float_image, read_image  # noqa: E402
-from cellseg_core.morphology import clean_labels  # noqa: E402
-from cellseg_core.pipeline import _nucleus_instances, segment  # noqa: E402
-from cellseg_core.presets import get_preset  # noqa: E402
-from cellseg_core.threshold import apply_threshold  # noqa: E402
+from cellseg_core.color import extract_channel
+from cellseg_core.filters import blur
+from cellseg_core.io import as_float_image, read_image
+from cellseg_core.morphology import clean_labels
+from cellseg_core.pipeline import _nucleus_instances, segment
+from cellseg_core.presets import get_preset
+from cellseg_core.threshold import apply_threshold
 
 SIZES = (256, 1024, 2048)
 PRESETS = ("lab01", "lab03v2", "auto-cytology")
@@ -57,11 +54,6 @@ STAGES = ("read", "channel", "blur", "threshold", "cleanup", "instances", "pipel
 
 
 # --- input images --------------------------------------------------------------------------
-def _voced_dir() -> Path:
-    env = os.environ.get("CELLSEG_VOCED")
-    return Path(env) if env else ROOT.parent / "shared" / "data" / "voced"
-
-
 def _synthetic_tile(size=256, seed=0) -> np.ndarray:
     """Grey cells with dark nuclei on a bright background, uint8 RGB."""
     rng = np.random.default_rng(seed)
@@ -78,7 +70,7 @@ def _synthetic_tile(size=256, seed=0) -> np.ndarray:
 
 
 def base_tile() -> tuple[np.ndarray, str]:
-    folder = _voced_dir() / "images"
+    folder = voced_path() / "images"
     path = folder / "000.png"
     if path.is_file():
         with Image.open(path) as im:

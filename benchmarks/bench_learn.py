@@ -30,21 +30,14 @@ import argparse
 import os
 import sys
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from _common import voced_path
 
-from cellseg_core.datasets import Dataset  # noqa: E402
-from cellseg_core.learn import (FeatureSettings, KMeansBaseline,  # noqa: E402
+from cellseg_core.data import Dataset
+from cellseg_core.learn import (FeatureSettings, KMeansBaseline,
                                 MeanShiftBaseline, PixelClassifier, train_on_dataset)
-from cellseg_core.optimize import evaluate  # noqa: E402
-from cellseg_core.presets import get_preset  # noqa: E402
-
-
-def _voced() -> Path:
-    env = os.environ.get("CELLSEG_VOCED")
-    return Path(env) if env else REPO.parent / "shared" / "data" / "voced"
+from cellseg_core.evaluation import evaluate
+from cellseg_core.presets import get_preset
 
 
 #: Test ids that are near-copies of training images (pixel correlation > 0.99).
@@ -88,7 +81,7 @@ def main(argv=None):
     parser.add_argument("--no-deep", action="store_true",
                         help="skip the U-Net and ensemble rows even with PyTorch installed")
     args = parser.parse_args(argv)
-    path = _voced()
+    path = voced_path()
     if not (path / "images").is_dir():
         sys.exit(f"VocEd data not found at {path} (set CELLSEG_VOCED)")
 
@@ -108,7 +101,7 @@ def main(argv=None):
             "k-means baseline (K=3)": lambda: KMeansBaseline(3),
             "k-means baseline (K=5)": lambda: KMeansBaseline(5),
         })
-    from cellseg_core.unet import ProbabilityEnsemble, UNetModel, torch_available
+    from cellseg_core.learn import ProbabilityEnsemble, UNetModel, torch_available
 
     skipped = []
     if args.best:

@@ -1,6 +1,6 @@
 """Load: N concurrent sessions on one server, slider-update latency and memory.
 
-Starts ``streamlit run app.py`` on 127.0.0.1 (as ``tests/test_browser.py`` does, with
+Starts ``streamlit run app.py`` on 127.0.0.1 (as ``tests/browser/test_browser.py`` does, with
 ``CELLSEG_DATA`` = the VocEd folder), then
 
 1. one session alone: open the app on a VocEd image, move the "Nucleus below" slider
@@ -45,11 +45,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(REPO / "benchmarks"))
-
-from test_browser import CHROMIUM, CHROMIUM_ARGS, start_streamlit, stop_streamlit  # noqa: E402
+from _common import CHROMIUM, CHROMIUM_ARGS, start_streamlit, stop_streamlit, voced_path
 
 IDLE = "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
 CHANGED = ("(prev) => location.href !== prev && "
@@ -209,8 +205,7 @@ def main(argv=None) -> int:
     parser.add_argument("--think", type=float, default=0.0,
                         help="ws: mean pause (s) before each move, uniform 0..2x; default 0 "
                              "= back-to-back moves, the worst case")
-    parser.add_argument("--data", default=os.environ.get(
-        "CELLSEG_VOCED", str(REPO.parent / "shared" / "data" / "voced")))
+    parser.add_argument("--data", default=str(voced_path()))
     parser.add_argument("--timeout", type=float, default=120.0,
                         help="seconds allowed for one page action / script run (default 120)")
     args = parser.parse_args(argv)

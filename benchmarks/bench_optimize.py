@@ -2,13 +2,13 @@
 
 Prints one table:
 
-- ``surface 256x256``: :func:`cellseg_core.optimize.dice_surface` over the 160 train
+- ``surface 256x256``: :func:`cellseg_core.evaluation.dice_surface` over the 160 train
   images, cold (PNG reading and per-class sorting included) and warm (channels cached).
   Goal (issue 3 item 7): warm <= 0.5 s.
 - ``surface 16x16`` vs ``brute 16x16``: the same 16 x 16 subgrid of the 256 grid by
   segmenting and scoring every image for every valid pair (images preloaded), the
   ratio, and the brute force extrapolated to the full 256 x 256 grid.
-- ``BO thresholds`` / ``BO lab03v2``: 50 calls of :func:`cellseg_core.optimize.optimize`
+- ``BO thresholds`` / ``BO lab03v2``: 50 calls of :func:`cellseg_core.evaluation.optimize`
   (``DEFAULT_SPACE`` / ``LAB03V2_SPACE``) from a cold cache, next to the course's way:
   ``gp_minimize`` with its default settings and an objective that loops over the
   preloaded images calling ``segment`` + ``score_labels`` (the images are read once,
@@ -28,28 +28,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
+from _common import need_voced
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from cellseg_core import score_labels, segment  # noqa: E402
-from cellseg_core.datasets import open_dataset  # noqa: E402
-from cellseg_core.optimize import (DEFAULT_SPACE, LAB03V2_SPACE, ChannelCache,  # noqa: E402
+from cellseg_core import score_labels, segment
+from cellseg_core.data import open_dataset
+from cellseg_core.evaluation import (DEFAULT_SPACE, LAB03V2_SPACE, ChannelCache,
                                    dice_surface, evaluate, optimize)
-from cellseg_core.presets import get_preset  # noqa: E402
-
-
-def _voced() -> Path:
-    env = os.environ.get("CELLSEG_VOCED")
-    path = Path(env) if env else REPO.parent / "shared" / "data" / "voced"
-    if not (path / "images").is_dir():
-        sys.exit(f"VocEd data not found at {path}; set CELLSEG_VOCED")
-    return path
+from cellseg_core.presets import get_preset
 
 
 def _course_bo(images, masks, space, base, n_calls, seed):
@@ -88,7 +76,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     course_calls = args.course_calls or args.calls
 
-    ds = open_dataset(_voced())
+    ds = open_dataset(need_voced())
     train, test = ds.split["train"], ds.split["test"]
     rows = []
 

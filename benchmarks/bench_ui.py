@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,11 +26,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
-from test_browser import (CHROMIUM, OVERLAY_CHART, PREDICTION_LAYER,  # noqa: E402
-                          chromium_page, start_streamlit, stop_streamlit, wait_idle)
+from _common import (CHROMIUM, OVERLAY_CHART, PREDICTION_LAYER,
+                     chromium_page, start_streamlit, stop_streamlit, wait_idle)
 
 GOALS_MS = {256: 150, 2048: 400}
 
@@ -67,7 +63,7 @@ _WATCH = """(probes) => {
 
 def make_dataset(root: Path, sizes) -> str:
     """A dataset folder of synthetic cytology images named ``s<size>``."""
-    from cellseg_core import synthetic
+    from cellseg_core.data import synthetic
 
     folder = root / "bench-ui"
     (folder / "images").mkdir(parents=True)

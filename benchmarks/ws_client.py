@@ -4,7 +4,7 @@ It speaks the same protocol as the Streamlit frontend (binary ``BackMsg`` up,
 ``ForwardMsg`` down, both protobufs from ``streamlit.proto``), so a load test can put
 many sessions on a server without paying for a browser per session. What it mirrors
 of the frontend (checked against the frames Chromium sends, see
-``tests/test_load_client.py``):
+``tests/hosting/test_load_client.py``):
 
 * the first message is a ``rerun_script`` carrying the page's query string (without
   ``?``) and a ``context_info`` (timezone, locale, URL, colour scheme);

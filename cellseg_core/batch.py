@@ -21,9 +21,11 @@ from __future__ import annotations
 import hashlib
 import io as _io
 import json
+import multiprocessing as mp
 import sys
 import time
 import zipfile
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,10 +34,9 @@ import pandas as pd
 
 from .io import IMAGE_SUFFIXES, read_image, read_mask, tiff_bytes, write_bytes_atomic
 from .measure import OBJECT_COLUMNS
+from .methods import ModelMethod, ParamsMethod, Segmenter, as_segmenter
 from .metrics import score_labels
 from .params import Params
-from .pipeline import segment
-from .presets import get_preset
 
 __all__ = [
     "IMAGE_COLUMNS",
@@ -43,9 +44,6 @@ __all__ = [
     "BatchItem",
     "BatchResult",
     "find_inputs",
-    "load_params",
-    "load_method",
-    "describe_method",
     "process_image",
     "run_batch",
     "zip_outputs",
@@ -161,89 +159,17 @@ def find_inputs(inputs, *, masks: bool = True) -> list[BatchItem]:
 
 
 # --- method ----------------------------------------------------------------------------
-def load_params(source) -> Params:
-    """Params from a JSON file (path) or text: a params object or a ``params.json``.
-
-    A ``params.json`` written by :func:`run_batch` (``{"params": {...}, ...}``) is
-    accepted, so a run can be repeated with ``--params OUT/params.json``.
-    """
-    if isinstance(source, (str, Path)) and not str(source).lstrip().startswith("{"):
-        path = Path(source)
-        if not path.is_file():
-            raise ValueError(f"{path}: no such parameters file")
-        where = f"{path}: "
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as err:
-            raise ValueError(f"{where}not valid JSON (not UTF-8 text: {err})") from None
-    else:
-        text = source.decode() if isinstance(source, bytes) else str(source)
-        where = ""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{where}not valid JSON ({err})") from None
-    if isinstance(data, dict) and "cellseg_version" in data:
-        if "params" not in data:
-            raise ValueError(f"{where}was written for a learned model, not parameters; "
-                             "use --model with the model file it names")
-        data = data["params"]
-    try:
-        return Params.from_dict(data)
-    except ValueError as err:
-        raise ValueError(f"{where}{err}") from None
-
-
-def load_method(*, preset: str | None = None, params=None, model=None,
-                trust_pickle: bool = False):
-    """The method a batch runs: a preset, a params file / object, or a learned model.
-
-    At most one may be given; none means ``Params()`` (the course's Lab 01
-    thresholds). A model file is loaded by
-    ``cellseg_core.learn.load_model`` (learn helper), which must return an object with
-    ``.segment(image) -> Segmentation``; `trust_pickle` is passed on (old pickled
-    model files only, see ``load_model``).
-    """
-    given = [name for name, v in (("--preset", preset), ("--params", params), ("--model", model))
-             if v is not None]
-    if len(given) > 1:
-        raise ValueError(f"give only one of --preset, --params, --model (got {', '.join(given)})")
-    if preset is not None:
-        return get_preset(preset)
-    if isinstance(params, Params):
-        return params
-    if params is not None:
-        return load_params(params)
-    if model is not None:
-        if not hasattr(model, "segment") or isinstance(model, (str, Path)):
-            try:
-                from .learn import load_model  # the learn helper's module
-            except ImportError:
-                raise ValueError("--model needs cellseg_core.learn, which this version "
-                                 "of cellseg does not have yet") from None
-            path = Path(model)
-            if not path.is_file():
-                raise ValueError(f"{path}: no such model file")
-            return load_model(path, trust_pickle=trust_pickle)
-        return model
-    return Params()
-
-
-def describe_method(method, *, preset: str | None = None, model_path=None) -> dict:
-    """What goes into ``params.json``: the version, and the params or the model."""
-    from . import __version__
-
-    out = {"cellseg_version": __version__, "preset": preset}
-    if isinstance(method, Params):
-        out["params"] = method.to_dict()
-    else:
-        out["model"] = str(model_path) if model_path is not None else type(method).__name__
-        if model_path is not None and Path(model_path).is_file():
-            out["model_sha256"] = hashlib.sha256(Path(model_path).read_bytes()).hexdigest()
-        inner = getattr(method, "params", None)
-        if isinstance(inner, Params):
-            out["params"] = inner.to_dict()
-    return out
+def _segmenter(method, preset: str | None, model_path) -> Segmenter:
+    """`method` as a Segmenter; `preset` / `model_path` say what plain Params or a model
+    object came from (recorded in ``params.json``)."""
+    method = as_segmenter(Params() if method is None else method)
+    if preset is not None and method.params is not None:
+        return ParamsMethod(method.params, name=preset, preset=preset)
+    if model_path is not None and method.params is None:
+        path = Path(model_path)
+        sha = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+        return ModelMethod(getattr(method, "model", method), file=str(model_path), sha256=sha)
+    return method
 
 
 # --- one image -------------------------------------------------------------------------
@@ -264,7 +190,7 @@ def process_image(image, method=None, *, mask=None, name: str | None = None):
     Parameters
     ----------
     image : path, bytes or (M, N[, 3]) ndarray
-    method : Params or object with ``.segment(image)``, optional
+    method : Segmenter, Params or a fitted model, optional
         Defaults to ``Params()``.
     mask : path, bytes or (M, N) ndarray, optional
         Class mask (0/1/2); when given the Dice / IoU / N/C error columns are filled.
@@ -287,8 +213,7 @@ def process_image(image, method=None, *, mask=None, name: str | None = None):
         name = Path(image).stem if isinstance(image, (str, Path)) else "image"
     file = Path(image).name if isinstance(image, (str, Path)) else ""
     array = image if isinstance(image, np.ndarray) else read_image(image)
-    method = Params() if method is None else method
-    seg = segment(array, method) if isinstance(method, Params) else method.segment(array)
+    seg = as_segmenter(Params() if method is None else method).segment(array)
     labels, nuclei = seg.labels, seg.nuclei
     truth = None
     if mask is not None:
@@ -438,9 +363,6 @@ def _results_local(chunks, method, jobs, out_dir):
         for chunk in chunks:
             yield from _work(chunk, method, out_dir)
         return
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
     # fork: workers inherit the imported modules, so they start in milliseconds.
     methods = mp.get_all_start_methods()
     context = mp.get_context("fork" if "fork" in methods and sys.platform != "darwin" else None)
@@ -457,13 +379,13 @@ def _results_local(chunks, method, jobs, out_dir):
 
 def _results_dask(chunks, method, address):
     try:
-        from distributed import Client, as_completed
+        import distributed
     except ImportError:
         raise ValueError("--dask needs the `distributed` package: "
                          "pip install 'dask[distributed]'") from None
     own = not hasattr(address, "submit")
     try:
-        client = Client(address, timeout="10s") if own else address
+        client = distributed.Client(address, timeout="10s") if own else address
     except (OSError, TimeoutError, ValueError) as err:
         raise ValueError(f"cannot reach the Dask scheduler at {address!r}: {err}") from None
     # Remote workers may not see this machine's files: send the bytes.
@@ -475,7 +397,7 @@ def _results_dask(chunks, method, address):
         [method_future] = client.scatter([method], broadcast=True)
         futures = [client.submit(_work, chunk, method_future, pure=False) for chunk in remote]
         try:
-            for future in as_completed(futures):
+            for future in distributed.as_completed(futures):
                 yield from future.result()
         except BaseException:
             client.cancel(futures)
@@ -505,8 +427,8 @@ def run_batch(inputs, out_dir, method=None, *, jobs: int = 1, dask_address=None,
         See :func:`find_inputs`.
     out_dir : path
         Created if needed.
-    method : Params or object with ``.segment(image)``, optional
-        Defaults to ``Params()``.
+    method : Segmenter, Params or a fitted model, optional
+        Defaults to ``Params()``. Its ``describe()`` goes into ``params.json``.
     jobs : int
         Worker processes on this machine (1: in this process).
     dask_address : str or distributed.Client, optional
@@ -517,7 +439,8 @@ def run_batch(inputs, out_dir, method=None, *, jobs: int = 1, dask_address=None,
     progress : callable(done, total, name), optional
         Called after each image (the app's progress bar, the CLI's tqdm).
     preset, model_path : optional
-        Recorded in ``params.json``.
+        The preset plain Params came from, the file a model object was read from
+        (recorded in ``params.json``).
 
     Returns
     -------
@@ -534,7 +457,7 @@ def run_batch(inputs, out_dir, method=None, *, jobs: int = 1, dask_address=None,
     start = time.perf_counter()
     if not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"`jobs` must be a positive integer, got {jobs!r}")
-    method = Params() if method is None else method
+    method = _segmenter(method, preset, model_path)
     items = [x for x in inputs if isinstance(x, BatchItem)]
     others = [x for x in inputs if not isinstance(x, BatchItem)]
     if others:
@@ -542,7 +465,7 @@ def run_batch(inputs, out_dir, method=None, *, jobs: int = 1, dask_address=None,
     if not items:
         raise ValueError("no input images given")
     out_dir = Path(out_dir)
-    description = describe_method(method, preset=preset, model_path=model_path)
+    description = method.describe()
     params_file = out_dir / "params.json"
     parts = out_dir / _PARTS
     if resume and params_file.is_file():

@@ -1,6 +1,6 @@
 """The seed's fluorescence experiments as pure functions, with the seed's derivations.
 
-Each experiment generates images with :mod:`cellseg_core.synthetic`, segments them
+Each experiment generates images with :mod:`cellseg_core.data.synthetic`, segments them
 with :func:`cellseg_core.segment` and returns numbers (dicts and DataFrames) that the
 app's Count page plots; nothing here re-implements a pipeline step.
 
@@ -32,7 +32,7 @@ from scipy import ndimage as ndi
 from .metrics import match_instances
 from .params import BlurKind, Params
 from .pipeline import preprocess, segment
-from .synthetic import (CELL_BRIGHTNESS, CELL_SIGMA, DIM_BRIGHTNESS, GRADIENT, IMAGE_SIZE,
+from .data.synthetic import (CELL_BRIGHTNESS, CELL_SIGMA, DIM_BRIGHTNESS, GRADIENT, IMAGE_SIZE,
                         MIN_CELL_SIZE, NOISE_SCALE, PAIR_DISTANCE, SEED, fluorescence_image,
                         noise_image, seed_params, touching_pair)
 

@@ -9,14 +9,15 @@ import pandas as pd
 
 from .color import extract_channel
 from .filters import blur
-from .instances import assign_cells, filter_by_size, label_objects, split_touching
+from .instances import (assign_cells, filter_by_size, label_objects, split_touching,
+                        watershed_markers)
 from .io import as_float_image
 from .measure import image_summary, object_table
 from .morphology import clean_labels
-from .params import Mode, Params
+from .params import BlurKind, Channel, Mode, Params
 from .threshold import apply_threshold
 
-__all__ = ["Segmentation", "segment", "preprocess", "labels_from_channel"]
+__all__ = ["Segmentation", "segment", "preprocess", "preprocess_key", "labels_from_channel"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,8 +35,13 @@ class Segmentation:
     raw : (M, N) ndarray of uint8
         Classes straight from the thresholds, before clean-up.
     thresholds : dict
-        The thresholds used (chosen by the automatic method where there is one).
+        The thresholds used (chosen by the automatic method where there is one); empty
+        for a learned model.
     params : Params
+        What ran (a learned model: its clean-up).
+    method : str
+        Which method produced it: ``"params"`` for :func:`segment`, else the learned
+        model's kind (e.g. ``"PixelClassifier/boosting"``).
     """
 
     labels: np.ndarray
@@ -45,6 +51,7 @@ class Segmentation:
     raw: np.ndarray
     thresholds: dict
     params: Params = field(repr=False)
+    method: str = "params"
 
     @cached_property
     def cells(self) -> np.ndarray:
@@ -55,6 +62,15 @@ class Segmentation:
     def objects(self) -> pd.DataFrame:
         """Per-nucleus table: areas, per-cell N/C, centroid, intensity, shape."""
         return object_table(self.nuclei, self.cells, self.labels, self.channel)
+
+    @cached_property
+    def markers(self) -> tuple[np.ndarray, np.ndarray]:
+        """The watershed's seeds of the nuclei: ``(distance, peaks)`` of
+        :func:`~cellseg_core.instances.watershed_markers` with ``params.watershed``'s
+        settings (computed on demand, whether or not the watershed split them)."""
+        ws = self.params.watershed
+        return watershed_markers(self.labels == 2, min_distance=ws.min_distance,
+                                 footprint=ws.footprint)
 
     @cached_property
     def summary(self) -> dict:
@@ -72,6 +88,26 @@ def preprocess(image: np.ndarray, params: Params) -> tuple[np.ndarray, np.ndarra
     channel = extract_channel(image, params.channel)
     blurred = blur(channel, params.blur.kind, sigma=params.blur.sigma, size=params.blur.size)
     return channel, blurred
+
+
+def preprocess_key(params: Params) -> tuple:
+    """What :func:`preprocess` depends on, and nothing else: the channel and the blur
+    (its sigma for a gaussian blur, its window size for median and mean).
+
+    Params with the same key give the same channel and blurred channel, so callers
+    that cache :func:`preprocess` (the evaluation, the app) key on it.
+
+    Examples
+    --------
+    >>> preprocess_key(Params().with_values({"threshold.t_nuc": 0.2})) == preprocess_key(Params())
+    True
+    >>> preprocess_key(Params().with_values({"blur.kind": "gaussian", "blur.sigma": 2.0}))
+    ('gray', 'gaussian', 2.0)
+    """
+    kind = BlurKind(params.blur.kind)
+    extra = (params.blur.sigma if kind == BlurKind.GAUSSIAN
+             else params.blur.size if kind in (BlurKind.MEDIAN, BlurKind.MEAN) else None)
+    return (Channel(params.channel).value, kind.value, extra)
 
 
 def labels_from_channel(blurred: np.ndarray, params: Params):

@@ -10,11 +10,10 @@ per-image table (``images.csv``), the failed images and one download button.
 from __future__ import annotations
 
 import tempfile
-from pathlib import Path
 
 import streamlit as st
 
-from app_support import runs, sources, state
+from app_support import methods, runs, sources, state
 from app_support.assets import read_asset
 from app_support.safe_text import md
 from app_support.router import require_frame
@@ -45,7 +44,7 @@ UPLOAD_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "npy"]
 
 
 # --- the run (background thread: core calls only, never Streamlit) ------------------------
-def _batch_work(run: runs.Run, inputs, method, *, preset: str | None = None) -> dict:
+def _batch_work(run: runs.Run, inputs, method) -> dict:
     """Work of a batch run: outputs in a private temporary folder, returned as a zip.
 
     `inputs` is a dataset plus ids, ``("dataset", Dataset, ids)``, or
@@ -70,7 +69,7 @@ def _batch_work(run: runs.Run, inputs, method, *, preset: str | None = None) -> 
                      + (f" ({name})" if name else ""))
 
     with tempfile.TemporaryDirectory(prefix="cellseg-batch-") as tmp:
-        result = batch.run_batch(items, tmp, method, progress=progress, preset=preset)
+        result = batch.run_batch(items, tmp, method, progress=progress)
         archive = batch.zip_outputs(tmp)
     return {"images": result.images, "failed": list(result.failed), "zip": archive,
             "seconds": result.seconds, "n_objects": len(result.objects)}
@@ -109,31 +108,30 @@ def _pick_inputs():
 
 
 def _pick_method():
-    """The method: (Params or model, preset name or None, label) or None with st.error."""
-    models = runs.learned_models()
+    """The method (a Segmenter, see :mod:`app_support.methods`), or None with st.error."""
+    offered = methods.catalogue()
+    presets = [n for n in offered if n in PRESETS]
+    models = {n.removeprefix("model:"): m for n, m in methods.learned_methods().items()}
     choices = [m for m in METHODS if m != "Learned model" or models]
     if st.session_state.get(K_METHOD) not in choices:
         st.session_state[K_METHOD] = choices[0]
     kind = st.radio("Method", choices, key=K_METHOD, horizontal=True)
     if kind == "Preset":
-        names = list(PRESETS)
-        if st.session_state.get(K_PRESET) not in names:
+        if st.session_state.get(K_PRESET) not in presets:
             st.session_state[K_PRESET] = state.current_preset()
-        name = st.selectbox("Preset", names, key=K_PRESET)
-        return batch.load_method(preset=name), name, name
+        return offered[st.selectbox("Preset", presets, key=K_PRESET)]
     if kind == "Explore (current)":
         st.caption("The parameters now set on the Explore page.")
-        return state.current_params(), None, "explore"
+        return offered[methods.EXPLORE]
     if kind == "Learned model":
-        name = st.selectbox("Model", list(models), key=K_MODEL)
-        return models[name], None, f"model:{name}"
+        return models[st.selectbox("Model", list(models), key=K_MODEL)]
     up = st.file_uploader("Parameters (JSON)", type=["json"], key=K_JSON,
                           help="A file saved from Explore, or a batch run's params.json.")
     if up is None:
         st.info("Upload a parameters file.")
         return None
     try:
-        return batch.load_params(up.getvalue()), None, Path(up.name).stem
+        return methods.uploaded_params(up.name, up.getvalue())
     except (ValueError, UnicodeDecodeError) as err:
         st.error(f"{md(up.name)} is not a parameters file: {md(err)}")
         return None
@@ -173,11 +171,9 @@ def main() -> None:
     method = _pick_method()
     ready = inputs is not None and method is not None
     if st.button("Run batch", key=K_RUN, type="primary", disabled=not ready):
-        params, preset, method_label = method
         n = len(inputs[2]) if inputs[0] == "dataset" else len(inputs[1])
-        runs.start(PAGE, f"batch of {n} image(s) with {method_label}",
-                   _batch_work, inputs, params, preset=preset,
-                   config={"name": name, "method": method_label})
+        runs.start(PAGE, f"batch of {n} image(s) with {method.name}", _batch_work, inputs,
+                   method, config={"name": name, "method": method.name})
     run = runs.follow(PAGE, "batch", cancelled="The batch was stopped; nothing was kept.")
     if run is not None:
         _results(run)

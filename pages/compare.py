@@ -1,6 +1,6 @@
 """Compare: several methods over a dataset split, the course's central table.
 
-Dataset + split + methods → a background run of ``optimize.evaluate`` per method
+Dataset + split + methods → a background run of ``cellseg_core.methods.compare``
 (see :mod:`app_support.runs`) → the table, the N/C scatter, the per-image Dice
 distribution, a per-image table that opens an image in Explore, the worst cases.
 Every evaluation is kept in the session (keyed on dataset, ids and method), so
@@ -16,10 +16,9 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from app_support import cache, compare_figures, figures, runs, sources, state
+from app_support import cache, compare_figures, figures, methods, runs, sources, state
 from app_support.assets import read_asset
-from cellseg_core import optimize
-from cellseg_core.learn import KMeansBaseline, MeanShiftBaseline, train_on_dataset
+from cellseg_core.methods import BASELINES, compare
 from cellseg_core.params import Params
 from cellseg_core.presets import PRESETS
 from app_support.router import require_frame
@@ -40,7 +39,6 @@ K_TAB = f"{PAGE}.tab"
 K_CACHE = f"{PAGE}.evaluations"      # (dataset key, ids, method key) -> Evaluation
 K_GOTO = f"{PAGE}.goto_explore"
 K_NOTICE = f"{PAGE}.notice"
-EXPLORE_METHOD = "explore (current)"
 SPLITS = ("test", "train", "all")
 MAX_CACHED = 64
 #: Summary columns: label shown -> Evaluation.summary key.
@@ -51,70 +49,51 @@ COLUMNS = {
 }
 
 
-#: Unsupervised baselines (issue 5a: why supervision pays). They are fitted inside the
-#: comparison run on the dataset's training split (the compared images when it has
-#: none); only their matching of clusters to classes sees masks.
-BASELINES = {"baseline: k-means": KMeansBaseline, "baseline: mean-shift": MeanShiftBaseline}
-
-
 # --- methods ------------------------------------------------------------------------------
 def _uploaded_methods() -> dict:
-    """Params from the uploaded JSON files; a bad file is reported and skipped."""
+    """The uploaded parameter files; a bad file is reported and skipped."""
     out = {}
     for up in st.session_state.get(K_UPLOAD) or []:
         try:
-            out[f"file:{Path(up.name).stem}"] = Params.from_json(up.getvalue())
+            out[f"file:{Path(up.name).stem}"] = methods.uploaded_params(up.name, up.getvalue())
         except ValueError as err:
             st.error(f"{up.name} is not a parameters file: {err}")
     return out
 
 
 def method_catalogue() -> dict:
-    """Every method the user may pick: name -> Params or learned model."""
-    out = dict(PRESETS)
-    out[EXPLORE_METHOD] = state.current_params()
-    out.update(_uploaded_methods())
-    out.update({f"model:{name}": model for name, model in runs.learned_models().items()})
-    out.update(BASELINES)
-    return out
+    """Every method the user may pick (:func:`app_support.methods.catalogue`)."""
+    return methods.catalogue(uploads=_uploaded_methods(), baselines=True)
 
 
 def _method_key(name: str, method) -> tuple:
-    if isinstance(method, Params):
-        return ("params", method)
-    return ("baseline", name) if name in BASELINES else ("model", name, id(method))
+    """What an evaluation is kept under: the params, the baseline or the model object."""
+    if method.params is not None:
+        return ("params", method.params)
+    return ("baseline", name) if name in BASELINES else ("model", name, id(method.model))
 
 
 # --- the run ---------------------------------------------------------------------------------
-def _evaluate_all(run: runs.Run, dataset, ids, methods: dict, known: dict, cache_) -> dict:
-    """Work of a compare run (background thread): name -> Evaluation."""
-    todo = [name for name in methods if name not in known]
-    total = max(1, len(todo) * len(ids))
-    out = dict(known)
-    for j, name in enumerate(todo):
-        def progress(done, n, j=j, name=name):
-            run.progress(j * n + done, total, f"{name}: image {done} of {n}")
-        method = methods[name]
-        if name in BASELINES:
-            fit_ids = (dataset.split or {}).get("train") or ids
-            run.progress(j * len(ids), total, f"{name}: fitting on {len(fit_ids)} images")
-            method = train_on_dataset(dataset, fit_ids, model=method(), rng=0)
-            run.config.setdefault("fitted", {})[name] = method
-        out[name] = optimize.evaluate(dataset, ids, method, cache=cache_, progress=progress)
-    run.progress(total, total, "done")
-    return {name: out[name] for name in methods}
+def _evaluate_all(run: runs.Run, dataset, ids, chosen: dict, known: dict, cache_) -> dict:
+    """Work of a compare run (background thread): name -> Evaluation. The baselines are
+    fitted on the dataset's training split (the compared images when it has none)."""
+    todo = {name: m for name, m in chosen.items() if name not in known}
+    done, fitted = compare(dataset, ids, todo, cache=cache_, progress=run.progress)
+    run.config["fitted"] = fitted
+    out = {**known, **done}
+    return {name: out[name] for name in chosen}
 
 
-def _start(dataset, split: str, ids: list, methods: dict) -> None:
+def _start(dataset, split: str, ids: list, chosen: dict) -> None:
     store = st.session_state.setdefault(K_CACHE, {})
-    keys = {name: (dataset.key, tuple(ids), _method_key(name, m)) for name, m in methods.items()}
+    keys = {name: (dataset.key, tuple(ids), _method_key(name, m)) for name, m in chosen.items()}
     # baselines are refitted (seconds): their fitted model is needed for the worst cases
     known = {name: store[k] for name, k in keys.items() if k in store and name not in BASELINES}
     config = {"dataset": dataset.name, "split": split, "ids": list(ids), "keys": keys,
-              "methods": {n: (m.to_json(indent=None) if isinstance(m, Params) else None)
-                          for n, m in methods.items()}}
-    label = f"compare {len(methods)} method(s) on {dataset.name} / {split}"
-    runs.start(PAGE, label, _evaluate_all, dataset, ids, methods, known,
+              "methods": {n: (m.params.to_json(indent=None) if m.params is not None else None)
+                          for n, m in chosen.items()}}
+    label = f"compare {len(chosen)} method(s) on {dataset.name} / {split}"
+    runs.start(PAGE, label, _evaluate_all, dataset, ids, chosen, known,
                runs.shared_cache(), config=config)
 
 
@@ -235,7 +214,7 @@ def _worst_cases(ds, config: dict, results: dict) -> None:
         return
     worst = results[method].per_image.nsmallest(int(k), "mean_dice")
     params_json = config["methods"][method]
-    methods = method_catalogue()
+    offered = method_catalogue()
     for i, row in enumerate(worst.itertuples()):
         image = ds.image(row.id)
         truth = ds.mask(row.id)
@@ -244,8 +223,8 @@ def _worst_cases(ds, config: dict, results: dict) -> None:
             seg = cache.segmentation(digest, image, Params.from_json(params_json))
         elif method in config.get("fitted", {}):
             seg = config["fitted"][method].segment(image)
-        elif method in methods and method not in BASELINES:
-            seg = methods[method].segment(image)
+        elif method in offered and method not in BASELINES:
+            seg = offered[method].segment(image)
         else:
             st.info(f"{method} is no longer available")
             return
@@ -313,9 +292,9 @@ def main() -> None:
     setup = _setup()
     if setup is None:
         return
-    ds, split, ids, methods = setup
-    if st.button("Run comparison", key=K_RUN, type="primary", disabled=not methods):
-        _start(ds, split, ids, methods)
+    ds, split, ids, chosen = setup
+    if st.button("Run comparison", key=K_RUN, type="primary", disabled=not chosen):
+        _start(ds, split, ids, chosen)
     run = runs.follow(PAGE, "comparison")
     if run is not None:
         _remember(run)

@@ -17,8 +17,7 @@ from app_support import cache, count_figures, state
 from app_support.assets import read_asset
 from app_support.sources import ImageSource
 from cellseg_core import experiments as E
-from cellseg_core import synthetic
-from cellseg_core.instances import watershed_markers
+from cellseg_core.data import synthetic
 from cellseg_core.io import tiff_bytes
 from cellseg_core.metrics import average_precision, match_instances
 from cellseg_core.params import Params
@@ -49,12 +48,6 @@ def _fmt(value, digits: int = 3) -> str:
         else f"{value:.{digits}f}"
 
 
-@st.cache_data(max_entries=2, show_spinner=False)
-def _seed_sample():
-    s = synthetic.fluorescence_image()
-    return s.image, s.labels
-
-
 def _source() -> ImageSource:
     shared = st.session_state.get(state.SOURCE_CURRENT)
     options = [SEED_SOURCE]
@@ -66,7 +59,7 @@ def _source() -> ImageSource:
                       help="The sidebar's image is offered when it is a fluorescence image.")
     if choice == SIDEBAR_SOURCE:
         return shared
-    image, labels = _seed_sample()
+    image, labels, _ = cache.seed_sample()
     return ImageSource(name=SEED_SOURCE, image=image, instances=labels,
                        mask=(labels > 0).astype(np.uint8) * np.uint8(2),
                        digest="count:seed", kind="fluorescence")
@@ -147,10 +140,7 @@ def pipeline(source: ImageSource) -> None:
         shown = ", ".join(f"{k} = {_fmt(v) if not math.isnan(v) else 'per pixel'}"
                           for k, v in seg.thresholds.items())
         st.caption(f"{source.name} · {params.threshold.method.value} threshold: {shown}")
-        distance, peaks = watershed_markers(seg.labels == 2,
-                                            min_distance=params.watershed.min_distance,
-                                            footprint=params.watershed.footprint)
-        st.plotly_chart(count_figures.steps_figure(seg, distance, peaks), key=key("steps"))
+        st.plotly_chart(count_figures.steps_figure(seg), key=key("steps"))
         truth = source.instances
         scores = _truth_scores(seg, truth) if truth is not None else None
         c = st.columns(5)
@@ -200,12 +190,6 @@ def noise_floor() -> None:
     st.plotly_chart(fig, key=key("floor.fig"))
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def _sweep_level(level: float, n_images: int) -> pd.DataFrame:
-    """One noise level of the sweep (cached per level, so the progress bar can move)."""
-    return E.noise_sweep([level], n_images)
-
-
 @st.fragment
 def noise_sweep() -> None:
     st.subheader("Noise sweep")
@@ -224,7 +208,7 @@ def noise_sweep() -> None:
     bar = st.progress(0.0, text="counting…")
     parts = []
     for i, level in enumerate(levels):
-        parts.append(_sweep_level(level, int(n)))
+        parts.append(cache.noise_sweep_level(level, int(n)))
         bar.progress((i + 1) / len(levels), text=f"counted σn = {level:g} "
                      f"({(i + 1) * int(n)}/{len(levels) * int(n)} images)")
     bar.empty()

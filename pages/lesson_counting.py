@@ -3,7 +3,7 @@
 Steps (:mod:`app_support.lessons`): the image model, smoothing (the predicted peak
 ``B·σ²/(σ²+σs²)`` next to the measured one), the threshold against the smoothed
 noise, labelling and the size filter, minimum separation and the watershed, the noise
-floor. Images come from :mod:`cellseg_core.synthetic`, numbers from
+floor. Images come from :mod:`cellseg_core.data.synthetic`, numbers from
 :mod:`cellseg_core.experiments` and ``segment``; figures are the Count page's.
 """
 from __future__ import annotations
@@ -15,8 +15,7 @@ from app_support import cache, count_figures
 from app_support.lessons import Step, choice_question, order_exercise, walk, widget
 from app_support.lessons import value as kept
 from cellseg_core import experiments as E
-from cellseg_core import synthetic as S
-from cellseg_core.instances import watershed_markers
+from cellseg_core.data import synthetic as S
 from cellseg_core.params import Params
 from cellseg_core.threshold import object_threshold
 from app_support.router import require_frame
@@ -29,37 +28,6 @@ DIGEST = "lesson:fluorescence-seed"
 #: The classic pipeline, in the order it runs (for the ordering exercise).
 PIPELINE = ["smooth (Gaussian σs)", "threshold", "label connected objects",
             "remove small objects", "split touching cells (watershed)", "count the labels"]
-
-
-@st.cache_data(max_entries=2, show_spinner=False)
-def _seed():
-    s = S.fluorescence_image()
-    return s.image, s.labels, s.n_cells
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def _peaks(sigma_s: float):
-    return E.peak_check(_params_for(sigma_s=sigma_s))
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def _floor(t: float, sigma_s: float) -> dict:
-    r = E.noise_floor(t, _params_for(sigma_s=sigma_s))
-    return {k: v for k, v in r.items() if k not in ("image", "blurred", "objects")}
-
-
-@st.cache_data(max_entries=8, show_spinner=False)
-def _floor_curve(sigma_s: float):
-    return E.noise_floor_curve(np.round(np.arange(0.02, 0.31, 0.01), 2),
-                               _params_for(sigma_s=sigma_s))
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def _touching(d: float, sigma_s: float, t: float) -> dict:
-    r = E.touching_experiment(d, _params_for(sigma_s=sigma_s, t=t))
-    return {k: r[k] for k in ("n_plain", "n_split", "threshold", "midpoint_raw",
-                              "midpoint_predicted", "midpoint_measured", "merge_distance",
-                              "profile_t", "profile", "profile_clean")}
 
 
 def _params_for(*, sigma_s: float, t: float = S.THRESHOLD, min_size: int = S.MIN_CELL_SIZE,
@@ -79,12 +47,9 @@ def current(**changes) -> Params:
 
 
 def _steps_figure(params: Params, key: str) -> object:
-    image, _, _ = _seed()
+    image, _, _ = cache.seed_sample()
     seg = cache.segmentation(DIGEST, image, params)
-    distance, peaks = watershed_markers(seg.labels == 2,
-                                        min_distance=params.watershed.min_distance,
-                                        footprint=params.watershed.footprint)
-    st.plotly_chart(count_figures.steps_figure(seg, distance, peaks, height=240),
+    st.plotly_chart(count_figures.steps_figure(seg, height=240),
                     key=f"{P}.{key}")
     return seg
 
@@ -103,7 +68,7 @@ def _common() -> dict:
 
 # --- steps --------------------------------------------------------------------------------
 def step_model() -> dict:
-    image, labels, n = _seed()
+    image, labels, n = cache.seed_sample()
     st.plotly_chart(count_figures.instance_figure(image, labels, height=380),
                     key=f"{P}.model")
     st.caption("The generated image with its true cells outlined.")
@@ -114,7 +79,7 @@ def step_model() -> dict:
 
 def step_smoothing() -> dict:
     sigma_s = _sigma_s()
-    peaks = _peaks(sigma_s)
+    peaks = cache.peak_check(_params_for(sigma_s=sigma_s))
     predicted = float(E.smoothed_peak(S.CELL_BRIGHTNESS, S.CELL_SIGMA, sigma_s))
     measured = float(peaks["measured_peak"].mean())
     c = st.columns(2)
@@ -151,7 +116,7 @@ def step_label() -> dict:
     min_size = int(widget(st.number_input, "Remove objects under (px)", P, "min_size",
                           S.MIN_CELL_SIZE, min_value=0, max_value=2000, step=5))
     params = current(min_size=min_size, watershed=False)
-    image, _, _ = _seed()
+    image, _, _ = cache.seed_sample()
     seg = _steps_figure(params, "steps_label")
     raw = cache.segmentation(DIGEST, image, params.with_values({"cleanup.min_nucleus_size": 0}))
     if len(raw.objects):
@@ -171,7 +136,7 @@ def step_watershed() -> dict:
                      min_value=4.0, max_value=40.0, step=0.5))
     sigma_s = float(kept(P, "sigma_s", S.SMOOTH_SIGMA))
     t = float(kept(P, "t", S.THRESHOLD))
-    r = _touching(d, sigma_s, t)
+    r = cache.touching(d, _params_for(sigma_s=sigma_s, t=t))
     c = st.columns(3)
     c[0].metric("Plain labelling", f"{r['n_plain']}")
     c[1].metric("Watershed", f"{r['n_split']}")
@@ -190,13 +155,13 @@ def step_noise_floor() -> dict:
     min_size = int(kept(P, "min_size", S.MIN_CELL_SIZE))
     t = float(widget(st.slider, "Threshold on a pure-noise image", P, "floor_t", 0.05,
                      min_value=0.01, max_value=0.6, step=0.01))
-    r = _floor(t, sigma_s)
+    r = cache.noise_floor(t, _params_for(sigma_s=sigma_s))
     c = st.columns(3)
     c[0].metric("False cells, no size filter", f"{r['without_filter']}")
     c[1].metric(f"… with the {S.MIN_CELL_SIZE}-px filter", f"{r['with_filter']}")
     c[2].metric("Smoothed noise std: predicted · measured",
                 f"{r['predicted_std']:.4f} · {r['smoothed_std']:.4f}")
-    curve = _floor_curve(sigma_s)
+    curve = cache.noise_floor_curve(_params_for(sigma_s=sigma_s))
     st.plotly_chart(count_figures.count_curve_figure(
         {"no size filter": curve.rename(columns={"without_filter": "count"}),
          "with size filter": curve.rename(columns={"with_filter": "count"})}, 0, t,

@@ -5,7 +5,7 @@ the per-class histogram, Bayesian optimisation on the train split with the exact
 surface, blur + opening/closing, targeted clean-up, the cumulative table and N/C
 scatter, and why colour and learning come next. On VocEd when a dataset named
 ``voced`` is configured, else on the generated ``demo-cytology`` set. Every score is
-``optimize.evaluate`` / ``optimize.dice_surface`` on the dataset's split, cached.
+``evaluation.evaluate`` / ``evaluation.dice_surface`` on the dataset's split, cached.
 """
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ import streamlit as st
 from app_support import cache, compare_figures, figures, sources
 from app_support.lessons import Step, choice_question, order_exercise, walk, widget
 from app_support.lessons import value as kept
-from cellseg_core import optimize
 from cellseg_core.params import Params
 from cellseg_core.presets import get_preset
 from cellseg_core.threshold import two_threshold
@@ -48,33 +47,6 @@ def _dataset():
 
 def _split(ds) -> tuple:
     return tuple(ds.split["train"]), tuple(ds.split["test"])
-
-
-@st.cache_data(max_entries=64, show_spinner="Scoring on the split…")
-def _evaluate(name: str, source: str, ids: tuple, params_json: str, _ds):
-    return optimize.evaluate(_ds, list(ids), Params.from_json(params_json))
-
-
-def evaluate(ds, ids, params: Params):
-    """``optimize.evaluate`` of `params` on `ids` of `ds`, cached."""
-    return _evaluate(ds.name, ds.source, tuple(ids), params.to_json(indent=None), ds)
-
-
-@st.cache_data(max_entries=8, show_spinner="Computing the exact Dice surface…")
-def _surface(name: str, source: str, ids: tuple, params_json: str, _ds):
-    return optimize.dice_surface(_ds, list(ids), Params.from_json(params_json))
-
-
-@st.cache_data(max_entries=8, show_spinner="Optimising the thresholds…")
-def _optimise(name: str, source: str, ids: tuple, n_calls: int, seed: int, _ds):
-    r = optimize.optimize(_ds, list(ids), optimize.DEFAULT_SPACE, get_preset("lab01"),
-                          n_calls=n_calls, random_state=seed)
-    return r.best_params.to_json(indent=None), r.best_score, r.history
-
-
-@st.cache_data(max_entries=16, show_spinner=False)
-def _item(name: str, source: str, image_id: str, _ds):
-    return _ds.image(image_id), _ds.mask(image_id)
 
 
 # --- the stages' parameters (from the widgets' state, defaults before they are drawn) ------
@@ -119,7 +91,7 @@ def _image_id(ds) -> str:
 def step_hand_picked() -> dict:
     ds = _dataset()
     image_id = _image_id(ds)
-    image, truth = _item(ds.name, ds.source, image_id, ds)
+    image, truth = cache.dataset_item(ds, image_id)
     c1, c2 = st.columns(2)
     with c1:
         widget(st.slider, "t_nuc: nucleus below", P, "t_nuc", 0.45, min_value=0.0,
@@ -137,7 +109,7 @@ def step_hand_picked() -> dict:
     st.caption(figures.overlay_key(truth=truth is not None))
     st.plotly_chart(figures.histogram_figure(hist, seg.thresholds), key=key("hist"))
     train, test = _split(ds)
-    ev = evaluate(ds, test, params).summary
+    ev = cache.dataset_evaluation(ds, test, params).summary
     c = st.columns(3)
     c[0].metric(f"Mean Dice, image {image_id}", f"{scores['mean_dice']:.4f}")
     c[1].metric("Mean Dice, test split", f"{ev['mean_dice']:.4f}")
@@ -170,18 +142,17 @@ def step_optimise() -> dict:
                           max_value=10_000))
     if st.button(f"Run the Bayesian optimisation ({n_calls} calls on the train split)",
                  key=key("run"), type="primary"):
-        params_json, score, history = _optimise(ds.name, ds.source, tuple(train), n_calls,
-                                                seed, ds)
+        params_json, score, history = cache.optimise_thresholds(ds, train, n_calls, seed)
         st.session_state[key("opt")] = {"params": params_json, "score": score,
                                         "history": history, "n_calls": n_calls}
     run = st.session_state.get(key("opt"))
     best, origin = stage2()
-    surface = _surface(ds.name, ds.source, tuple(train), stage1().to_json(indent=None), ds)
+    surface = cache.dataset_surface(ds, train, stage1())
     st.plotly_chart(compare_figures.surface_figure(
         surface, points=None if run is None else run["history"],
         best=(best.threshold.t_nuc, best.threshold.t_bg), height=420), key=key("surface"))
-    ev_train = evaluate(ds, train, best).summary
-    ev_test = evaluate(ds, test, best).summary
+    ev_train = cache.dataset_evaluation(ds, train, best).summary
+    ev_test = cache.dataset_evaluation(ds, test, best).summary
     c = st.columns(3)
     c[0].metric("Train mean Dice", f"{ev_train['mean_dice']:.4f}")
     c[1].metric("Test mean Dice", f"{ev_test['mean_dice']:.4f}")
@@ -208,7 +179,7 @@ def step_blur() -> dict:
     with c[2]:
         widget(st.slider, "Closing radius (px)", P, "closing", 1, min_value=0, max_value=5)
     base, params = stage2()[0], stage3()
-    before, after = evaluate(ds, test, base), evaluate(ds, test, params)
+    before, after = cache.dataset_evaluation(ds, test, base), cache.dataset_evaluation(ds, test, params)
     b, a = before.summary, after.summary
     # Where does the change come from? Per image, how many images moved how much.
     delta = after.per_image["mean_dice"].to_numpy() - before.per_image["mean_dice"].to_numpy()
@@ -243,14 +214,14 @@ def step_cleanup() -> dict:
         widget(st.checkbox, "Fill holes in nuclei", P, "fill", True)
     params = stage4()
     image_id = _image_id(ds)
-    image, truth = _item(ds.name, ds.source, image_id, ds)
+    image, truth = cache.dataset_item(ds, image_id)
     digest = f"lesson:{ds.name}:{ds.source}:{image_id}"
     seg2 = cache.segmentation(digest, image, stage2()[0])
     seg4 = cache.segmentation(digest, image, params)
     st.plotly_chart(figures.overlay_figure(image, seg4.labels, truth=truth, height=300),
                     key=key("overlay4"), **figures.CHART_OPTIONS)
     st.caption(figures.overlay_key(truth=truth is not None))
-    b, a = evaluate(ds, test, stage2()[0]).summary, evaluate(ds, test, params).summary
+    b, a = cache.dataset_evaluation(ds, test, stage2()[0]).summary, cache.dataset_evaluation(ds, test, params).summary
     m = st.columns(3)
     m[0].metric("Test mean Dice, stage 2", f"{b['mean_dice']:.4f}")
     m[1].metric("Test mean Dice, stage 4", f"{a['mean_dice']:.4f}",
@@ -271,7 +242,7 @@ def stage_table(ds) -> tuple[pd.DataFrame, dict]:
     _, test = _split(ds)
     stages = {"1 hand-picked": stage1(), "2 optimised": stage2()[0],
               "3 blur + open/close": stage3(), "4 targeted clean-up": stage4()}
-    evs = {name: evaluate(ds, test, params) for name, params in stages.items()}
+    evs = {name: cache.dataset_evaluation(ds, test, params) for name, params in stages.items()}
     rows = [{"stage": name, "test mean Dice": ev.summary["mean_dice"],
              "test pooled Dice": ev.summary["pooled_dice"],
              "Dice nucleus": ev.summary["dice_nucleus"],
@@ -299,8 +270,8 @@ def step_summary() -> dict:
 def step_next() -> dict:
     ds = _dataset()
     train, test = _split(ds)
-    surface = _surface(ds.name, ds.source, tuple(test), stage1().to_json(indent=None), ds)
-    best4 = evaluate(ds, test, stage4()).summary["mean_dice"]
+    surface = cache.dataset_surface(ds, test, stage1())
+    best4 = cache.dataset_evaluation(ds, test, stage4()).summary["mean_dice"]
     st.metric("Best any gray threshold pair could do on the test split",
               f"{surface.best_score:.4f}")
     st.plotly_chart(compare_figures.surface_figure(surface, height=380), key=key("surface_test"))

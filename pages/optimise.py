@@ -2,7 +2,7 @@
 
 Choose the parameters and their ranges, the number of calls and the seed, and the
 split (the dataset's ``split.json`` or a stratified split made here). The search
-(``optimize.optimize``) runs in the background (:mod:`app_support.runs`) with a live
+(``evaluation.optimize``) runs in the background (:mod:`app_support.runs`) with a live
 progress bar and convergence curve; then the best parameters, their train and test
 Dice against the starting point, buttons to use them in Explore or save them, and
 for two-threshold pipelines the exact Dice surface with the optimiser's points.
@@ -15,10 +15,9 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from app_support import compare_figures, runs, sources, state
+from app_support import cache, compare_figures, runs, sources, state
 from app_support.assets import read_asset
-from cellseg_core import datasets as core_datasets
-from cellseg_core import optimize
+from cellseg_core import evaluation
 from cellseg_core.params import BlurKind, Mode, Params, ThresholdMethod
 from cellseg_core.presets import PRESETS
 from app_support.router import require_frame
@@ -103,7 +102,7 @@ def _optimise(run: runs.Run, dataset, train: list, test: list, space: dict, base
               start: Params, n_calls: int, seed: int, cache_) -> dict:
     names = list(space)
     run.progress(0, n_calls, "scoring the starting parameters")
-    start_train = optimize.evaluate(dataset, train, start, cache=cache_).summary
+    start_train = evaluation.evaluate(dataset, train, start, cache=cache_).summary
     run.events.append({"call": 0, **{n: start.get(n) for n in names},
                        "score": start_train["mean_dice"], "valid": True,
                        "best_so_far": start_train["mean_dice"]})
@@ -116,22 +115,22 @@ def _optimise(run: runs.Run, dataset, train: list, test: list, space: dict, base
         run.text = f"call {info['call']} of {n_calls}, best mean Dice {best:.4f}"
         return run.cancel_requested
 
-    result = optimize.optimize(dataset, train, space, base, n_calls=n_calls,
+    result = evaluation.optimize(dataset, train, space, base, n_calls=n_calls,
                                random_state=seed, callback=callback, cache=cache_)
     # Call 0 is the starting point: the best is the better of it and the search's best.
     from_search = result.best_score >= start_train["mean_dice"]
     best = result.best_params if from_search else start
     run.text = "scoring on the test split"
     scores = {("start", "train"): start_train,
-              ("best", "train"): (optimize.evaluate(dataset, train, best, cache=cache_).summary
+              ("best", "train"): (evaluation.evaluate(dataset, train, best, cache=cache_).summary
                                   if from_search else start_train)}
     if test:
-        scores[("start", "test")] = optimize.evaluate(dataset, test, start, cache=cache_).summary
-        scores[("best", "test")] = optimize.evaluate(dataset, test, best, cache=cache_).summary
+        scores[("start", "test")] = evaluation.evaluate(dataset, test, start, cache=cache_).summary
+        scores[("best", "test")] = evaluation.evaluate(dataset, test, best, cache=cache_).summary
     surface, surface_note = None, ""
-    if optimize.is_two_threshold(best) and Mode(best.mode) == Mode.CYTOLOGY:
+    if evaluation.is_two_threshold(best) and Mode(best.mode) == Mode.CYTOLOGY:
         run.text = "computing the exact Dice surface"
-        surface = optimize.dice_surface(dataset, train, best, cache=cache_)
+        surface = evaluation.dice_surface(dataset, train, best, cache=cache_)
     else:
         surface_note = ("The exact Dice surface needs a plain two-threshold pipeline (manual "
                         "thresholds, no clean-up, cytology); these parameters are not one.")
@@ -214,11 +213,6 @@ def _results(run: runs.Run) -> None:
                    f"in {surface.seconds:.2f} s (the channel and blur of the best parameters).")
 
 
-@st.cache_data(max_entries=8, show_spinner="Making the stratified split…")
-def _stratified(name: str, source: str, test_fraction: float, seed: int, drop: bool, _ds):
-    return core_datasets.stratified_split(_ds, test_fraction, seed, drop_without_nucleus=drop)
-
-
 def _setup():
     """Every choice of the page; returns the run's arguments, or None."""
     c1, c2 = st.columns(2)
@@ -261,7 +255,7 @@ def _setup():
         drop = c3.checkbox("Leave out images without nucleus", key=K_DROP,
                            help="The course's Lab 02 drops them before splitting")
         try:
-            split = _stratified(ds.name, ds.source, float(frac), int(split_seed), bool(drop), ds)
+            split = cache.stratified_split(ds, frac, split_seed, drop)
         except ValueError as err:
             st.error(f"Cannot split {ds.name}: {err}")
             return None

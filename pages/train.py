@@ -2,9 +2,9 @@
 k-means / mean-shift baselines on a dataset, or a pixel classifier from strokes.
 
 1. Dataset + split + settings → a background run (:mod:`app_support.runs`) of
-   ``learn.train_on_dataset`` with a progress bar, then ``optimize.evaluate`` on the
+   ``learn.train_on_dataset`` with a progress bar, then ``evaluation.evaluate`` on the
    test split → the scores, the model file to download, and the model registered for
-   Explore, Compare and Batch. The U-Net (:mod:`cellseg_core.unet`) needs PyTorch, an
+   Explore, Compare and Batch. The U-Net (:mod:`cellseg_core.learn.unet`) needs PyTorch, an
    optional extra: without it the page says how to install it and offers the rest.
 2. The ilastik way: select pixels of the current image with the lasso or box tool
    for a chosen class; the classifier refits on those strokes and shows its
@@ -12,7 +12,6 @@ k-means / mean-shift baselines on a dataset, or a pixel classifier from strokes.
 """
 from __future__ import annotations
 
-import hashlib
 import re
 from functools import partial
 
@@ -21,12 +20,11 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_support import figures, learned, runs, sources, state
-from cellseg_core import optimize, unet
+from app_support import cache, figures, learned, runs, sources, state
+from cellseg_core import evaluation
 from cellseg_core.learn import (CHANNELS, ESTIMATORS, FeatureSettings, KMeansBaseline,
-                                MeanShiftBaseline, PixelClassifier, train_on_dataset,
-                                uncertainty)
-from cellseg_core.params import CleanupParams
+                                MeanShiftBaseline, PixelClassifier, ProbabilityEnsemble,
+                                train_on_dataset, unet)
 from app_support.router import require_frame
 
 require_frame()  # a deep link on a fresh server must still go through app.py
@@ -80,14 +78,14 @@ def _train_work(run: runs.Run, dataset, ids, test_ids, model, seed: int) -> dict
 def _score_work(run: runs.Run, dataset, test_ids, model, start: int = 0) -> dict:
     """Background work: score a ready model on the test ids (progress `start`-200);
     also the whole work of an ensemble, which has nothing to fit."""
-    evaluation = None
+    scores = None
     if test_ids:
         def test_progress(done, total):
             run.progress(start + int((200 - start) * done / total), 200,
                          f"test image {done} of {total}")
-        evaluation = optimize.evaluate(dataset, test_ids, model, progress=test_progress)
+        scores = evaluation.evaluate(dataset, test_ids, model, progress=test_progress)
     run.progress(200, 200, "done")
-    return {"model": model, "evaluation": evaluation, "bytes": _model_file(model)}
+    return {"model": model, "evaluation": scores, "bytes": _model_file(model)}
 
 
 def _model_file(model) -> bytes | None:
@@ -276,7 +274,7 @@ def combine_form(ds, test) -> None:
         name = "ensemble: " + " + ".join(members)
         if st.button(f"Combine and score on {ds.name}'s test split" if test else "Combine",
                      key=K_COMBINE, disabled=len(members) < 2):
-            model = unet.ProbabilityEnsemble([models[m] for m in members])
+            model = ProbabilityEnsemble([models[m] for m in members])
             runs.start(PAGE, f"score {name} on {len(test)} image(s) of {ds.name}",
                        _score_work, ds, test, model,
                        config={"name": name, "dataset": ds.name, "n_train": 0,
@@ -334,21 +332,6 @@ def _canvas_figure(source, strokes, step: int) -> go.Figure:
     return fig
 
 
-@st.cache_resource(max_entries=4, show_spinner=False)
-def _fit_strokes(digest: str, strokes_sha: str, _image, _strokes):
-    model = PixelClassifier(FeatureSettings(scale=0.5, sigma_max=8.0), n_estimators=30,
-                            samples_per_class=2000, cleanup=CleanupParams(), n_jobs=1)
-    model.fit([_image], [_strokes], rng=0)
-    proba = model.predict_proba(_image)
-    return model, proba.argmax(-1).astype(np.uint8), uncertainty(proba)
-
-
-def stroke_prediction(source, strokes):
-    """(model, labels, uncertainty) fitted on the strokes (cached), or None."""
-    sha = hashlib.sha256(strokes.tobytes()).hexdigest()
-    return _fit_strokes(source.digest, sha, source.image, strokes)
-
-
 def strokes_section() -> None:
     st.subheader("Paint strokes on the current image (the ilastik way)")
     source = st.session_state.get(state.SOURCE_CURRENT)
@@ -376,7 +359,7 @@ def strokes_section() -> None:
         return
     with right, st.spinner("Fitting on the strokes…"):
         try:
-            model, labels, unc = stroke_prediction(source, strokes)
+            model, labels, unc = cache.stroke_prediction(source, strokes)
         except ValueError as err:
             st.error(f"Cannot fit on these strokes: {err}")
             return

@@ -1,0 +1,61 @@
+"""Driving the pages in Streamlit's AppTest, and reading what they show.
+
+AppTest reruns only the page script of an ``st.navigation`` app after its first run,
+so a page runs under the two calls ``app.py`` makes (:func:`page_harness`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def page_harness(page: str) -> str:
+    """A script that draws the shared sidebar, then runs ``pages/<page>``."""
+    return f"""
+import runpy
+from app_support import sources
+sources.shared_sidebar()
+runpy.run_path({str(REPO / "pages" / page)!r}, run_name="__main__")
+"""
+
+
+def run(at: AppTest) -> AppTest:
+    """Run the app (or the app of a clicked or set widget) and check it raised nothing."""
+    at = at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def finish_run(at: AppTest, page: str, *, timeout: float = 300):
+    """Click the page's Run button, wait for its background run (``<page>.run``) to end
+    well, and draw the results: ``(at, run)``."""
+    at = run(at.button(key=f"{page}.run_button").click())
+    job = at.session_state[f"{page}.run"]
+    assert job.join(timeout=timeout), f"the {page} run did not finish"
+    assert job.status == "done", job.error
+    return run(at), job
+
+
+def page_app(monkeypatch, page: str, data=None, *, timeout: float = 60) -> AppTest:
+    """An AppTest of ``pages/<page>`` with ``CELLSEG_DATA`` set to `data` (the demo
+    datasets only when None) and no ``CELLSEG_CONFIG``."""
+    if data is None:
+        monkeypatch.delenv("CELLSEG_DATA", raising=False)
+    else:
+        monkeypatch.setenv("CELLSEG_DATA", str(data))
+    monkeypatch.delenv("CELLSEG_CONFIG", raising=False)
+    return AppTest.from_string(page_harness(page), default_timeout=timeout)
+
+
+def numbers_shown(at) -> dict:
+    """Name -> value of the numbers in the page's markdown tables (names over values)."""
+    shown = {}
+    for block in at.markdown:
+        rows = [[c.strip() for c in line.strip().strip("|").split("|")]
+                for line in block.value.splitlines() if line.startswith("|")]
+        for names, values in zip(rows[::3], rows[2::3]):
+            shown.update(zip(names, values))
+    return shown
