@@ -18,6 +18,7 @@ from cellseg_core.params import (CONTROL_RANGES, BackgroundMethod, BlurKind, Cha
 from cellseg_core.presets import DESCRIPTIONS, get_preset, preset_names
 
 from . import methods, state
+from .safe_text import md
 
 __all__ = ["preset_picker", "parameter_controls", "layout_signature", "params_download",
            "params_file_controls", "control_range"]
@@ -177,7 +178,7 @@ def _on_params_upload(page: str) -> None:
         state.apply_json(upload.getvalue(), page=page)
     except ValueError as err:
         st.session_state[f"{page}.params_upload_error"] = \
-            f"{upload.name}: not usable parameters: {err}"
+            f"{md(upload.name)}: not usable parameters: {md(err)}"
     else:
         st.session_state.pop(f"{page}.params_upload_error", None)
 

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
+from .safe_text import md
+
 from cellseg_core.evaluation import ChannelCache
 
 __all__ = ["Run", "Cancelled", "POLL_SECONDS", "ACTIVE", "run_key", "get", "active", "start",
@@ -180,7 +182,7 @@ def start(page: str, label: str, target, *args, config: dict | None = None,
     """
     busy = active()
     if busy is not None:
-        st.warning(f"A run is already going ({busy.label}, started on the "
+        st.warning(f"A run is already going ({md(busy.label)}, started on the "
                    f"{busy.page.capitalize()} page, {busy.fraction:.0%} done): wait for "
                    "it to finish or stop it first.")
         return None
@@ -226,7 +228,7 @@ def _progress_area(page: str, stop_label: str) -> None:
     if needs_full_rerun(run):
         st.rerun()
     if run.running:
-        st.progress(run.fraction, text=f"{run.label}: {run.text or 'starting…'} "
+        st.progress(run.fraction, text=f"{md(run.label)}: {md(run.text or 'starting…')} "
                                        f"({run.seconds:.0f} s)")
         st.button(stop_label, key=f"{page}.stop", on_click=run.cancel)
 
@@ -257,7 +259,7 @@ def follow(page: str, what: str, *, stop_label: str = "Stop",
     if run is None or run.running:
         return None
     if run.status == "failed":
-        st.error(f"The {what} failed: {run.error}")
+        st.error(f"The {what} failed: {md(run.error)}")
         return None
     if run.status == "cancelled":
         st.info(cancelled or f"The {what} was stopped.")
