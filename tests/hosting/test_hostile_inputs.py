@@ -1,11 +1,15 @@
 """What a hostile colleague tries on a shared dashboard (issue 21 point 11), beyond the
 file corpus of ``tests/_support/bad_inputs.py``: file names with markup at every door
-that shows one, and links with values out of range, unknown or 100 kB long. Each gets a message, never a traceback, and user
+that shows one, links with values out of range, unknown or 100 kB long, and a batch
+that would fill the server's disk. Each gets a message, never a traceback, and user
 text is shown as written (escaped markdown), never as a link or markup.
 """
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
+from collections import namedtuple
 
 import pytest
 
@@ -15,7 +19,7 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 from app_support import state  # noqa: E402
 from app_support.safe_text import md  # noqa: E402
 from cellseg_core.presets import get_preset  # noqa: E402
-from tests._support.apptest import page_harness, run  # noqa: E402
+from tests._support.apptest import finish_run, page_harness, run  # noqa: E402
 from tests._support.bad_inputs import good_png_bytes  # noqa: E402
 
 #: A file name a browser may send: HTML, markdown emphasis and a link.
@@ -162,3 +166,63 @@ def test_a_hostile_link_gets_a_short_message(demo, query, said):
         assert not re.search(r"(?<!\\)\[click\]\(|(?<!\\)\*\*bold|(?<!\\)<img", m), m
     assert at.session_state[state.PARAMS] == get_preset(state.DEFAULT_PRESET)
     assert at.session_state[state.SOURCE_CURRENT] is not None  # still an image to show
+
+
+# --- a batch that would fill the disk --------------------------------------------------------
+def _upload_batch(at, n: int):
+    at = run(at)
+    at.radio(key="batch.input").set_value("Upload")
+    at = run(at)
+    at.file_uploader(key="batch.files").set_value(
+        [(f"cell{i}.png", good_png_bytes(), "image/png") for i in range(n)])
+    at.radio(key="batch.method").set_value("Preset")
+    return run(at)
+
+
+def test_a_batch_stops_before_the_disk_fills(demo, tmp_path, monkeypatch):
+    """Free space shrinks as the batch writes: it stops with a message naming the limit
+    before the next image, and its temporary folder is gone."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("CELLSEG_MIN_FREE_MB", "100")
+    usage = namedtuple("usage", "total used free")
+    free = iter([2**30, 2**30, 50 * 2**20] + [0] * 10)  # 1 GB, 1 GB, then 50 MB
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(2**40, 0, next(free)))
+    at = _upload_batch(AppTest.from_string(page_harness("batch.py"), default_timeout=60), 4)
+    at = run(at.button(key="batch.run_button").click())
+    job = at.session_state["batch.run"]
+    assert job.join(timeout=120)
+    assert job.status == "failed"
+    assert job.error.startswith("stopped after 2 of 4 image(s)") and \
+        "CELLSEG_MIN_FREE_MB" in job.error and "50 MB free" in job.error, job.error
+    at = run(at)
+    assert any("CELLSEG\\_MIN\\_FREE\\_MB" in e.value for e in at.error)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_batch_is_refused_when_the_disk_is_already_short(demo, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    free_mb = shutil.disk_usage(tmp_path).free / 2**20
+    monkeypatch.setenv("CELLSEG_MIN_FREE_MB", str(int(free_mb * 2) + 1))
+    at = _upload_batch(AppTest.from_string(page_harness("batch.py"), default_timeout=60), 2)
+    at = run(at.button(key="batch.run_button").click())
+    job = at.session_state["batch.run"]
+    assert job.join(timeout=120) and job.status == "failed"
+    assert job.error.startswith("stopped after 0 of 2 image(s)"), job.error
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_batch_with_room_runs(demo, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("CELLSEG_MIN_FREE_MB", "0")
+    at = _upload_batch(AppTest.from_string(page_harness("batch.py"), default_timeout=60), 2)
+    at, job = finish_run(at, "batch", timeout=120)
+    assert list(job.result["images"]["status"]) == ["ok", "ok"]
+
+
+@pytest.mark.parametrize("raw", ["lots", "-5", "nan"])
+def test_a_bad_free_space_setting_is_named(monkeypatch, raw):
+    from app_support import disk
+
+    monkeypatch.setenv("CELLSEG_MIN_FREE_MB", raw)
+    with pytest.raises(ValueError, match="CELLSEG_MIN_FREE_MB"):
+        disk.min_free_bytes()
