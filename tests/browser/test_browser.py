@@ -156,8 +156,14 @@ def test_explore_fast_slider_moves_end_consistent(chromium_path, server, voced):
                      ).get_by_role("slider").focus()
         for _ in range(8):
             page.keyboard.press("ArrowRight", delay=15)
-        page.wait_for_function("() => /threshold\\.t_nuc=0\\.43\\b/.test(location.search)",
-                               timeout=SLOW)
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        try:
+            page.wait_for_function(
+                "() => /threshold\\.t_nuc=0\\.43\\b/.test(location.search)", timeout=SLOW)
+        except PlaywrightTimeout:  # say what the page shows instead
+            pytest.fail(f"the URL never reached t_nuc=0.43: {page.url}; exceptions: "
+                        f"{page.locator('[data-testid=stException]').all_inner_texts()}")
         page.wait_for_function(
             "() => [...document.querySelectorAll('[data-testid=\"stMarkdown\"]')]"
             ".some(e => e.innerText.includes('t_nuc = 0.430'))", timeout=SLOW)
