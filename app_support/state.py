@@ -82,10 +82,10 @@ def set_params(params: Params, *, preset: str | None = None, page: str = "explor
     if preset is not None:
         get_preset(preset)  # refuses an unknown name
         st.session_state[PRESET] = preset
-        st.session_state[preset_key(page)] = preset
+        _show(preset_key(page), preset)
     st.session_state.pop(PARAMS_ERROR, None)
     for name, value in params.flat().items():
-        st.session_state[widget_key(name, page)] = value
+        _show(widget_key(name, page), value)
 
 
 def update_params(values: dict, *, page: str = "explore") -> Params:
@@ -138,8 +138,18 @@ def ensure_widgets(page: str = "explore") -> None:
     would then show the widget's default, not the params in force.
     """
     for name, value in current_params().flat().items():
-        st.session_state[widget_key(name, page)] = value
-    st.session_state[preset_key(page)] = current_preset()
+        _show(widget_key(name, page), value)
+    _show(preset_key(page), current_preset())
+
+
+def _show(key: str, value) -> None:
+    """Put `value` into widget `key`, only when the widget does not hold it already.
+
+    Assigning a widget's key makes Streamlit send that value to the browser, which then
+    replaces what the widget shows: a slider moved on by key presses while this run
+    was on its way lost those presses (the fast-slider browser test, 1 run in 6)."""
+    if key not in st.session_state or st.session_state[key] != value:
+        st.session_state[key] = value
 
 
 # --- URL query parameters ---------------------------------------------------------------
