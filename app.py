@@ -12,9 +12,23 @@ from app_support import sources
 
 st.set_page_config(page_title="CellSeg Explorer", page_icon="🔬", layout="wide")
 
+#: Explore, the default page, served at ``/``. Its own name, ``/explore``, is an alias
+#: (below): Streamlit keeps a default page's inferred path for its identity only, so it
+#: gets a path nobody asks for.
+EXPLORE = st.Page("pages/explore.py", title="Explore", icon="🔍", default=True,
+                  url_path="explore-default")
+
+
+def _open_explore() -> None:
+    """``/explore`` (the page's name, and its URL before it became the default page):
+    open Explore at ``/``, the link's query (dataset, image, parameters) kept, where
+    Streamlit would answer "Page not found" first."""
+    st.switch_page(EXPLORE, query_params=st.query_params.to_dict())
+
+
 #: The app's pages, in menu order. Add new pages here.
 PAGES = [
-    st.Page("pages/explore.py", title="Explore", icon="🔍", default=True),
+    EXPLORE,
     st.Page("pages/compare.py", title="Compare", icon="📊"),
     st.Page("pages/optimise.py", title="Optimise", icon="🎯"),
     st.Page("pages/count.py", title="Count", icon="🔢"),
@@ -27,6 +41,9 @@ LESSONS = [
     st.Page("pages/lesson_counting.py", title="Counting cells in fluorescence", icon="🎓"),
 ]
 
-page = st.navigation({"Tools": PAGES, "Lessons": LESSONS})
+#: Paths that old links use, not in the menu.
+ALIASES = [st.Page(_open_explore, title="Explore", url_path="explore", visibility="hidden")]
+
+page = st.navigation({"Tools": PAGES + ALIASES, "Lessons": LESSONS})
 sources.shared_sidebar()
 page.run()

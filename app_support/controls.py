@@ -13,13 +13,15 @@ import json
 
 import streamlit as st
 
-from cellseg_core.params import BackgroundMethod, BlurKind, Channel, Mode, ThresholdMethod
+from cellseg_core.params import (CONTROL_RANGES, BackgroundMethod, BlurKind, Channel, Mode,
+                                 ThresholdMethod)
 from cellseg_core.presets import DESCRIPTIONS, get_preset, preset_names
 
 from . import methods, state
+from .safe_text import md
 
 __all__ = ["preset_picker", "parameter_controls", "layout_signature", "params_download",
-           "params_file_controls"]
+           "params_file_controls", "control_range"]
 
 _CHANNEL_LABELS = {"gray": "gray", "red": "R", "green": "G", "blue": "B",
                    "hematoxylin": "hematoxylin (colour deconvolution)"}
@@ -27,9 +29,25 @@ _METHOD_LABELS = {"manual": "manual (sliders)", "multiotsu": "multi-Otsu (3 clas
                   "local": "local (adaptive)"}
 
 
+def control_range(name: str, value) -> dict:
+    """``min_value``, ``max_value`` and ``step`` of the control of numeric parameter
+    `name`: the parameter model's ``CONTROL_RANGES`` (inside the engine's ``LIMITS``),
+    widened to `value` when a file or a link set one outside it (a value the engine
+    accepted: a slider must show it, not fail)."""
+    low, high, step = CONTROL_RANGES[name]
+    if low is not None and value < low:
+        low = value
+    if high is not None and value > high:
+        high = value
+    return {"min_value": low, "max_value": high, "step": step}
+
+
 def _w(kind, label: str, name: str, page: str, rerun=None, **kwargs):
     """Draw one parameter widget bound to dotted parameter `name` (see
-    :func:`parameter_controls` for `rerun`)."""
+    :func:`parameter_controls` for `rerun`); a number's range is the parameter
+    model's (:func:`control_range`)."""
+    if name in CONTROL_RANGES:
+        kwargs = {**control_range(name, state.current_params().get(name)), **kwargs}
     return kind(label, key=state.widget_key(name, page), on_change=_on_change,
                 args=(name, page, rerun), **kwargs)
 
@@ -105,10 +123,9 @@ def parameter_controls(page: str = "explore", rerun=None) -> None:
     st.markdown("**2 · Blur**")
     wg(st.selectbox, "Blur", "blur.kind", page, options=[b.value for b in BlurKind])
     if p.blur.kind == BlurKind.GAUSSIAN:
-        wg(st.slider, "Sigma (px)", "blur.sigma", page, min_value=0.0, max_value=10.0,
-           step=0.1)
+        wg(st.slider, "Sigma (px)", "blur.sigma", page)
     elif p.blur.kind in (BlurKind.MEDIAN, BlurKind.MEAN):
-        wg(st.slider, "Window size (px)", "blur.size", page, min_value=1, max_value=31)
+        wg(st.slider, "Window size (px)", "blur.size", page)
 
     st.markdown("**3 · Thresholds**")
     wg(st.selectbox, "Method", "threshold.method", page,
@@ -116,13 +133,10 @@ def parameter_controls(page: str = "explore", rerun=None) -> None:
     manual = p.threshold.method == ThresholdMethod.MANUAL
     cytology = p.mode == Mode.CYTOLOGY
     if manual and cytology:
-        wg(st.slider, "Nucleus below (t_nuc)", "threshold.t_nuc", page, min_value=0.0,
-           max_value=1.0, step=0.005, format="%.4f")
-        wg(st.slider, "Background above (t_bg)", "threshold.t_bg", page, min_value=0.0,
-           max_value=1.0, step=0.005, format="%.4f")
+        wg(st.slider, "Nucleus below (t_nuc)", "threshold.t_nuc", page, format="%.4f")
+        wg(st.slider, "Background above (t_bg)", "threshold.t_bg", page, format="%.4f")
     elif manual:
-        wg(st.slider, "Object above (t_object)", "threshold.t_object", page, min_value=0.0,
-           max_value=1.0, step=0.005, format="%.4f")
+        wg(st.slider, "Object above (t_object)", "threshold.t_object", page, format="%.4f")
     else:
         if cytology:
             wg(st.selectbox, "Background threshold from", "threshold.background", page,
@@ -131,25 +145,19 @@ def parameter_controls(page: str = "explore", rerun=None) -> None:
                     "background mode; manual: the t_bg slider.")
             if p.threshold.background == BackgroundMethod.MANUAL:
                 wg(st.slider, "Background above (t_bg)", "threshold.t_bg", page,
-                   min_value=0.0, max_value=1.0, step=0.005, format="%.4f")
+                   format="%.4f")
         if p.threshold.method == ThresholdMethod.LOCAL:
-            wg(st.slider, "Block size (px, odd)", "threshold.block_size", page, min_value=3,
-               max_value=301, step=2)
-            wg(st.slider, "Offset", "threshold.offset", page, min_value=-0.2, max_value=0.2,
-               step=0.005)
+            wg(st.slider, "Block size (px, odd)", "threshold.block_size", page)
+            wg(st.slider, "Offset", "threshold.offset", page)
 
     st.markdown("**4 · Clean-up**")
     c1, c2 = st.columns(2)
     with c1:
-        wg(st.number_input, "Opening radius", "cleanup.opening_radius", page, min_value=0,
-           max_value=50)
-        wg(st.number_input, "Min nucleus (px)", "cleanup.min_nucleus_size", page,
-           min_value=0, step=10)
+        wg(st.number_input, "Opening radius", "cleanup.opening_radius", page)
+        wg(st.number_input, "Min nucleus (px)", "cleanup.min_nucleus_size", page)
     with c2:
-        wg(st.number_input, "Closing radius", "cleanup.closing_radius", page, min_value=0,
-           max_value=50)
-        wg(st.number_input, "Min cytoplasm (px)", "cleanup.min_cytoplasm_size", page,
-           min_value=0, step=10)
+        wg(st.number_input, "Closing radius", "cleanup.closing_radius", page)
+        wg(st.number_input, "Min cytoplasm (px)", "cleanup.min_cytoplasm_size", page)
     wg(st.checkbox, "Fill holes in nuclei", "cleanup.fill_holes", page)
 
     st.markdown("**5 · Split touching nuclei**")
@@ -157,11 +165,9 @@ def parameter_controls(page: str = "explore", rerun=None) -> None:
     if p.watershed.enabled:
         c1, c2 = st.columns(2)
         with c1:
-            wg(st.number_input, "Min distance (px)", "watershed.min_distance", page,
-               min_value=1, max_value=200)
+            wg(st.number_input, "Min distance (px)", "watershed.min_distance", page)
         with c2:
-            wg(st.number_input, "Footprint (px)", "watershed.footprint", page, min_value=1,
-               max_value=201)
+            wg(st.number_input, "Footprint (px)", "watershed.footprint", page)
 
 
 def _on_params_upload(page: str) -> None:
@@ -172,7 +178,7 @@ def _on_params_upload(page: str) -> None:
         state.apply_json(upload.getvalue(), page=page)
     except ValueError as err:
         st.session_state[f"{page}.params_upload_error"] = \
-            f"{upload.name}: not usable parameters: {err}"
+            f"{md(upload.name)}: not usable parameters: {md(err)}"
     else:
         st.session_state.pop(f"{page}.params_upload_error", None)
 

@@ -17,6 +17,7 @@ from cellseg_core.io import tiff_bytes
 from cellseg_core.learn import IGNORE, load_model, pickle_models_allowed, uncertainty
 
 from . import cache, figures, methods, quotas, runs, worker
+from .safe_text import md
 
 __all__ = ["PARAMS_CHOICE", "model_upload", "model_picker", "picked_model", "segmentation",
            "probabilities", "show_model_results", "uncertainty_rgb", "points_to_pixels",
@@ -50,13 +51,13 @@ def model_upload(page: str) -> None:
     seen = st.session_state.setdefault(f"{page}.model_files", {})
     if key in seen:
         if seen[key] is None:
-            st.error(f"{up.name} is not a usable model file (see above).")
+            st.error(f"{md(up.name)} is not a usable model file (see above).")
         return
     try:
         model = load_model(data, trust_pickle=trust)
     except ValueError as err:
         seen[key] = None
-        st.error(f"{up.name} is not a usable model file: {err}")
+        st.error(f"{md(up.name)} is not a usable model file: {md(err)}")
         return
     name = f"file:{Path(up.name).stem}"
     runs.register_model(name, model)
@@ -134,9 +135,9 @@ def show_model_results(source, name: str, model, *, page: str, max_side: int = 1
     try:
         seg = segmentation(source.digest, source.image, name, model)
     except ValueError as err:
-        st.error(f"{name} cannot segment this image: {err}")
+        st.error(f"{md(name)} cannot segment this image: {md(err)}")
         return
-    st.markdown(f"{source.name} · learned model **{name}**")
+    st.markdown(f"{md(source.name)} · learned model **{md(name)}**")
     step = figures.display_step(source.shape, max_side)
     fig = figures.overlay_figure(source.image, seg.labels, truth=source.mask,
                                  instances=seg.nuclei, opacity=0.4, max_side=max_side,

@@ -34,6 +34,13 @@ import threading
 import time
 import weakref
 
+import streamlit as st
+from streamlit.runtime import Runtime
+from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+
+from . import worker
+from .safe_text import md
+
 __all__ = ["MAX_RUNS_PER_SESSION", "MAX_UPLOADS", "MAX_UPLOAD_MB", "SWEEP_SECONDS",
            "max_runs_per_session", "max_runs_total", "max_uploads", "max_upload_bytes",
            "RunRegistry", "registry", "run_refusal", "trim_uploads", "upload_refusal",
@@ -158,7 +165,7 @@ def run_refusal(session: str, reg: RunRegistry | None = None) -> str | None:
     if len(mine) >= per_session:
         busy = mine[0]
         page = getattr(busy, "page", "")
-        what = (f"{busy.label}, started on the {page.capitalize()} page, "
+        what = (f"{md(busy.label)}, started on the {page.capitalize()} page, "
                 f"{busy.fraction:.0%} done" if hasattr(busy, "fraction") else "")
         return (f"A run is already going ({what}): this server allows {per_session} "
                 f"run{'s' if per_session > 1 else ''} per session at a time "
@@ -247,8 +254,6 @@ def upload_refusal(manager, session: str) -> str | None:
 def enforce_upload_limits() -> str | None:
     """In a script run: hold this session's uploads to the limits before any uploader
     reads them; returns the refusal message (None when they fit). Starts the sweeper."""
-    from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
-
     start_sweeper()
     ctx = get_script_run_ctx(suppress_warning=True)
     if ctx is None or getattr(ctx, "uploaded_file_mgr", None) is None:
@@ -263,14 +268,9 @@ def accepted(value):
     Streamlit reads an uploader's files before the script runs, so a file removed from
     the upload store in this run is still in `value`: this is where it goes.
     """
-    import streamlit as st
-
-    from .safe_text import md
-    from .worker import session_id
-
     files = value if isinstance(value, list) else [] if value is None else [value]
     with _REFUSED_LOCK:
-        refused = dict(_REFUSED.get(session_id(), {}))
+        refused = dict(_REFUSED.get(worker.session_id(), {}))
     bad = [f for f in files if getattr(f, "file_id", None) in refused]
     if not bad:
         return value
@@ -283,8 +283,6 @@ def accepted(value):
 def _runtime():
     """The server's Streamlit runtime; None in bare mode and under AppTest (whose
     runtime is a mock: it has no sessions to sweep)."""
-    from streamlit.runtime import Runtime
-
     runtime = Runtime.instance() if Runtime.exists() else None
     return runtime if issubclass(type(runtime), Runtime) else None
 
@@ -310,8 +308,6 @@ def sweep(runtime=None) -> dict:
     "upload_sessions": sessions whose uploads were dropped, "trimmed": sessions
     trimmed to the limits}``.
     """
-    from . import worker
-
     runtime = runtime or _runtime()
     out = {"runs": 0, "jobs": 0, "upload_sessions": 0, "trimmed": 0}
     if runtime is None:

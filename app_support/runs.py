@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
+from .safe_text import md
+
 from cellseg_core.evaluation import ChannelCache
 
 from . import quotas, worker
@@ -189,7 +191,7 @@ def start(page: str, label: str, target, *args, config: dict | None = None,
     session = worker.session_id()
     mine = get(page)
     refusal = (quotas.run_refusal(session) if mine is None or not mine.running else
-               f"A run is already going on this page ({mine.label}, {mine.fraction:.0%} "
+               f"A run is already going on this page ({md(mine.label)}, {mine.fraction:.0%} "
                "done): wait for it to finish or stop it first.")
     if refusal is not None:
         st.warning(refusal)
@@ -238,7 +240,7 @@ def _progress_area(page: str, stop_label: str) -> None:
     if needs_full_rerun(run):
         st.rerun()
     if run.running:
-        st.progress(run.fraction, text=f"{run.label}: {run.text or 'starting…'} "
+        st.progress(run.fraction, text=f"{md(run.label)}: {md(run.text or 'starting…')} "
                                        f"({run.seconds:.0f} s)")
         st.button(stop_label, key=f"{page}.stop", on_click=run.cancel)
 
@@ -269,7 +271,7 @@ def follow(page: str, what: str, *, stop_label: str = "Stop",
     if run is None or run.running:
         return None
     if run.status == "failed":
-        st.error(f"The {what} failed: {run.error}")
+        st.error(f"The {what} failed: {md(run.error)}")
         return None
     if run.status == "cancelled":
         st.info(cancelled or f"The {what} was stopped.")

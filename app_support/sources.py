@@ -204,10 +204,11 @@ def _init_from_query() -> None:
     query = st.query_params.to_dict()
     if state.QUERY_DATASET in query:
         try:
+            state.check_link(query, (state.QUERY_DATASET, state.QUERY_IMAGE))
             select_dataset_image(query[state.QUERY_DATASET], query.get(state.QUERY_IMAGE) or
                                  datasets()[query[state.QUERY_DATASET]].ids[0])
         except (ValueError, KeyError, IndexError) as err:
-            st.session_state["source.error"] = f"the link's image was not found: {err}"
+            st.session_state["source.error"] = f"the link's image was not found: {md(err)}"
 
 
 def _dataset_source() -> ImageSource | None:

@@ -23,11 +23,14 @@ from cellseg_core.methods import load_params
 from cellseg_core.params import Params
 from cellseg_core.presets import PRESETS, get_preset
 
+from .safe_text import md
+
 __all__ = [
     "PARAMS", "PRESET", "PARAMS_ERROR", "SOURCE_KIND", "SOURCE_DATASET", "SOURCE_ID",
     "SOURCE_CURRENT", "DEFAULT_PRESET", "widget_key", "preset_key", "current_params", "current_preset", "set_params",
     "update_params", "apply_preset", "apply_json", "on_widget_change", "ensure_widgets",
-    "params_from_query", "query_for", "sync_query", "init_from_query",
+    "params_from_query", "query_for", "sync_query", "init_from_query", "MAX_LINK_VALUE",
+    "check_link",
 ]
 
 PARAMS = "params"
@@ -79,10 +82,10 @@ def set_params(params: Params, *, preset: str | None = None, page: str = "explor
     if preset is not None:
         get_preset(preset)  # refuses an unknown name
         st.session_state[PRESET] = preset
-        st.session_state[preset_key(page)] = preset
+        _show(preset_key(page), preset)
     st.session_state.pop(PARAMS_ERROR, None)
     for name, value in params.flat().items():
-        st.session_state[widget_key(name, page)] = value
+        _show(widget_key(name, page), value)
 
 
 def update_params(values: dict, *, page: str = "explore") -> Params:
@@ -135,8 +138,18 @@ def ensure_widgets(page: str = "explore") -> None:
     would then show the widget's default, not the params in force.
     """
     for name, value in current_params().flat().items():
-        st.session_state[widget_key(name, page)] = value
-    st.session_state[preset_key(page)] = current_preset()
+        _show(widget_key(name, page), value)
+    _show(preset_key(page), current_preset())
+
+
+def _show(key: str, value) -> None:
+    """Put `value` into widget `key`, only when the widget does not hold it already.
+
+    Assigning a widget's key makes Streamlit send that value to the browser, which then
+    replaces what the widget shows: a slider moved on by key presses while this run
+    was on its way lost those presses (the fast-slider browser test, 1 run in 6)."""
+    if key not in st.session_state or st.session_state[key] != value:
+        st.session_state[key] = value
 
 
 # --- URL query parameters ---------------------------------------------------------------
@@ -148,14 +161,40 @@ def _parse(text: str):
         return text
 
 
+#: The longest query-parameter name or value a link may carry: the app's own links hold
+#: preset, dataset and image names and numbers, all far shorter.
+MAX_LINK_VALUE = 200
+
+
+def check_link(query: dict, names=None) -> None:
+    """Refuse a link whose query (its entries `names`, default all) holds a name or
+    value longer than :data:`MAX_LINK_VALUE`, before anything parses or quotes it.
+
+    Raises
+    ------
+    ValueError
+        Naming the entry (cut short) and its length.
+    """
+    for name, value in query.items():
+        if names is not None and name not in names:
+            continue
+        for text in (name, value):
+            if len(text) > MAX_LINK_VALUE:
+                shown = name if len(name) <= 40 else name[:40] + "…"
+                raise ValueError(f"the entry {shown!r} is {len(text):,} characters long "
+                                 f"(at most {MAX_LINK_VALUE})")
+
+
 def params_from_query(query: dict) -> tuple[Params, str | None]:
     """Params described by query parameters: a preset plus changed dotted names.
 
     Raises
     ------
     ValueError
-        For an unknown preset or parameter, or a value out of range.
+        For an unknown preset or parameter, a value out of range, or a name or value
+        too long to be a link's (:func:`check_link`).
     """
+    check_link(query)
     preset = query.get(QUERY_PRESET)
     base = get_preset(preset) if preset else get_preset(DEFAULT_PRESET)
     names = set(base.flat())
@@ -163,7 +202,8 @@ def params_from_query(query: dict) -> tuple[Params, str | None]:
     unknown = sorted(set(query) - names - {QUERY_PRESET, QUERY_DATASET, QUERY_IMAGE}
                      - {"source", "page"})
     if unknown:
-        raise ValueError(f"unknown URL parameter(s) {unknown}")
+        raise ValueError(f"unknown URL parameter(s) {unknown[:5]}"
+                         + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""))
     return base.with_values(values), (preset or DEFAULT_PRESET)
 
 
@@ -195,7 +235,7 @@ def init_from_query(page: str = "explore") -> None:
     try:
         params, preset = params_from_query(query)
     except ValueError as err:
-        st.session_state[PARAMS_ERROR] = f"the link's parameters were ignored: {err}"
+        st.session_state[PARAMS_ERROR] = f"the link's parameters were ignored: {md(err)}"
         current_params()
         return
     set_params(params, preset=preset, page=page)

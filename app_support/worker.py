@@ -46,9 +46,15 @@ from functools import cached_property
 from multiprocessing.connection import wait as wait_connections
 
 import numpy as np
+from streamlit.runtime.scriptrunner_utils.exceptions import RerunException, StopException
+from streamlit.runtime.scriptrunner_utils.script_requests import ScriptRequestType
+from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
 
+from cellseg_core.methods import load_method
 from cellseg_core.params import Params
 from cellseg_core.pipeline import Segmentation, preprocess, preprocess_key, segment
+
+from .figures import class_histograms
 
 __all__ = ["HEAVY_PIXELS", "HELD_PER_WORKER", "Shared", "Job", "WorkerPool", "Cancelled",
            "NotSent", "heavy_pixels", "workers", "is_heavy", "pool", "call", "segmentation",
@@ -581,10 +587,6 @@ def pool() -> WorkerPool:
 # --- the script-run side ------------------------------------------------------------------
 def session_id() -> str:
     """Id of the Streamlit session running this code ("" outside a script run)."""
-    try:
-        from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
-    except ImportError:  # pragma: no cover
-        return ""
     ctx = get_script_run_ctx(suppress_warning=True)
     return ctx.session_id if ctx is not None else ""
 
@@ -593,13 +595,6 @@ def _script_interrupt():
     """A callable that raises Streamlit's own rerun / stop exception when this script
     run was asked to rerun or stop (what any ``st.*`` call does), or None outside a
     script run."""
-    try:
-        from streamlit.runtime.scriptrunner_utils.exceptions import (
-            RerunException, StopException)
-        from streamlit.runtime.scriptrunner_utils.script_requests import ScriptRequestType
-        from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
-    except ImportError:  # pragma: no cover
-        return None
     ctx = get_script_run_ctx(suppress_warning=True)
     requests = getattr(ctx, "script_requests", None)
     if requests is None:
@@ -684,16 +679,12 @@ def _objects_job(digest: str, image, params_json: str):
 
 
 def _histograms_job(digest: str, image, params_json: str, truth):
-    from .figures import class_histograms
-
     _, blurred = _preprocessed(digest, image, Params.from_json(params_json))
     return class_histograms(blurred, truth)
 
 
 def _model_job(method: str, model, image):
     if isinstance(model, str):  # a built-in model's spec: loaded here once
-        from cellseg_core.methods import load_method
-
         model = _local("builtin", model, lambda: load_method(model).model)
     result = getattr(model, method)(image)
     if isinstance(result, Segmentation):

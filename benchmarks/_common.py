@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -51,23 +52,28 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_streamlit(env_extra: dict | None = None, *, timeout: float = 60.0,
+def start_streamlit(env_extra: dict | None = None, *, timeout: float = 180.0,
                     script: str = "app.py"):
     """Start ``streamlit run <script>`` (relative to the repository) on a free port;
-    return (process, base URL). bench_ui passes a bare baseline page as `script`."""
+    return (process, base URL). bench_ui passes a bare baseline page as `script`.
+
+    The server's output goes to a temporary file (:func:`server_log`): a pipe that
+    nobody reads would stall the server once its buffer is full.
+    """
     port = free_port()
     env = {**os.environ, **(env_extra or {})}
+    log = tempfile.TemporaryFile()
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", script, "--server.port", str(port),
          "--server.headless", "true", "--server.address", "127.0.0.1",
          "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        start_new_session=True)
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc.log = log
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError("streamlit exited:\n" + proc.stdout.read().decode(errors="replace"))
+            raise RuntimeError("streamlit exited:\n" + server_log(proc))
         try:
             with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as resp:
                 if resp.status == 200:
@@ -76,6 +82,13 @@ def start_streamlit(env_extra: dict | None = None, *, timeout: float = 60.0,
             time.sleep(0.3)
     stop_streamlit(proc)
     raise RuntimeError(f"streamlit did not answer on {url} within {timeout} s")
+
+
+def server_log(proc) -> str:
+    """What the server started by :func:`start_streamlit` has printed so far."""
+    proc.log.flush()
+    proc.log.seek(0)
+    return proc.log.read().decode(errors="replace")
 
 
 def stop_streamlit(proc) -> None:
@@ -87,23 +100,86 @@ def stop_streamlit(proc) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+    log = getattr(proc, "log", None)
+    if log is not None:
+        log.close()
+
+
+#: How long (ms) a browser test waits for something the app computes: generous, so that
+#: a busy CI machine makes a test slow, never red. A test waits on state (a value shown,
+#: the URL, Streamlit's script-run state), never for a fixed time.
+SLOW = 240_000
+
+#: Installed in every page of :func:`chromium_page` before the app's own scripts: follows
+#: Streamlit's script-run state, which the app root shows in its
+#: ``data-test-script-state`` attribute ("initial" before the first run, then "running",
+#: "rerunRequested", "notRunning"...), and when it last changed.
+RUN_WATCH_JS = r"""(() => {
+  if (window !== window.top || window.__cellsegRuns) return;
+  const w = window.__cellsegRuns = {state: null, changed: performance.now(), mark: 0};
+  w.read = () => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    const state = app ? app.getAttribute('data-test-script-state') : null;
+    if (state !== w.state) {
+      w.state = state;
+      w.changed = performance.now();
+    }
+    return w;
+  };
+  new MutationObserver(w.read).observe(document, {
+    subtree: true, attributes: true, attributeFilter: ['data-test-script-state']});
+})();"""
+
+#: True once the app has had no script running for `quiet` ms, counted from the later of
+#: the last change of the run state and the start of the wait.
+_IDLE_JS = """(quiet) => {
+  const w = window.__cellsegRuns;
+  if (!w) return false;
+  w.read();
+  return w.state === 'notRunning' && performance.now() - Math.max(w.changed, w.mark) >= quiet;
+}"""
 
 
 @contextlib.contextmanager
 def chromium_page(executable_path: str, viewport: tuple[int, int]):
-    """A page of Debian's headless Chromium (`viewport` = width, height), closed after."""
-    from playwright.sync_api import sync_playwright
+    """A page of Debian's headless Chromium (`viewport` = width, height), closed after.
 
+    Its waits (and ``expect``'s) default to :data:`SLOW`; it follows Streamlit's
+    script-run state for :func:`wait_idle`.
+    """
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=SLOW)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=executable_path, args=CHROMIUM_ARGS)
         try:
-            yield browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+            page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+            page.set_default_timeout(SLOW)
+            page.add_init_script(RUN_WATCH_JS)  # for wait_idle, in every page loaded
+            yield page
         finally:
             browser.close()
 
 
-def wait_idle(page, timeout: float = 30_000) -> None:
-    """Wait until Streamlit reports no script running."""
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')",
-        timeout=timeout)
+def wait_idle(page, timeout: float = SLOW, quiet: float = 600, *,
+              or_when: str | None = None) -> None:
+    """Wait until Streamlit has run no script for `quiet` ms.
+
+    The state is Streamlit's own (the app root's ``data-test-script-state``), followed
+    by a mutation observer (installed by :func:`chromium_page`, or here), so a run that
+    starts and ends between two polls is still seen. The quiet window starts when the
+    wait starts: a run that an action has just asked for (a slider's value is sent
+    after a short debounce) is waited for too. A browser-started run that follows more
+    than `quiet` ms after the last one ends (Explore's numbers, after the overlay is
+    drawn) needs its own value-based wait. `or_when`: a JavaScript expression that ends
+    the wait early when true (say, a page that broke and will never be idle).
+    """
+    from playwright.sync_api import Error
+
+    try:
+        page.evaluate(RUN_WATCH_JS + "; window.__cellsegRuns.mark = performance.now();")
+    except Error:  # a page still navigating: its new document starts its own clock
+        pass
+    predicate = _IDLE_JS if or_when is None else \
+        f"(quiet) => ({or_when}) || ({_IDLE_JS})(quiet)"
+    page.wait_for_function(predicate, arg=quiet, timeout=timeout, polling=100)

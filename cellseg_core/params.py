@@ -18,6 +18,8 @@ import numpy as np
 
 __all__ = [
     "SCHEMA_VERSION",
+    "LIMITS",
+    "CONTROL_RANGES",
     "Mode",
     "Channel",
     "BlurKind",
@@ -105,9 +107,67 @@ class AutoKind(str, Enum):
     BRIGHTFIELD = "brightfield"
 
 
+#: The values each numeric parameter may take, ``(low, high)`` inclusive. The checks of
+#: the dataclasses below read them, and so does every control of the app: one place.
+#: Every bound is finite: a value from a file or a link must fit a control, and sizes
+#: are capped so the work stays bounded (a Gaussian of sigma 10⁵, or a local threshold
+#: or marker footprint that wide, would run for hours). The thresholds on the object
+#: channel reach far past any image's values (images are read into [0, 1]; synthetic
+#: ones reach a few units), so a threshold that keeps nothing stays expressible.
+LIMITS = {
+    "blur.sigma": (0.0, 50.0),
+    "blur.size": (1, 101),
+    "threshold.t_nuc": (0.0, 1.0),
+    "threshold.t_bg": (0.0, 1.0),
+    "threshold.t_object": (-1000.0, 1000.0),
+    "threshold.block_size": (3, 501),
+    "threshold.offset": (-1000.0, 1000.0),
+    "cleanup.opening_radius": (0, 50),
+    "cleanup.closing_radius": (0, 50),
+    "cleanup.min_nucleus_size": (0, 10**9),
+    "cleanup.min_cytoplasm_size": (0, 10**9),
+    "watershed.min_distance": (1, 1000),
+    "watershed.footprint": (1, 201),
+}
+
+#: What a control offers for each numeric parameter, ``(low, high, step)`` (None: no
+#: bound: a number box), always inside :data:`LIMITS`. A control that must show a value outside its
+#: range (from a file or a link) widens the range to that value.
+CONTROL_RANGES = {
+    "blur.sigma": (0.0, 10.0, 0.1),
+    "blur.size": (1, 31, 1),
+    "threshold.t_nuc": (0.0, 1.0, 0.005),
+    "threshold.t_bg": (0.0, 1.0, 0.005),
+    "threshold.t_object": (0.0, 1.5, 0.005),
+    "threshold.block_size": (3, 301, 2),
+    "threshold.offset": (-0.3, 0.3, 0.005),
+    "cleanup.opening_radius": (0, 50, 1),
+    "cleanup.closing_radius": (0, 50, 1),
+    "cleanup.min_nucleus_size": (0, None, 10),
+    "cleanup.min_cytoplasm_size": (0, None, 10),
+    "watershed.min_distance": (1, 200, 1),
+    "watershed.footprint": (1, 201, 1),
+}
+
+
+def _short(value, limit: int = 60) -> str:
+    """``repr(value)``, cut to `limit` characters: messages quote what they refuse, and a
+    link or a file may hold a 100 kB value."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
 def _check(condition, name, expected, value):
     if not condition:
-        raise ValueError(f"`{name}` must be {expected}, got {value!r}")
+        raise ValueError(f"`{name}` must be {expected}, got {_short(value)}")
+
+
+def _check_limit(name: str, value) -> None:
+    """`value` is finite and inside ``LIMITS[name]``, else a ValueError naming `name`."""
+    low, high = LIMITS[name]
+    shown = [f"{b:,}" if isinstance(b, int) else f"{b:g}" for b in (low, high)]
+    _check(math.isfinite(value) and low <= value <= high, name,
+           f"between {shown[0]} and {shown[1]}", value)
 
 
 @dataclass(frozen=True)
@@ -122,8 +182,8 @@ class BlurParams:
     size: int = 3
 
     def __post_init__(self):
-        _check(math.isfinite(self.sigma) and self.sigma >= 0, "blur.sigma", ">= 0", self.sigma)
-        _check(1 <= self.size <= 101, "blur.size", "between 1 and 101", self.size)
+        _check_limit("blur.sigma", self.sigma)
+        _check_limit("blur.size", self.size)
 
 
 @dataclass(frozen=True)
@@ -148,13 +208,11 @@ class ThresholdParams:
     offset: float = 0.0
 
     def __post_init__(self):
-        _check(0.0 <= self.t_nuc <= 1.0, "threshold.t_nuc", "in [0, 1]", self.t_nuc)
-        _check(0.0 <= self.t_bg <= 1.0, "threshold.t_bg", "in [0, 1]", self.t_bg)
+        for name in ("t_nuc", "t_bg", "t_object", "block_size", "offset"):
+            _check_limit(f"threshold.{name}", getattr(self, name))
         _check(self.t_nuc < self.t_bg, "threshold.t_nuc", f"< t_bg ({self.t_bg})", self.t_nuc)
-        _check(math.isfinite(self.t_object), "threshold.t_object", "a finite number", self.t_object)
-        _check(self.block_size >= 3 and self.block_size % 2 == 1,
-               "threshold.block_size", "an odd integer >= 3", self.block_size)
-        _check(math.isfinite(self.offset), "threshold.offset", "a finite number", self.offset)
+        _check(self.block_size % 2 == 1, "threshold.block_size", "an odd integer",
+               self.block_size)
 
 
 @dataclass(frozen=True)
@@ -174,12 +232,9 @@ class CleanupParams:
     fill_holes: bool = False
 
     def __post_init__(self):
-        for name in ("opening_radius", "closing_radius"):
-            value = getattr(self, name)
-            _check(0 <= value <= 50, f"cleanup.{name}", "between 0 and 50", value)
-        for name in ("min_nucleus_size", "min_cytoplasm_size"):
-            value = getattr(self, name)
-            _check(value >= 0, f"cleanup.{name}", ">= 0", value)
+        for name in ("opening_radius", "closing_radius", "min_nucleus_size",
+                     "min_cytoplasm_size"):
+            _check_limit(f"cleanup.{name}", getattr(self, name))
 
 
 @dataclass(frozen=True)
@@ -195,8 +250,8 @@ class WatershedParams:
     footprint: int = 3
 
     def __post_init__(self):
-        _check(self.min_distance >= 1, "watershed.min_distance", ">= 1", self.min_distance)
-        _check(self.footprint >= 1, "watershed.footprint", ">= 1", self.footprint)
+        _check_limit("watershed.min_distance", self.min_distance)
+        _check_limit("watershed.footprint", self.footprint)
 
 
 @dataclass(frozen=True)
@@ -264,7 +319,7 @@ class Params:
         """Value of a dotted parameter name such as ``"threshold.t_nuc"``."""
         flat = self.flat()
         if name not in flat:
-            raise ValueError(f"unknown parameter {name!r}; valid: {sorted(flat)}")
+            raise ValueError(f"unknown parameter {_short(name)}; valid: {sorted(flat)}")
         return flat[name]
 
     def with_values(self, values: dict) -> "Params":
@@ -272,7 +327,8 @@ class Params:
         flat = self.flat()
         unknown = sorted(set(values) - set(flat))
         if unknown:
-            raise ValueError(f"unknown parameter(s) {unknown}; valid: {sorted(flat)}")
+            shown = ", ".join(_short(n) for n in unknown[:5]) + (", …" if len(unknown) > 5 else "")
+            raise ValueError(f"unknown parameter(s) [{shown}]; valid: {sorted(flat)}")
         flat.update(values)
         return Params.from_flat(flat)
 
@@ -313,7 +369,7 @@ class Params:
         data = dict(data)
         version = data.pop("schema_version", SCHEMA_VERSION)
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise ValueError(f"`schema_version` must be a positive integer, got {version!r}")
+            raise ValueError(f"`schema_version` must be a positive integer, got {_short(version)}")
         if version > SCHEMA_VERSION:
             raise ValueError(
                 f"parameters were saved with schema_version {version}, newer than this "
@@ -322,7 +378,7 @@ class Params:
         known = {f.name: f for f in fields(cls)}
         for name, value in data.items():
             if name not in known:
-                raise ValueError(f"unknown parameter {name!r}; valid: {sorted(known)}")
+                raise ValueError(f"unknown parameter {_short(name)}; valid: {sorted(known)}")
             if name in _SECTIONS:
                 kwargs[name] = _build_section(_SECTIONS[name], name, value)
             else:
@@ -349,13 +405,13 @@ _ENUMS = {"Mode": Mode, "Channel": Channel, "BlurKind": BlurKind,
 
 def _build_section(section_cls, section_name, value):
     if not isinstance(value, dict):
-        raise ValueError(f"`{section_name}` must be an object, got {value!r}")
+        raise ValueError(f"`{section_name}` must be an object, got {_short(value)}")
     known = {f.name: f for f in fields(section_cls)}
     kwargs = {}
     for name, item in value.items():
         if name not in known:
             raise ValueError(
-                f"unknown parameter '{section_name}.{name}'; valid: "
+                f"unknown parameter {_short(section_name + '.' + name)}; valid: "
                 f"{sorted(section_name + '.' + k for k in known)}")
         kwargs[name] = _coerce(known[name].type, f"{section_name}.{name}", item)
     return section_cls(**kwargs)
@@ -369,20 +425,21 @@ def _coerce(type_name, name, value):
             return enum(value)
         except ValueError:
             raise ValueError(
-                f"`{name}` must be one of {[e.value for e in enum]}, got {value!r}") from None
+                f"`{name}` must be one of {[e.value for e in enum]}, got {_short(value)}"
+            ) from None
     if type_name == "bool":
         if isinstance(value, np.bool_):  # a numpy bool from a widget or an array
             value = bool(value)
         if not isinstance(value, bool):
-            raise ValueError(f"`{name}` must be true or false, got {value!r}")
+            raise ValueError(f"`{name}` must be true or false, got {_short(value)}")
         return value
     if type_name == "int":
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
                 not math.isfinite(value) or value != int(value):
-            raise ValueError(f"`{name}` must be an integer, got {value!r}")
+            raise ValueError(f"`{name}` must be an integer, got {_short(value)}")
         return int(value)
     if type_name == "float":
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise ValueError(f"`{name}` must be a number, got {value!r}")
+            raise ValueError(f"`{name}` must be a number, got {_short(value)}")
         return float(value)
     raise TypeError(f"no coercion for field type {type_name!r}")  # pragma: no cover

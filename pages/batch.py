@@ -13,7 +13,7 @@ import tempfile
 
 import streamlit as st
 
-from app_support import methods, quotas, runs, sources, state
+from app_support import disk, methods, quotas, runs, sources, state
 from app_support.assets import read_asset
 from app_support.safe_text import md
 from app_support.router import require_frame
@@ -64,11 +64,14 @@ def _batch_work(run: runs.Run, inputs, method) -> dict:
         items = batch.find_inputs(inputs[1])
         n, offset = len(items), 0
 
-    def progress(done, total, name):
-        run.progress(offset + done, offset + total, f"image {done} of {total}"
-                     + (f" ({name})" if name else ""))
-
     with tempfile.TemporaryDirectory(prefix="cellseg-batch-") as tmp:
+        def progress(done, total, name):
+            run.progress(offset + done, offset + total, f"image {done} of {total}"
+                         + (f" ({name})" if name else ""))
+            if done < total:
+                disk.check_free(tmp, done, total)  # before the next image's outputs
+
+        disk.check_free(tmp, 0, len(items))
         result = batch.run_batch(items, tmp, method, progress=progress)
         archive = batch.zip_outputs(tmp)
     return {"images": result.images, "failed": list(result.failed), "zip": archive,

@@ -18,6 +18,7 @@ from streamlit.errors import StreamlitAPIException
 
 from app_support import cache, compare_figures, figures, methods, runs, sources, state
 from app_support.assets import read_asset
+from app_support.safe_text import md
 from cellseg_core.methods import BASELINES, compare
 from cellseg_core.params import Params
 from cellseg_core.presets import PRESETS
@@ -57,7 +58,7 @@ def _uploaded_methods() -> dict:
         try:
             out[f"file:{Path(up.name).stem}"] = methods.uploaded_params(up.name, up.getvalue())
         except ValueError as err:
-            st.error(f"{up.name} is not a parameters file: {err}")
+            st.error(f"{md(up.name)} is not a parameters file: {md(err)}")
     return out
 
 
@@ -226,7 +227,7 @@ def _worst_cases(ds, config: dict, results: dict) -> None:
         elif method in offered and method not in BASELINES:
             seg = offered[method].segment(image)
         else:
-            st.info(f"{method} is no longer available")
+            st.info(f"{md(method)} is no longer available")
             return
         head, button = st.columns([4, 1], vertical_alignment="bottom")
         head.markdown(f"**{i + 1}. image {row.id}** · mean Dice {row.mean_dice:.3f} "
@@ -281,7 +282,7 @@ def main() -> None:
         try:
             st.switch_page("pages/explore.py")
         except StreamlitAPIException:
-            st.success(f"Opened {target} in Explore: go to the Explore page.")
+            st.success(f"Opened {md(target)} in Explore: go to the Explore page.")
     st.title("Compare")
     st.caption("Which method gives the best Dice and the most faithful N/C ratio, "
                "over a whole dataset split.")

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_support import cache, count_figures, state
+from app_support import cache, controls, count_figures, state
 from app_support.assets import read_asset
 from app_support.sources import ImageSource
 from cellseg_core import experiments as E
@@ -70,35 +70,43 @@ def _controls() -> Params:
     """The lesson's steps as widgets; returns the fluorescence params they spell."""
     for name, value in DEFAULTS.items():
         st.session_state.setdefault(key(name), value)
+
+    def rng(name):  # the parameter model's range (one place: controls.control_range)
+        return controls.control_range(name, st.session_state[key(name)])
+
     st.markdown("**1 · Blur**")
     kind = st.selectbox("Blur", ["gaussian", "mean", "median", "none"], key=key("blur.kind"))
     if kind == "gaussian":
-        st.slider("Sigma σs (px)", 0.0, 10.0, step=0.1, key=key("blur.sigma"))
+        st.slider("Sigma σs (px)", key=key("blur.sigma"), **rng("blur.sigma"))
     elif kind in ("mean", "median"):
-        st.slider("Window size (px)", 1, 31, key=key("blur.size"))
+        st.slider("Window size (px)", key=key("blur.size"), **rng("blur.size"))
     st.markdown("**2 · Threshold**")
     method = st.selectbox("Method", METHODS, key=key("threshold.method"),
                           help="manual: the slider; Otsu, Li, …: computed from the image; "
                                "local: each pixel against its neighbourhood's mean.")
     if method == "manual":
-        st.slider("Object above", 0.0, 1.5, step=0.01, key=key("threshold.t_object"))
+        st.slider("Object above", key=key("threshold.t_object"), **rng("threshold.t_object"))
     elif method == "local":
-        st.slider("Block size (px, odd)", 3, 151, step=2, key=key("threshold.block_size"))
-        st.slider("Offset (negative: above the local mean)", -0.3, 0.3, step=0.01,
-                  key=key("threshold.offset"))
+        st.slider("Block size (px, odd)", key=key("threshold.block_size"),
+                  **rng("threshold.block_size"))
+        st.slider("Offset (negative: above the local mean)", key=key("threshold.offset"),
+                  **rng("threshold.offset"))
     st.markdown("**3 · Label, remove small objects, close, fill holes**")
-    st.number_input("Remove objects under (px)", 0, 100_000, step=5,
-                    key=key("cleanup.min_nucleus_size"))
-    st.number_input("Closing radius (px)", 0, 50, key=key("cleanup.closing_radius"))
+    st.number_input("Remove objects under (px)", key=key("cleanup.min_nucleus_size"),
+                    **rng("cleanup.min_nucleus_size"))
+    st.number_input("Closing radius (px)", key=key("cleanup.closing_radius"),
+                    **rng("cleanup.closing_radius"))
     st.checkbox("Fill holes", key=key("cleanup.fill_holes"))
     st.markdown("**4 · Split touching nuclei (watershed)**")
     st.toggle("Watershed", key=key("watershed.enabled"))
     if st.session_state[key("watershed.enabled")]:
         c1, c2 = st.columns(2)
-        c1.number_input("Min distance (px)", 1, 200, key=key("watershed.min_distance"),
-                        help="peak_local_max: markers at least this far apart")
-        c2.number_input("Footprint (px)", 1, 201, key=key("watershed.footprint"),
-                        help="a marker is the maximum of this square")
+        c1.number_input("Min distance (px)", key=key("watershed.min_distance"),
+                        help="peak_local_max: markers at least this far apart",
+                        **rng("watershed.min_distance"))
+        c2.number_input("Footprint (px)", key=key("watershed.footprint"),
+                        help="a marker is the maximum of this square",
+                        **rng("watershed.footprint"))
     values = {name: st.session_state[key(name)] for name in DEFAULTS}
     return synthetic.seed_params().with_values(values)
 

@@ -328,7 +328,10 @@ with st.expander("How to read this page"):
 state.init_from_query(PAGE)
 state.ensure_widgets(PAGE)
 source = st.session_state.get(state.SOURCE_CURRENT)
+# No st.stop() here: Streamlit 1.67 unregisters neither the fragments nor the widgets
+# that a run stopped that way left out, so a late "drawn" report of the previous
+# image's overlay reran the numbers' fragment into a page without it (a blank app).
 if source is None:
     st.info("Choose an image in the sidebar.")
-    st.stop()
-explore(source)
+else:
+    explore(source)

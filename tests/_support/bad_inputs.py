@@ -266,6 +266,13 @@ def _cases() -> list[tuple[str, str, str, bytes, str, bool]]:
         ("params_non_utf8", "params_latin1.json", "params",
          '{"preset": "caf\u00e9"}'.encode("latin-1"), r"not valid JSON|UTF-8", True),
         ("params_empty", "params_empty.json", "params", b"", r"not valid JSON", True),
+        # out of a widget's range: the engine's message, not a widget's traceback
+        ("params_sigma_huge", "params_sigma.json", "params",
+         json.dumps({"blur": {"kind": "gaussian", "sigma": 100000}}).encode(),
+         r"`blur.sigma` must be between 0 and 50, got 100000", True),
+        ("params_huge_value", "params_huge.json", "params",
+         json.dumps({"mode": "x" * 100_000}).encode(),
+         r"`mode` must be one of .*x… \(100,002 characters\)", True),
     ]
 
 

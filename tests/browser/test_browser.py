@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from _common import (OVERLAY_CHART, PREDICTION_LAYER, chromium_page, start_streamlit,
-                     stop_streamlit, wait_idle)
+from _common import (OVERLAY_CHART, PREDICTION_LAYER, SLOW, chromium_page,
+                     start_streamlit, stop_streamlit, wait_idle)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -49,6 +49,19 @@ def number_value(page, label: str) -> str | None:
     return page.evaluate(NUMBER_JS, label)
 
 
+def wait_zoom_settled(page, chart: str, quiet: float = 500) -> list:
+    """The zoom of `chart` (see ``_ZOOM_JS``) once it has zoomed in and then kept the
+    same ranges for `quiet` ms (Plotly applies wheel zoom after a short delay)."""
+    page.wait_for_function("""([sel, js, quiet]) => {
+      const zoom = JSON.stringify(eval(js)(sel)), now = performance.now();
+      const w = window.__cellsegZoom || {};
+      if (w.zoom !== zoom) { window.__cellsegZoom = {zoom, since: now}; return false; }
+      const x = JSON.parse(zoom)[0];
+      return x[1] - x[0] < 200 && now - w.since >= quiet;
+    }""", arg=[chart, _ZOOM_JS, quiet], timeout=SLOW, polling=100)
+    return page.evaluate(_ZOOM_JS, chart)
+
+
 def choose(page, label: str, option: str) -> None:
     """Pick `option` in the selectbox labelled `label`."""
     box = page.locator('[data-testid="stSelectbox"]', has_text=label).first
@@ -61,7 +74,7 @@ def test_explore_in_chromium(chromium_path, server, tmp_path):
 
     with chromium_page(chromium_path, (1600, 1200)) as page:
         page.goto(server, wait_until="domcontentloaded")
-        page.get_by_text("Mean Dice").first.wait_for(timeout=60_000)
+        page.get_by_text("Mean Dice").first.wait_for(timeout=SLOW)
         wait_idle(page)
 
         choose(page, "Dataset", "voced")
@@ -79,8 +92,7 @@ def test_explore_in_chromium(chromium_path, server, tmp_path):
         page.mouse.move(box["x"] + box["width"] / 6, box["y"] + box["height"] / 2)
         for _ in range(4):
             page.mouse.wheel(0, -200)
-        page.wait_for_timeout(500)
-        zoom = page.evaluate(_ZOOM_JS, OVERLAY_CHART)
+        zoom = wait_zoom_settled(page, OVERLAY_CHART)
         assert zoom[0][1] - zoom[0][0] < 200, f"the wheel did not zoom: {zoom}"
 
         # Move the nucleus threshold with the keyboard: 6 steps of 0.005 up.
@@ -89,10 +101,10 @@ def test_explore_in_chromium(chromium_path, server, tmp_path):
         thumb.focus()
         for _ in range(6):
             thumb.press("ArrowRight")
-        expect(page).to_have_url(re.compile(r"threshold\.t_nuc="), timeout=30_000)
+        expect(page).to_have_url(re.compile(r"threshold\.t_nuc="), timeout=SLOW)
         wait_idle(page)
         page.wait_for_function(f"(b) => ({NUMBER_JS})('Mean Dice') !== b", arg=before,
-                               timeout=30_000)
+                               timeout=SLOW)
         after = number_value(page, "Mean Dice")
         image_after = overlay.locator(PREDICTION_LAYER).first.get_attribute("href")
         page.screenshot(path=str(tmp_path / "explore_after.png"), full_page=True)
@@ -110,7 +122,7 @@ def test_explore_in_chromium(chromium_path, server, tmp_path):
         uploader.set_input_files(files=[{"name": "broken.png", "mimeType": "image/png",
                                          "buffer": b"this is not a PNG"}])
         expect(page.locator('[data-testid="stAlert"]', has_text="Cannot use this image")
-               ).to_be_visible(timeout=30_000)
+               ).to_be_visible(timeout=SLOW)
         import numpy as np
         import tifffile
 
@@ -122,7 +134,7 @@ def test_explore_in_chromium(chromium_path, server, tmp_path):
         uploader.set_input_files(str(tif))
         wait_idle(page)
         page.wait_for_function(f"() => ({NUMBER_JS})('Nucleus (px)') === '64'",
-                               timeout=30_000)
+                               timeout=SLOW)
         page.screenshot(path=str(tmp_path / "explore_upload.png"), full_page=True)
         assert not page.locator('[data-testid="stException"]').count()
     assert (tmp_path / "explore_after.png").stat().st_size > 10_000
@@ -138,23 +150,29 @@ def test_explore_fast_slider_moves_end_consistent(chromium_path, server, voced):
     with chromium_page(chromium_path, (1600, 1200)) as page:
         page.goto(f"{server}/?dataset=voced&image=007&preset=lab03v2",
                   wait_until="domcontentloaded")
-        page.locator(f"{OVERLAY_CHART} {PREDICTION_LAYER}").first.wait_for(timeout=60_000)
+        page.locator(f"{OVERLAY_CHART} {PREDICTION_LAYER}").first.wait_for(timeout=SLOW)
         wait_idle(page)
         page.locator('[data-testid="stSlider"]', has_text="Nucleus below"
                      ).get_by_role("slider").focus()
         for _ in range(8):
             page.keyboard.press("ArrowRight", delay=15)
-        page.wait_for_function("() => /threshold\\.t_nuc=0\\.43\\b/.test(location.search)",
-                               timeout=30_000)
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        try:
+            page.wait_for_function(
+                "() => /threshold\\.t_nuc=0\\.43\\b/.test(location.search)", timeout=SLOW)
+        except PlaywrightTimeout:  # say what the page shows instead
+            pytest.fail(f"the URL never reached t_nuc=0.43: {page.url}; exceptions: "
+                        f"{page.locator('[data-testid=stException]').all_inner_texts()}")
         page.wait_for_function(
             "() => [...document.querySelectorAll('[data-testid=\"stMarkdown\"]')]"
-            ".some(e => e.innerText.includes('t_nuc = 0.430'))", timeout=30_000)
+            ".some(e => e.innerText.includes('t_nuc = 0.430'))", timeout=SLOW)
         image = read_image(voced / "images" / "007.png")
         truth = read_mask(voced / "masks" / "007.png")
         params = get_preset("lab03v2").with_values({"threshold.t_nuc": 0.43})
         dice = f"{score_labels(segment(image, params).labels, truth)['mean_dice']:.4f}"
         page.wait_for_function(f"() => ({NUMBER_JS})('Mean Dice') === '{dice}'",
-                               timeout=30_000)
+                               timeout=SLOW)
         wait_idle(page)
         assert number_value(page, "Mean Dice") == dice
         assert not page.locator('[data-testid="stException"]').count()
@@ -167,7 +185,7 @@ def test_compare_optimise_count_in_chromium(chromium_path, server, tmp_path):
     with chromium_page(chromium_path, (1600, 1400)) as page:
         page.goto(server + "/compare", wait_until="domcontentloaded")
         page.get_by_role("button", name="Run comparison").click()
-        expect(page.get_by_text("Download table (CSV)")).to_be_visible(timeout=120_000)
+        expect(page.get_by_text("Download table (CSV)")).to_be_visible(timeout=SLOW)
         wait_idle(page)
         table = page.locator('[data-testid="stDataFrame"]').first
         table.scroll_into_view_if_needed()
@@ -184,7 +202,7 @@ def test_compare_optimise_count_in_chromium(chromium_path, server, tmp_path):
         page.get_by_role("button", name="Run optimisation").click()
         surface = page.get_by_text(
             re.compile(r"threshold pairs, \d+ images, computed exactly")).last
-        expect(surface).to_be_visible(timeout=180_000)
+        expect(surface).to_be_visible(timeout=SLOW)
         wait_idle(page)
         surface.scroll_into_view_if_needed()
         page.screenshot(path=str(tmp_path / "optimise.png"))
@@ -192,7 +210,7 @@ def test_compare_optimise_count_in_chromium(chromium_path, server, tmp_path):
 
         page.goto(server + "/count", wait_until="domcontentloaded")
         expect(page.locator('[data-testid="stMetric"]', has_text="Nuclei counted")
-               .locator('[data-testid="stMetricValue"]')).to_have_text("8", timeout=120_000)
+               .locator('[data-testid="stMetricValue"]')).to_have_text("8", timeout=SLOW)
         page.screenshot(path=str(tmp_path / "count.png"))
         assert not page.locator('[data-testid="stException"]').count()
     for name in ("compare", "optimise", "count"):
@@ -206,16 +224,16 @@ def test_lesson_step_in_chromium(chromium_path, server, tmp_path):
     with chromium_page(chromium_path, (1600, 1200)) as page:
         page.goto(server + "/lesson_nc_ratio", wait_until="domcontentloaded")
         expect(page.get_by_text("Step 1 of 6", exact=False).first).to_be_visible(
-            timeout=120_000)
+            timeout=SLOW)
         nav = page.locator('[data-testid="stSidebarNav"]')
         expect(nav).to_contain_text("Lessons")
         expect(nav).to_contain_text("Counting cells in fluorescence")
         wait_idle(page)
         page.get_by_role("button", name="Next →").click()
         expect(page.get_by_text("Step 2 of 6", exact=False).first).to_be_visible(
-            timeout=60_000)
+            timeout=SLOW)
         expect(page.locator('[data-testid="stMetric"]', has_text="Test mean Dice")
-               ).to_be_visible(timeout=60_000)
+               ).to_be_visible(timeout=SLOW)
         wait_idle(page)
         page.screenshot(path=str(tmp_path / "lesson.png"))
         assert re.fullmatch(r"0\.\d{4}", metric_value(page, "Test mean Dice"))
