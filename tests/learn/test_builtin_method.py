@@ -9,6 +9,7 @@ import numpy as np
 import tifffile
 
 from app_support import methods as app_methods
+from app_support.safe_text import md
 from cellseg_core.cli import main
 from cellseg_core.data.synthetic import fluorescence_set
 from cellseg_core.io import write_bytes_atomic, tiff_bytes
@@ -58,6 +59,6 @@ def test_explore_runs_the_builtin_model_on_the_demo_image(monkeypatch):
     at = run(page_app(monkeypatch, "explore.py"))
     at = run(at.selectbox(key="explore.model").set_value("nuclei (built-in model)"))
     shown = [m.value for m in at.markdown]
-    assert any("nuclei (built-in model)" in text for text in shown), shown
+    assert any(f"learned model **{md('nuclei (built-in model)')}**" in text for text in shown), shown
     nuclei = [m for m in at.metric if m.label == "Nuclei"]
     assert nuclei and int(nuclei[0].value.replace(",", "")) > 0
