@@ -128,6 +128,7 @@ LIMITS = {
     "cleanup.min_cytoplasm_size": (0, 10**9),
     "watershed.min_distance": (1, 1000),
     "watershed.footprint": (1, 201),
+    "auto.diameter": (0.0, 1000.0),  # 0: estimated from the image; else at least 3
 }
 
 #: What a control offers for each numeric parameter, ``(low, high, step)`` (None: no
@@ -147,6 +148,7 @@ CONTROL_RANGES = {
     "cleanup.min_cytoplasm_size": (0, None, 10),
     "watershed.min_distance": (1, 200, 1),
     "watershed.footprint": (1, 201, 1),
+    "auto.diameter": (0.0, 200.0, 1.0),
 }
 
 
@@ -269,9 +271,9 @@ class AutoParams:
     diameter: float = 0.0
 
     def __post_init__(self):
-        _check(math.isfinite(self.diameter) and (self.diameter == 0 or
-                                                 3 <= self.diameter <= 1000),
-               "auto.diameter", "0 (estimate) or between 3 and 1000 pixels", self.diameter)
+        _check_limit("auto.diameter", self.diameter)
+        _check(self.diameter == 0 or self.diameter >= 3, "auto.diameter",
+               "0 (estimate) or at least 3 pixels", self.diameter)
 
 
 _SECTIONS = {
