@@ -63,10 +63,20 @@ def wait_zoom_settled(page, chart: str, quiet: float = 500) -> list:
 
 
 def choose(page, label: str, option: str) -> None:
-    """Pick `option` in the selectbox labelled `label`."""
-    box = page.locator('[data-testid="stSelectbox"]', has_text=label).first
-    box.locator('input, [role="combobox"]').first.click()
-    page.get_by_role("option", name=option, exact=True).click()
+    """Pick `option` in the selectbox labelled `label`, once no script runs, and wait
+    until the box shows it. A list that a rerun redrew under the click (on a busy
+    machine) is opened again, at most three times."""
+    field = page.locator('[data-testid="stSelectbox"]', has_text=label).first.locator(
+        'input, [role="combobox"]').first
+    for _ in range(3):
+        wait_idle(page)
+        field.click()
+        page.get_by_role("option", name=option, exact=True).click()
+        wait_idle(page)
+        if field.input_value() == option:
+            return
+        page.keyboard.press("Escape")
+    raise AssertionError(f"{label}: {option!r} not chosen; the box shows {field.input_value()!r}")
 
 
 def test_explore_in_chromium(chromium_path, server, tmp_path):
