@@ -114,7 +114,7 @@ def work(run):
 if "test.started" not in st.session_state:
     st.session_state["test.started"] = True
     runs.start("first", {EVIL!r}, work)
-runs.start("second", "another", work)  # refused while the first runs
+    runs.start("second", "another", work)  # refused while the first runs
 runs.follow("first", "batch")
 """
 
