@@ -54,37 +54,24 @@ MAX_UPLOAD_MB = 1000
 SWEEP_SECONDS = 15.0
 
 
-def _env_number(name: str, default, minimum, kind=int):
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {raw}")
-    return value
-
-
 def max_runs_per_session() -> int:
     """``CELLSEG_MAX_RUNS_PER_SESSION`` (default 1)."""
-    return _env_number("CELLSEG_MAX_RUNS_PER_SESSION", MAX_RUNS_PER_SESSION, 1)
+    return worker.env_number("CELLSEG_MAX_RUNS_PER_SESSION", MAX_RUNS_PER_SESSION, 1)
 
 
 def max_runs_total() -> int:
     """``CELLSEG_MAX_RUNS_TOTAL`` (default: the number of cores, at least 2)."""
-    return _env_number("CELLSEG_MAX_RUNS_TOTAL", max(2, os.cpu_count() or 2), 1)
+    return worker.env_number("CELLSEG_MAX_RUNS_TOTAL", max(2, os.cpu_count() or 2), 1)
 
 
 def max_uploads() -> int:
     """``CELLSEG_MAX_UPLOADS``: files one session may hold (default 50)."""
-    return _env_number("CELLSEG_MAX_UPLOADS", MAX_UPLOADS, 1)
+    return worker.env_number("CELLSEG_MAX_UPLOADS", MAX_UPLOADS, 1)
 
 
 def max_upload_bytes() -> int:
     """``CELLSEG_MAX_UPLOAD_MB`` in bytes: one session's uploads in all (default 1000 MB)."""
-    return int(_env_number("CELLSEG_MAX_UPLOAD_MB", MAX_UPLOAD_MB, 0.001, float) * 2**20)
+    return int(worker.env_number("CELLSEG_MAX_UPLOAD_MB", MAX_UPLOAD_MB, 0.001, float) * 2**20)
 
 
 # --- runs -------------------------------------------------------------------------------
@@ -341,7 +328,7 @@ _SWEEPER_LOCK = threading.Lock()
 def _sweep_forever() -> None:
     while True:
         try:
-            pause = _env_number("CELLSEG_SWEEP_SECONDS", SWEEP_SECONDS, 0.1, float)
+            pause = worker.env_number("CELLSEG_SWEEP_SECONDS", SWEEP_SECONDS, 0.1, float)
         except ValueError:
             log.exception("bad CELLSEG_SWEEP_SECONDS; sweeping every %s s", SWEEP_SECONDS)
             pause = SWEEP_SECONDS

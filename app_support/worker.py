@@ -84,29 +84,32 @@ class NotSent(RuntimeError):
     """The job's arguments could not be sent to a worker (not picklable)."""
 
 
-def _env_int(name: str, default: int, minimum: int) -> int:
+def env_number(name: str, default, minimum, kind=int):
+    """The environment variable `name` as a `kind` (int or float) of at least `minimum`;
+    `default` when unset or blank. A ValueError names the variable."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+        what = "an integer" if kind is int else "a number"
+        raise ValueError(f"{name} must be {what}, got {raw!r}") from None
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+        raise ValueError(f"{name} must be >= {minimum}, got {raw}")
     return value
 
 
 def heavy_pixels() -> int:
     """Pixel count from which an image is heavy (``CELLSEG_HEAVY_PIXELS``; 0 = every
     image goes to the pool)."""
-    return _env_int("CELLSEG_HEAVY_PIXELS", HEAVY_PIXELS, 0)
+    return env_number("CELLSEG_HEAVY_PIXELS", HEAVY_PIXELS, 0)
 
 
 def workers() -> int:
     """Worker processes at most (``CELLSEG_WORKERS``; default one fewer than the
     cores, at least one; 0 = no pool, everything in-process)."""
-    return _env_int("CELLSEG_WORKERS", max(1, (os.cpu_count() or 2) - 1), 0)
+    return env_number("CELLSEG_WORKERS", max(1, (os.cpu_count() or 2) - 1), 0)
 
 
 def is_heavy(image) -> bool:
@@ -580,7 +583,7 @@ def pool() -> WorkerPool:
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
-            _POOL = WorkerPool(max(1, workers()), nice=_env_int("CELLSEG_WORKER_NICE", 10, 0))
+            _POOL = WorkerPool(max(1, workers()), nice=env_number("CELLSEG_WORKER_NICE", 10, 0))
         return _POOL
 
 
