@@ -59,3 +59,26 @@ def numbers_shown(at) -> dict:
         for names, values in zip(rows[::3], rows[2::3]):
             shown.update(zip(names, values))
     return shown
+
+
+def gated_runs_script(pages) -> str:
+    """An app with one button per page in `pages`, each starting a background run
+    (``runs.start``) that waits on the session's ``gate`` event and returns 42."""
+    return f"""
+import threading
+import streamlit as st
+from app_support import runs
+
+if "gate" not in st.session_state:
+    st.session_state.gate = threading.Event()
+
+def work(run, gate):
+    run.progress(0, 1, "waiting")
+    gate.wait(30)
+    run.progress(1, 1)
+    return 42
+
+for page in {tuple(pages)!r}:
+    if st.button(page, key=page):
+        runs.start(page, f"{{page}} job", work, st.session_state.gate)  # warns when refused
+"""

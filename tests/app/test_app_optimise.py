@@ -10,7 +10,7 @@ pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from app_support import state  # noqa: E402
-from tests._support.apptest import finish_run, page_harness, run as _run  # noqa: E402
+from tests._support.apptest import finish_run, gated_runs_script, page_harness, run as _run  # noqa: E402
 
 PAGE, TIMEOUT = "optimise.py", 120
 HARNESS = page_harness(PAGE)
@@ -92,24 +92,7 @@ def test_no_surface_for_pipelines_with_clean_up(app_voced):
     assert any("two-threshold" in i.value for i in at.info)
 
 
-WAITER = """
-import threading
-import streamlit as st
-from app_support import runs
-
-if "gate" not in st.session_state:
-    st.session_state.gate = threading.Event()
-
-def work(run, gate):
-    run.progress(0, 1, "waiting")
-    gate.wait(30)
-    run.progress(1, 1)
-    return 42
-
-for page in ("first", "second"):
-    if st.button(page, key=page):
-        runs.start(page, f"{page} job", work, st.session_state.gate)  # warns when refused
-"""
+WAITER = gated_runs_script(("first", "second"))
 
 
 def test_a_second_run_is_refused_while_one_is_going():

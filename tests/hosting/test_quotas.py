@@ -14,6 +14,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from tests._support.apptest import gated_runs_script
+
 pytest.importorskip("streamlit")
 from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager  # noqa: E402
 from streamlit.runtime.uploaded_file_manager import UploadedFileRec  # noqa: E402
@@ -76,23 +78,7 @@ def test_limits_from_the_environment_are_checked(monkeypatch):
     assert quotas.max_upload_bytes() == 2**19
 
 
-WAITER = """
-import threading
-import streamlit as st
-from app_support import runs
-
-if "gate" not in st.session_state:
-    st.session_state.gate = threading.Event()
-
-def work(run, gate):
-    run.progress(0, 1, "waiting")
-    gate.wait(30)
-    return 42
-
-for page in ("first", "second", "third"):
-    if st.button(page, key=page):
-        runs.start(page, f"{page} job", work, st.session_state.gate)
-"""
+WAITER = gated_runs_script(("first", "second", "third"))
 
 
 def _run(at):
