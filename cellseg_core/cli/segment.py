@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..batch import run_batch
+from ..flags import RatioFlags
 from ._common import (EXIT_FAILED, EXIT_OK, UsageError, add_method_options, method_from_args,
                       progress_bar, say)
 
@@ -19,10 +20,16 @@ examples:
 writes:
   OUT/labels/<stem>.tif   uint8 classes: 0 background, 1 cytoplasm, 2 nucleus
   OUT/nuclei/<stem>.tif   uint16 (uint32 above 65535) nucleus instances, plain TIFF
-  OUT/images.csv          per image: areas, N/C ratio, counts, thresholds, Dice/IoU
-                          when a mask with the same stem sits in a sibling masks/ folder
-  OUT/objects.csv         per nucleus and its cell: areas, N/C, intensity, centroid, shape
+  OUT/images.csv          per image: areas (px, and µm² with a pixel size), both N/C
+                          ratios, counts, flagged cells, thresholds, Dice/IoU when a
+                          mask with the same stem sits in a sibling masks/ folder
+  OUT/objects.csv         per nucleus and its cell: areas, both N/C ratios, ratio flags,
+                          intensity, centroid, shape, nuclear features
   OUT/params.json         exactly what ran and the cellseg version
+nc_ratio = nucleus / cytoplasm area (the course's); nucleus_cell_ratio = nucleus /
+(nucleus + cytoplasm) area (The Paris System's, QuPath's). Pixel size: --pixel-size, else
+a dataset folder's dataset.json {"pixel_size_um": ...}, else the TIFF's own metadata; the
+label TIFFs record it. Flags and features are measurements for review, not a diagnosis.
 An OUT folder that holds a run's outputs is refused unless --resume (continue it: its
 earlier images stay in the tables) or --overwrite (remove them first) is given.
 An image with more objects than CELLSEG_MAX_OBJECTS (default 20000) gets its TIFFs and
@@ -40,6 +47,12 @@ def add_parser(sub) -> None:
                    help="image files or folders (a dataset folder's images/ is used)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     add_method_options(p)
+    p.add_argument("--pixel-size", type=float, default=None, metavar="UM",
+                   help="micrometres per pixel for every image (default: a dataset.json's "
+                        "pixel_size_um, else the TIFF's metadata, else none: pixels only)")
+    p.add_argument("--flag-cutoffs", default="0.5,0.7", metavar="ATYPIA,HIGH",
+                   help="nucleus/cell ratio cut-offs of the flag_atypia and flag_high_grade "
+                        "columns (default 0.5,0.7, The Paris System's)")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="worker processes on this machine (default 1)")
     p.add_argument("--dask", metavar="ADDRESS",
@@ -56,6 +69,13 @@ def run(args) -> int:
     method = method_from_args(args)
     if args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.pixel_size is not None and not (args.pixel_size > 0 and args.pixel_size < 1e6):
+        raise UsageError(f"--pixel-size must be a positive number of µm per pixel, "
+                         f"got {args.pixel_size}")
+    try:
+        flags = RatioFlags.parse(args.flag_cutoffs)
+    except (TypeError, ValueError) as err:
+        raise UsageError(f"--flag-cutoffs: {err}") from None
     bar = None
 
     def progress(done, total, name):
@@ -68,7 +88,8 @@ def run(args) -> int:
     try:
         result = run_batch(args.inputs, args.out, method, jobs=args.jobs,
                            dask_address=args.dask, resume=args.resume,
-                           overwrite=args.overwrite, progress=progress)
+                           overwrite=args.overwrite, progress=progress,
+                           pixel_size=args.pixel_size, flags=flags)
     finally:
         if bar is not None:
             bar.close()
