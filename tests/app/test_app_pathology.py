@@ -121,3 +121,40 @@ def test_review_section_without_cytoplasm_says_why(monkeypatch):
     at.segmented_control(key="explore.tab").set_value(pathology.REVIEW)
     at = run(at)
     assert any("No cytoplasm is segmented" in i.value for i in at.info)
+
+
+def _toy_table():
+    import pandas as pd
+    return pd.DataFrame({"label": [1, 2, 3], "nucleus_cell_ratio": [0.25, 0.6, 1.0],
+                         "cytoplasm_area": [6, 2, 0], "flag_atypia": [False, True, True],
+                         "flag_high_grade": [False, False, True]})
+
+
+def test_ratio_histogram_draws_the_cutoffs_with_their_shares():
+    fig = pathology.ratio_histogram_figure(_toy_table(), RatioFlags())
+    assert fig.layout.meta["shares"] == {"atypia": 2 / 3, "high_grade": 1 / 3}
+    assert [s.x0 for s in fig.layout.shapes] == [0.5, 0.7]
+    texts = [a.text for a in fig.layout.annotations]
+    assert texts == [" ≥ 0.50: 66.7 %", " ≥ 0.70: 33.3 %"]
+    assert list(fig.data[0].x) == [0.25, 0.6, 1.0]
+
+
+def test_flag_overlay_colours_flagged_cells_only():
+    cells = np.kron(np.array([[0, 0, 0, 0, 0, 0, 0, 0],
+                              [1, 1, 0, 2, 2, 0, 3, 3],
+                              [1, 1, 0, 2, 2, 0, 3, 3]]), np.ones((4, 4), int))
+    image = np.full(cells.shape, 0.5, np.float32)
+    rgb = pathology.flag_overlay_rgb(image, cells, _toy_table(), opacity=1.0)
+    assert rgb.shape == (*cells.shape, 3) and rgb.dtype == np.uint8
+    inside = ~_outline(cells)
+    assert all(((cells == k) & inside).any() for k in range(4))
+    assert (rgb[(cells == 2) & inside] == pathology.FLAG_COLORS["atypia"]).all()
+    assert (rgb[(cells == 3) & inside] == pathology.FLAG_COLORS["high_grade"]).all()
+    assert (rgb[(cells == 0) & inside] == 128).all()  # background untouched
+    assert not any((rgb[(cells == 1) & inside] == c).all(axis=-1).any()
+                   for c in pathology.FLAG_COLORS.values())
+
+
+def _outline(cells):
+    from app_support import figures
+    return figures.boundaries(cells)
