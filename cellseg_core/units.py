@@ -220,8 +220,11 @@ def with_units(table: pd.DataFrame, pixel_size: float | None) -> pd.DataFrame:
     --------
     >>> import pandas as pd
     >>> t = pd.DataFrame({"label": [1], "nucleus_area": [100.0], "equivalent_diameter": [11.28]})
-    >>> with_units(t, 0.5).round(2).to_dict("records")
-    [{'label': 1, 'nucleus_area': 100.0, 'nucleus_area_um2': 25.0, 'equivalent_diameter': 11.28, 'equivalent_diameter_um': 5.64}]
+    >>> u = with_units(t, 0.5).round(2)
+    >>> list(u.columns)
+    ['label', 'nucleus_area', 'nucleus_area_um2', 'equivalent_diameter', 'equivalent_diameter_um']
+    >>> u[["nucleus_area_um2", "equivalent_diameter_um"]].values.tolist()
+    [[25.0, 5.64]]
     """
     pixel_size = check_pixel_size(pixel_size)
     out = {}
