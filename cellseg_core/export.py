@@ -37,7 +37,7 @@ from skimage.measure import find_contours
 
 from ._version import __version__
 from .instances import assign_cells, label_objects
-from .io import write_bytes_atomic
+from .io import read_instances, write_bytes_atomic
 from .measure import max_objects, too_many_objects
 
 __all__ = [
@@ -53,6 +53,8 @@ __all__ = [
     "png_bytes",
     "binary_masks_zip",
     "write_exports",
+    "parse_exports",
+    "export_run",
 ]
 
 #: Export names ``cellseg segment --export`` accepts, and the files each writes in the
@@ -589,3 +591,86 @@ def write_exports(out_dir, stem: str, exports, labels: np.ndarray, nuclei: np.nd
             path = out_dir / EXPORTS["binary"].format(stem=stem, cls=cls)
             written.append(write_bytes_atomic(path, png_bytes(mask)))
     return written
+
+
+def parse_exports(text: str) -> list[str]:
+    """Export names from a comma-separated list (``"geojson,imagej"``), checked.
+
+    Raises
+    ------
+    ValueError
+        For an unknown or empty name, listing the valid ones.
+
+    Examples
+    --------
+    >>> parse_exports("geojson, binary")
+    ['geojson', 'binary']
+    """
+    names = [part.strip().lower() for part in str(text).split(",")]
+    unknown = [n for n in names if n not in EXPORTS]
+    if unknown:
+        raise ValueError(f"unknown export(s) {unknown}; choose from {', '.join(EXPORTS)} "
+                         "(comma-separated, e.g. --export geojson,imagej)")
+    return list(dict.fromkeys(names))
+
+
+def _read_csv(path: Path) -> pd.DataFrame | None:
+    try:
+        return pd.read_csv(path, dtype={"image": str, "file": str, "status": str})
+    except (OSError, ValueError):
+        return None
+
+
+def export_run(out_dir, exports, *, pixel_size: float | None = None, stems=None):
+    """Write the `exports` of every image a batch run segmented, from its output folder.
+
+    Reads each image's ``labels/<stem>.tif`` and ``nuclei/<stem>.tif`` and its rows of
+    ``objects.csv`` (every numeric column becomes a GeoJSON measurement, a ``class``
+    column the classification), and writes the files of :data:`EXPORTS` beside them.
+    The run's own files are not touched.
+
+    Parameters
+    ----------
+    out_dir : path
+        A ``cellseg segment`` output folder.
+    exports : iterable of str
+        Names from :data:`EXPORTS`.
+    pixel_size : float, optional
+        Micrometres per pixel, for images whose ``images.csv`` row has no
+        ``pixel_size`` of its own.
+    stems : iterable of str, optional
+        Only these images (default: every image whose status is ``ok``).
+
+    Returns
+    -------
+    written : list of Path
+    skipped : list of (stem, reason)
+        Images above the object ceiling, or whose files cannot be read.
+    """
+    exports = list(exports)
+    out_dir = Path(out_dir)
+    images = _read_csv(out_dir / "images.csv")
+    if images is None or "image" not in images:
+        raise ValueError(f"{out_dir}: not a batch output folder (no readable images.csv)")
+    ok = images[images["status"].fillna("") == "ok"] if "status" in images else images
+    wanted = None if stems is None else {str(s) for s in stems}
+    objects = _read_csv(out_dir / "objects.csv")
+    groups = {} if objects is None or "image" not in objects else {
+        str(k): g.drop(columns="image") for k, g in objects.groupby("image", sort=False)}
+    sizes = {}
+    if "pixel_size" in ok:
+        sizes = {str(k): float(v) for k, v in zip(ok["image"], pd.to_numeric(
+            ok["pixel_size"], errors="coerce")) if np.isfinite(v) and v > 0}
+    written, skipped = [], []
+    for stem in ok["image"].astype(str):
+        if wanted is not None and stem not in wanted:
+            continue
+        try:
+            labels = read_instances(out_dir / "labels" / f"{stem}.tif").astype(np.uint8)
+            nuclei = read_instances(out_dir / "nuclei" / f"{stem}.tif")
+            written += write_exports(out_dir, stem, exports, labels, nuclei,
+                                     measurements=groups.get(stem),
+                                     pixel_size=sizes.get(stem, pixel_size))
+        except (ValueError, OSError) as err:
+            skipped.append((stem, str(err)))
+    return written, skipped
