@@ -13,9 +13,10 @@ import streamlit as st
 from app_support import methods
 from cellseg_core.export import (binary_masks_zip, geojson_bytes, to_geojson,
                                  to_imagej_rois)
-from cellseg_core.report import image_report
+from cellseg_core.report import image_report, run_report
 
-__all__ = ["download_name", "export_files", "render_export_downloads"]
+__all__ = ["download_name", "export_files", "render_export_downloads", "run_report_bytes",
+           "render_run_report_download"]
 
 
 def _safe(text: str) -> str:
@@ -86,3 +87,21 @@ def render_export_downloads(page: str, seg, source, *, pixel_size: float | None 
     st.caption("GeoJSON opens in QuPath (File › Import objects) with each cell's numbers as "
                "measurements; the ROI zip in Fiji's ROI Manager; outlines follow the pixel "
                "edges, in pixels." + (f" Outlines are off: {too_many}." if too_many else ""))
+
+
+def run_report_bytes(out_dir, items=()) -> bytes:
+    """The one-page report of a batch run in `out_dir` (thumbnails from `items`, the
+    run's :class:`~cellseg_core.batch.BatchItem` list)."""
+    return run_report(out_dir, images={item.stem: item.image for item in items}).encode("utf-8")
+
+
+def render_run_report_download(page: str, report: bytes | None, name: str) -> None:
+    """The Batch page's button for the run's report (nothing for a run without one)."""
+    if not report:
+        return
+    date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
+    st.download_button("Report (HTML, printable)", report,
+                       file_name=f"cellseg_batch_{_safe(name)}_{date}_report.html",
+                       mime="text/html", key=f"{page}.dl_report", on_click="ignore",
+                       help="One page: the numbers with their definitions, flagged cells, "
+                            "the method and its provenance")

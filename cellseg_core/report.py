@@ -378,8 +378,8 @@ def run_report(out_dir, *, images: dict | None = None, date=None, max_pictures: 
     out_dir : path
         A ``cellseg segment`` output folder (``params.json``, ``images.csv``,
         ``objects.csv``, ``labels/``, ``nuclei/``).
-    images : mapping of stem -> image path, optional
-        Where the images are (for the thumbnails; without: outlines on white).
+    images : mapping of stem -> image path, bytes or array, optional
+        The images (for the thumbnails; without: outlines on white).
     date : str, optional
         Defaults to now (UTC).
     max_pictures : int
@@ -422,7 +422,8 @@ def run_report(out_dir, *, images: dict | None = None, date=None, max_pictures: 
         try:
             labels = read_instances(out_dir / "labels" / f"{stem}.tif").astype(np.uint8)
             nuclei = read_instances(out_dir / "nuclei" / f"{stem}.tif")
-            image = read_image(images[stem]) if images and stem in images else None
+            image = None if not images or stem not in images else (
+                images[stem] if isinstance(images[stem], np.ndarray) else read_image(images[stem]))
         except (ValueError, OSError):
             continue
         cells = None if objects is None or "image" not in objects else \

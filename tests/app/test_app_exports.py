@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("streamlit")
+import streamlit as st  # noqa: E402
 from PIL import Image  # noqa: E402
 from streamlit.delta_generator import DeltaGenerator  # noqa: E402
 
@@ -20,7 +21,7 @@ from app_support import state  # noqa: E402
 from cellseg_core import segment  # noqa: E402
 from cellseg_core.export import geojson_to_labels  # noqa: E402
 from cellseg_core.presets import get_preset  # noqa: E402
-from tests._support.apptest import run as _run  # noqa: E402
+from tests._support.apptest import finish_run, page_app, run as _run  # noqa: E402
 
 PAGE, TIMEOUT = "explore.py", 60
 LABELS = ["Cells and nuclei (QuPath GeoJSON)", "Nucleus outlines (ImageJ ROI zip)",
@@ -38,6 +39,9 @@ def downloads(monkeypatch):
         return original(self, label, data, file_name, *args, **kwargs)
 
     monkeypatch.setattr(DeltaGenerator, "download_button", recording)
+    # ``st.download_button`` was bound to the main container at import.
+    main = st.download_button.__self__
+    monkeypatch.setattr(st, "download_button", lambda *a, **k: recording(main, *a, **k))
     return found
 
 
@@ -81,3 +85,17 @@ def test_export_downloads_give_the_engine_exports(app_demo, downloads, tmp_path)
     assert page.startswith("<!DOCTYPE html>") and "data:image/png;base64," in page
     assert f"<td>preset</td><td>{preset}</td>" in page
     assert f"<td>n_nuclei</td><td class=n>{int(seg.nuclei.max())}</td>" in page
+
+
+def test_batch_page_offers_the_run_report(monkeypatch, downloads):
+    at = _run(page_app(monkeypatch, "batch.py", timeout=TIMEOUT))
+    at.number_input(key="batch.limit").set_value(2)
+    at, run = finish_run(_run(at), "batch", timeout=120)
+    report, name, _ = downloads["Report (HTML, printable)"]
+    assert name.startswith("cellseg_batch_") and name.endswith("_report.html")
+    assert report == run.result["report"]
+    page = report.decode("utf-8")
+    assert "<td>images segmented</td><td class=n>2</td>" in page
+    assert page.count("data:image/png;base64,") == 2  # a thumbnail per image, inline
+    images = run.result["images"]
+    assert f"<td class=n>{int(images['n_nuclei'].sum()):,}</td>" in page
