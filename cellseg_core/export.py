@@ -86,15 +86,14 @@ _NAMESPACE = uuid.UUID("6f1c8a4e-3b0d-4a57-9d7e-2f64c1b0e5a1")
 def _signed_area(ring: np.ndarray) -> float:
     """Shoelace area of a ring given without its closing vertex (> 0: exterior)."""
     x, y = ring[:, 0], ring[:, 1]
-    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))
+    return 0.5 * float(np.dot(x[:-1], y[1:]) - np.dot(x[1:], y[:-1]) + x[-1] * y[0] - x[0] * y[-1])
 
 
 def _corners(contour: np.ndarray) -> np.ndarray:
     """A ``find_contours`` contour of a 0/1 mask (row, col; through the midpoints of
     pixel edges) as the ring through the pixel corners it cuts, ``(x, y)`` centre-based
     (corners at half-integers), without the closing vertex."""
-    p = contour[:-1]
-    q = np.roll(p, -1, axis=0)
+    p, q = contour[:-1], contour[1:]  # the contour is closed: its last point is its first
     turn = (p[:, 0] != q[:, 0]) & (p[:, 1] != q[:, 1])
     p, q = p[turn], q[turn]
     # Of the two candidates, the corner is the one with both coordinates half-integers.
@@ -108,10 +107,11 @@ def _split_touching(ring: np.ndarray) -> list[np.ndarray]:
     """Cut a ring that passes twice through a corner (pixels touching diagonally) into
     simple rings; each keeps its direction, so an enclosed loop reads as a hole."""
     keys = ring[:, 0] * (1 << 32) + ring[:, 1]
-    values, counts = np.unique(keys, return_counts=True)
-    if (counts < 2).all():
+    ordered = np.sort(keys)
+    repeated = ordered[1:] == ordered[:-1]
+    if not repeated.any():
         return [ring]
-    i, j = np.flatnonzero(keys == values[np.argmax(counts >= 2)])[:2]
+    i, j = np.flatnonzero(keys == ordered[1:][repeated][0])[:2]
     return _split_touching(ring[i:j]) + _split_touching(np.concatenate([ring[j:], ring[:i]]))
 
 
@@ -119,7 +119,7 @@ def _inside(point, ring: np.ndarray) -> bool:
     """Whether `point` (never on an edge: a pixel centre) lies inside `ring` (even-odd)."""
     x, y = point
     x1, y1 = ring[:, 0], ring[:, 1]
-    x2, y2 = np.roll(x1, -1), np.roll(y1, -1)
+    x2, y2 = np.append(x1[1:], x1[0]), np.append(y1[1:], y1[0])
     crosses = (y1 > y) != (y2 > y)
     with np.errstate(divide="ignore", invalid="ignore"):
         at = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
@@ -135,7 +135,8 @@ def _hole_point(hole: np.ndarray):
 
 def _mask_polygons(mask: np.ndarray, origin=(0, 0)) -> list[list[np.ndarray]]:
     """The polygons of a boolean mask (a crop whose top-left pixel is `origin`)."""
-    padded = np.pad(mask, 1).astype(np.float32)
+    padded = np.zeros((mask.shape[0] + 2, mask.shape[1] + 2), np.float32)
+    padded[1:-1, 1:-1] = mask
     outers, holes = [], []
     for contour in find_contours(padded, 0.5):
         ring = _corners(contour)
