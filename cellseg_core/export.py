@@ -572,7 +572,8 @@ def write_exports(out_dir, stem: str, exports, labels: np.ndarray, nuclei: np.nd
     Raises
     ------
     ValueError
-        For an unknown export name, or more objects than the object ceiling.
+        For an unknown export name, or more objects than the object ceiling (the
+        binary masks, which need no outlines, are written before).
     """
     exports = list(exports)
     unknown = sorted(set(exports) - set(EXPORTS))
@@ -580,6 +581,10 @@ def write_exports(out_dir, stem: str, exports, labels: np.ndarray, nuclei: np.nd
         raise ValueError(f"unknown export(s) {unknown}; choose from {', '.join(EXPORTS)}")
     out_dir = Path(out_dir)
     written = []
+    if "binary" in exports:  # first: masks need no outlines, so no object ceiling
+        for cls, mask in binary_masks(labels).items():
+            path = out_dir / EXPORTS["binary"].format(stem=stem, cls=cls)
+            written.append(write_bytes_atomic(path, png_bytes(mask)))
     if "geojson" in exports:
         collection = to_geojson(labels, nuclei, measurements, classes, pixel_size, name=stem)
         written.append(write_bytes_atomic(out_dir / EXPORTS["geojson"].format(stem=stem),
@@ -587,10 +592,6 @@ def write_exports(out_dir, stem: str, exports, labels: np.ndarray, nuclei: np.nd
     if "imagej" in exports:
         written.append(write_bytes_atomic(out_dir / EXPORTS["imagej"].format(stem=stem),
                                           to_imagej_rois(nuclei)))
-    if "binary" in exports:
-        for cls, mask in binary_masks(labels).items():
-            path = out_dir / EXPORTS["binary"].format(stem=stem, cls=cls)
-            written.append(write_bytes_atomic(path, png_bytes(mask)))
     return written
 
 

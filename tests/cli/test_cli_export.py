@@ -135,3 +135,15 @@ def test_unknown_export_is_a_usage_error(data, tmp_path, capsys, value):
     err = capsys.readouterr().err
     assert "--export: unknown export(s)" in err and "choose from geojson, imagej, binary" in err
     assert "Traceback" not in err and not out.exists()
+
+
+def test_above_the_object_ceiling_masks_only_with_a_warning(data, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CELLSEG_MAX_OBJECTS", "3")  # each image has 4 cells
+    out = tmp_path / "out"
+    assert main(["segment", str(data), "--preset", "lab01", "--out", str(out),
+                 "--export", "geojson,binary"]) == 0
+    err = capsys.readouterr().err
+    assert "WARNING a: not exported: this segmentation has 4 objects" in err
+    assert sorted(p.name for p in (out / "binary").iterdir()) == sorted(
+        f"{s}_{c}.png" for s in STEMS for c in ("nucleus", "cytoplasm", "cell"))
+    assert not (out / "geojson").exists()

@@ -228,13 +228,19 @@ def test_geojson_bad_inputs():
         object_polygons(nuclei, limit=1)
 
 
-def test_object_ceiling_from_the_environment(monkeypatch):
+def test_object_ceiling_from_the_environment(monkeypatch, tmp_path):
     labels, nuclei = toy()
     monkeypatch.setenv("CELLSEG_MAX_OBJECTS", "1")
     with pytest.raises(ValueError, match="CELLSEG_MAX_OBJECTS"):
         to_geojson(labels, nuclei)
     with pytest.raises(ValueError, match="CELLSEG_MAX_OBJECTS"):
         to_imagej_rois(nuclei)
+    # The masks need no outlines: written even above the ceiling.
+    with pytest.raises(ValueError, match="CELLSEG_MAX_OBJECTS"):
+        write_exports(tmp_path, "toy", ["geojson", "binary"], labels, nuclei)
+    assert sorted(p.name for p in (tmp_path / "binary").iterdir()) == [
+        "toy_cell.png", "toy_cytoplasm.png", "toy_nucleus.png"]
+    assert not (tmp_path / "geojson").exists()
 
 
 def test_imagej_rois_read_back_with_roifile_to_the_same_outlines(tmp_path):
