@@ -42,8 +42,7 @@ DEFINITIONS = {
     "nc_ratio": "N/C = nucleus area / cytoplasm area (the course's definition, 0 to ∞); "
                 "per cell, empty for a cell without cytoplasm",
     "nucleus_cell_ratio": "nucleus area / (nucleus + cytoplasm) area: The Paris System's "
-                          "N/C and QuPath's Nucleus/Cell area ratio (0 to 1); 1 for a cell "
-                          "without cytoplasm",
+                          "N/C and QuPath's Nucleus/Cell area ratio (0 to 1)",
     "mean_intensity": "mean of the segmented channel inside the nucleus (0 to 1)",
     "equivalent_diameter": "diameter of the disc with the nucleus's area",
     "eccentricity": "eccentricity of the nucleus's ellipse of inertia (0 circle, 1 line)",
