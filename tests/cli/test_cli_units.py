@@ -154,3 +154,27 @@ def test_bad_measurement_options_exit_2(extra, message, dataset, tmp_path, capsy
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_exports_carry_the_pixel_size_ratios_and_flags(dataset, tmp_path):
+    out = tmp_path / "out"
+    data = tmp_path / "data"
+    shutil.copytree(dataset, data)
+    (data / "dataset.json").write_text(json.dumps({"pixel_size_um": 0.5}))
+    assert main(["segment", str(data / "images" / "000.png"), "--preset", "lab03v2",
+                 "--out", str(out), "--export", "geojson", "--report"]) == 0
+    collection = json.loads((out / "geojson" / "000.geojson").read_text())
+    assert collection["cellseg"]["pixel_size_um"] == 0.5  # images.csv's, from dataset.json
+    objects = pd.read_csv(out / "objects.csv").set_index("label")
+    checked = 0
+    for feature in collection["features"]:
+        m = feature["properties"]["measurements"]
+        if "nucleus_cell_ratio" in m:
+            row = objects.loc[objects["nucleus_area"] == m["nucleus_area"]].iloc[0]
+            assert m["nucleus_cell_ratio"] == pytest.approx(row["nucleus_cell_ratio"])
+            assert m["flag_atypia"] == int(row["flag_atypia"])
+            assert m["cell_area_um2"] == pytest.approx(row["cell_area"] * 0.25)
+            checked += 1
+    assert checked == len(objects) > 0
+    report = (out / "report.html").read_text()
+    assert "nucleus_cell_ratio" in report and "1.0 for a cell without cytoplasm" in report
