@@ -40,6 +40,9 @@ __all__ = ["PIXEL_KEY", "ATYPIA_KEY", "HIGH_GRADE_KEY", "REVIEW", "FLAG_COLORS",
 PAGE = "explore"
 PIXEL_KEY = f"{PAGE}.pixel_size"
 ATYPIA_KEY, HIGH_GRADE_KEY = f"{PAGE}.flag_atypia", f"{PAGE}.flag_high_grade"
+# Kept apart from the widgets, whose state Streamlit drops on a run that does not draw
+# them (another section, another page): the per-cell table and CSV keep the user's values.
+SAVED_PIXEL, SAVED_FLAGS = f"{PAGE}.pixel_size_saved", f"{PAGE}.ratio_flags"
 #: The Explore section this module draws.
 REVIEW = "Measurements for review"
 #: RGB of cells at or above the atypia cut-off, and the high-grade one.
@@ -90,7 +93,7 @@ def source_pixel_size(source) -> tuple[float | None, float | None, str | None]:
 
 def pixel_size(source) -> tuple[float | None, str]:
     """The pixel size in force (µm/px or None) and where it comes from."""
-    user = st.session_state.get(PIXEL_KEY) or None
+    user = st.session_state.get(PIXEL_KEY, st.session_state.get(SAVED_PIXEL)) or None
     return resolve_pixel_size(user, *source_pixel_size(source)[:2])
 
 
@@ -98,11 +101,13 @@ def pixel_size_sidebar(source) -> tuple[float | None, str]:
     """The sidebar's pixel-size input and a line saying which size is in force."""
     with st.sidebar:
         st.number_input("Pixel size (µm per pixel)", min_value=0.0, max_value=100.0,
-                        value=None, step=0.05, format="%.4f", key=PIXEL_KEY,
+                        value=st.session_state.get(SAVED_PIXEL), step=0.05, format="%.4f",
+                        key=PIXEL_KEY,
                         placeholder="from the image",
                         help="Micrometres per pixel. Empty: the dataset's dataset.json "
                              "(pixel_size_um), else the TIFF's own metadata; without any, "
                              "areas stay in pixels.")
+        st.session_state[SAVED_PIXEL] = st.session_state.get(PIXEL_KEY)
         error = source_pixel_size(source)[2]
         if error:
             st.warning(f"Pixel size: {error}")
@@ -156,13 +161,9 @@ def agreement_numbers(scores: dict) -> dict:
 
 
 def current_flags() -> RatioFlags:
-    """The cut-offs of the review section's inputs (the defaults until set)."""
-    default = RatioFlags()
-    try:
-        return RatioFlags(float(st.session_state.get(ATYPIA_KEY, default.atypia)),
-                          float(st.session_state.get(HIGH_GRADE_KEY, default.high_grade)))
-    except (TypeError, ValueError):
-        return default
+    """The cut-offs last set in the review section (the defaults until set)."""
+    saved = st.session_state.get(SAVED_FLAGS)
+    return saved if isinstance(saved, RatioFlags) else RatioFlags()
 
 
 def cell_table(seg, source) -> pd.DataFrame:
@@ -234,11 +235,11 @@ def render_review(seg, source) -> None:
         st.info("No cytoplasm is segmented in this image (fluorescence, or nuclei only): "
                 "the nucleus/cell ratio and its flags need the cytoplasm.")
         return
-    default = RatioFlags()
+    saved = current_flags()
     c1, c2 = st.columns(2)
-    c1.number_input("Atypia cut-off (nucleus/cell ≥)", 0.01, 1.0, default.atypia, 0.05,
+    c1.number_input("Atypia cut-off (nucleus/cell ≥)", 0.01, 1.0, saved.atypia, 0.05,
                     key=ATYPIA_KEY, format="%.2f")
-    c2.number_input("High-grade cut-off (nucleus/cell ≥)", 0.01, 1.0, default.high_grade,
+    c2.number_input("High-grade cut-off (nucleus/cell ≥)", 0.01, 1.0, saved.high_grade,
                     0.05, key=HIGH_GRADE_KEY, format="%.2f")
     try:
         flags = RatioFlags(float(st.session_state[ATYPIA_KEY]),
@@ -246,6 +247,7 @@ def render_review(seg, source) -> None:
     except ValueError as err:
         st.error(f"Cut-offs: {err}")
         return
+    st.session_state[SAVED_FLAGS] = flags
     if seg.too_many_objects:
         st.warning(seg.too_many_objects)
         return

@@ -109,6 +109,12 @@ def test_review_section_counts_flagged_cells_and_follows_the_cutoffs(app_voced, 
     at.number_input(key=pathology.ATYPIA_KEY).set_value(0.9)
     at = run(at)
     assert at.error and "must not exceed" in at.error[0].value
+    # The per-cell table (and its CSV) keep the last valid cut-offs once the section is gone.
+    at.segmented_control(key="explore.tab").set_value("Per-cell table")
+    at = run(at)
+    table = at.dataframe[0].value
+    assert (table["flag_atypia"] == (table["nucleus_cell_ratio"] >= 0.2)).all()
+    assert (table["flag_high_grade"] == (table["nucleus_cell_ratio"] >= 0.4)).all()
 
 
 def test_review_section_without_cytoplasm_says_why(monkeypatch):
