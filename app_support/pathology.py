@@ -126,21 +126,23 @@ def _fmt(value, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
-def segmentation_numbers(summary: dict, source, *, fluorescence: bool) -> dict:
-    """Name -> text of the per-image numbers: both ratios, areas (and µm²), nuclei."""
+def segmentation_numbers(summary: dict, source, *, fluorescence: bool) -> list[dict]:
+    """The per-image numbers as rows of name -> text (one small table each, so they fit
+    the narrow column beside the histogram): both ratios and the count, the areas in
+    pixels, and in µm² when there is a pixel size."""
     size, _ = pixel_size(source)
-    out = {}
+    counts, pixels, microns = {}, {}, {}
     if not fluorescence:
-        out["N/C ratio"] = _fmt(summary["nc_ratio"])
-        out["Nucleus/cell ratio"] = _fmt(summary["nucleus_cell_ratio"])
-        out["Cytoplasm (px)"] = f"{summary['cytoplasm_area']:,}"
+        counts["N/C ratio"] = _fmt(summary["nc_ratio"])
+        counts["Nucleus/cell ratio"] = _fmt(summary["nucleus_cell_ratio"])
+        pixels["Cytoplasm (px)"] = f"{summary['cytoplasm_area']:,}"
         if size:
-            out["Cytoplasm (µm²)"] = f"{summary['cytoplasm_area'] * size ** 2:,.1f}"
-    out["Nucleus (px)"] = f"{summary['nucleus_area']:,}"
+            microns["Cytoplasm (µm²)"] = f"{summary['cytoplasm_area'] * size ** 2:,.1f}"
+    counts["Nuclei"] = f"{summary['n_nuclei']:,}"
+    pixels["Nucleus (px)"] = f"{summary['nucleus_area']:,}"
     if size:
-        out["Nucleus (µm²)"] = f"{summary['nucleus_area'] * size ** 2:,.1f}"
-    out["Nuclei"] = f"{summary['n_nuclei']:,}"
-    return out
+        microns["Nucleus (µm²)"] = f"{summary['nucleus_area'] * size ** 2:,.1f}"
+    return [row for row in (counts, pixels, microns) if row]
 
 
 def ratio_caption(source) -> str:

@@ -106,8 +106,8 @@ def _numbers(seg, source, params, hist) -> dict:
                        "N/C error = predicted N/C − true N/C.")
     left, right = st.columns([2, 3], gap="medium")
     with left:
-        counts = pathology.segmentation_numbers(summary, source, fluorescence=fluo)
-        st.markdown("**Segmentation**\n\n" + _table(counts))
+        rows = pathology.segmentation_numbers(summary, source, fluorescence=fluo)
+        st.markdown("**Segmentation**\n\n" + "\n\n".join(_table(row) for row in rows))
         if not fluo:
             st.caption(pathology.ratio_caption(source))
     with right:
