@@ -23,6 +23,9 @@ writes:
                           when a mask with the same stem sits in a sibling masks/ folder
   OUT/objects.csv         per nucleus and its cell: areas, N/C, intensity, centroid, shape
   OUT/params.json         exactly what ran and the cellseg version
+With --object-classifier FILE (from `cellseg train --method objects` or Explore's
+"Classify cells"), objects.csv gets two more columns after the others: class (the
+predicted cell class) and class_probability (the forest's vote for it, 0-1).
 An OUT folder that holds a run's outputs is refused unless --resume (continue it: its
 earlier images stay in the tables) or --overwrite (remove them first) is given.
 An image with more objects than CELLSEG_MAX_OBJECTS (default 20000) gets its TIFFs and
@@ -49,6 +52,10 @@ def add_parser(sub) -> None:
                         "method), add new ones; earlier rows of the tables are kept")
     p.add_argument("--overwrite", action="store_true",
                    help="remove the outputs of an earlier run in --out first")
+    p.add_argument("--object-classifier", metavar="FILE",
+                   help="an object classifier file (cellseg train --method objects, or "
+                        "the app's Classify cells): adds class and class_probability "
+                        "columns to objects.csv")
     p.set_defaults(func=run)
 
 
@@ -68,7 +75,8 @@ def run(args) -> int:
     try:
         result = run_batch(args.inputs, args.out, method, jobs=args.jobs,
                            dask_address=args.dask, resume=args.resume,
-                           overwrite=args.overwrite, progress=progress)
+                           overwrite=args.overwrite, progress=progress,
+                           object_classifier=getattr(args, "object_classifier", None))
     finally:
         if bar is not None:
             bar.close()

@@ -35,7 +35,7 @@ from .modelfile import (FORMAT_VERSION, ModelFile, _check_sklearn_version, _chec
 
 __all__ = ["FEATURE_NAMES", "DEFAULT_CLASSES", "DEFAULT_RADIUS", "object_features",
            "ObjectClassifier", "class_counts", "train_object_classifier",
-           "load_object_classifier", "CLASS_COLUMNS"]
+           "load_object_classifier", "dataset_nuclei", "CLASS_COLUMNS"]
 
 #: Columns :meth:`ObjectClassifier.classify` adds to a per-object table.
 CLASS_COLUMNS = ["class", "class_probability"]
@@ -534,7 +534,7 @@ def load_object_classifier(source) -> ObjectClassifier:
     return ObjectClassifier.load(source)
 
 
-def _dataset_nuclei(dataset, id, mask) -> np.ndarray:
+def dataset_nuclei(dataset, id, mask) -> np.ndarray:
     """Nucleus ids as a class file names them: the instance labels, else the connected
     regions of ``mask == 2`` (see :mod:`cellseg_core.data.classes`)."""
     instances = dataset.instances(id) if hasattr(dataset, "instances") else None
@@ -556,7 +556,7 @@ def train_object_classifier(dataset, ids, classes_of, classifier: ObjectClassifi
         ``classes_of(id)`` -> a ``label,class`` table
         (:func:`cellseg_core.data.classes.read_classes`) or None.
     classifier : ObjectClassifier, optional
-        Unfitted; default: one whose classes are those found, in order of appearance.
+        Unfitted; default: one whose classes are those found, sorted.
     pixel_size : float, optional
         µm per pixel of every image (needed by a classifier in µm).
     rng, progress
@@ -576,7 +576,7 @@ def train_object_classifier(dataset, ids, classes_of, classifier: ObjectClassifi
         mask = dataset.mask(id)
         if mask is None:
             raise ValueError(f"item {id!r} has classes but no mask (nuclei to measure)")
-        nuclei = _dataset_nuclei(dataset, id, mask)
+        nuclei = dataset_nuclei(dataset, id, mask)
         probe = classifier or ObjectClassifier(["a", "b"])
         found, x, _ = probe.features(dataset.image(id), nuclei, mask, pixel_size=pixel_size)
         rows = np.searchsorted(found, table["label"].to_numpy())
@@ -594,8 +594,8 @@ def train_object_classifier(dataset, ids, classes_of, classifier: ObjectClassifi
     if not used:
         raise ValueError("no item has a class file (classes/<stem>.csv with label,class)")
     if classifier is None:
-        classifier = ObjectClassifier(list(dict.fromkeys(ys)) if len(set(ys)) >= 2
-                                      else [*dict.fromkeys(ys), "other"])
+        found = sorted(set(ys))
+        classifier = ObjectClassifier(found if len(found) >= 2 else [*found, "other"])
     classifier.fit(np.concatenate(xs), ys, rng=rng)
     if progress is not None:
         progress(1.0, f"fitted on {len(ys)} nuclei of {len(used)} images")
