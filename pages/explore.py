@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_support import cache, controls, figures, learned, live_plot, state
+from app_support import (cache, controls, figures, learned, live_plot, object_classes,
+                         state)
 from app_support.assets import read_asset
 from app_support.safe_text import md
 from cellseg_core import autoseg
@@ -162,7 +163,7 @@ def _downloads(seg, source) -> None:
 
 #: The sections under the numbers, one shown at a time (see :func:`_sections`).
 SECTIONS = ["Intermediate steps", "Per-cell table", "Error map", "Try all thresholds",
-            "Downloads"]
+            "Downloads", "Classify cells"]
 
 
 def _sections(seg, source, params) -> None:
@@ -192,6 +193,8 @@ def _sections(seg, source, params) -> None:
                 key=f"{PAGE}.errors")
     elif shown == "Try all thresholds":
         _try_all(source, params)
+    elif shown == "Classify cells":
+        object_classes.render_classify_cells(seg, source, params, page=PAGE)
     else:
         _downloads(seg, source)
 
