@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["CLASSES_FOLDER", "read_classes", "classes_file"]
+__all__ = ["CLASSES_FOLDER", "read_classes", "classes_file", "classes_reader"]
 
 #: Folder of a dataset (beside ``images/``) that holds ``<stem>.csv`` class files.
 CLASSES_FOLDER = "classes"
@@ -92,3 +92,13 @@ def classes_file(dataset, id) -> Path | None:
         return None
     path = root / CLASSES_FOLDER / f"{id}.csv"
     return path if path.is_file() else None
+
+
+def classes_reader(dataset):
+    """``classes_of(id)``: the ``label,class`` table of item `id` of `dataset`, or None
+    when it has no class file (what :func:`~cellseg_core.learn.objects.train_object_classifier`
+    takes)."""
+    def classes_of(id):
+        path = classes_file(dataset, id)
+        return None if path is None else read_classes(path)
+    return classes_of

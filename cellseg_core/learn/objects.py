@@ -35,7 +35,8 @@ from .modelfile import (FORMAT_VERSION, ModelFile, _check_sklearn_version, _chec
 
 __all__ = ["FEATURE_NAMES", "DEFAULT_CLASSES", "DEFAULT_RADIUS", "object_features",
            "ObjectClassifier", "class_counts", "train_object_classifier",
-           "load_object_classifier", "dataset_nuclei", "CLASS_COLUMNS"]
+           "load_object_classifier", "dataset_nuclei", "score_object_classifier",
+           "CLASS_COLUMNS"]
 
 #: Columns :meth:`ObjectClassifier.classify` adds to a per-object table.
 CLASS_COLUMNS = ["class", "class_probability"]
@@ -542,8 +543,8 @@ def dataset_nuclei(dataset, id, mask) -> np.ndarray:
 
 
 def train_object_classifier(dataset, ids, classes_of, classifier: ObjectClassifier | None = None,
-                            *, pixel_size: float | None = None, rng=0, progress=None,
-                            ) -> ObjectClassifier:
+                            *, pixel_size: float | None = None, n_estimators: int = 200,
+                            rng=0, progress=None) -> ObjectClassifier:
     """Fit an object classifier on the labelled nuclei of dataset items.
 
     Parameters
@@ -556,7 +557,8 @@ def train_object_classifier(dataset, ids, classes_of, classifier: ObjectClassifi
         ``classes_of(id)`` -> a ``label,class`` table
         (:func:`cellseg_core.data.classes.read_classes`) or None.
     classifier : ObjectClassifier, optional
-        Unfitted; default: one whose classes are those found, sorted.
+        Unfitted; default: one of `n_estimators` trees whose classes are those the
+        class files name, sorted.
     pixel_size : float, optional
         µm per pixel of every image (needed by a classifier in µm).
     rng, progress
@@ -565,7 +567,8 @@ def train_object_classifier(dataset, ids, classes_of, classifier: ObjectClassifi
     Raises
     ------
     ValueError
-        When no item has classes, or a class file names a nucleus the item lacks.
+        When no item has classes, the class files name fewer than two classes, or a
+        class file names a nucleus the item lacks.
     """
     xs, ys, used = [], [], []
     ids = list(ids)
@@ -592,11 +595,50 @@ def train_object_classifier(dataset, ids, classes_of, classifier: ObjectClassifi
         if progress is not None:
             progress(0.8 * (n + 1) / len(ids), f"features {n + 1}/{len(ids)}")
     if not used:
-        raise ValueError("no item has a class file (classes/<stem>.csv with label,class)")
+        raise ValueError("no image has a class file (classes/<stem>.csv with the columns "
+                         "label,class)")
     if classifier is None:
         found = sorted(set(ys))
-        classifier = ObjectClassifier(found if len(found) >= 2 else [*found, "other"])
+        if len(found) < 2:
+            raise ValueError(f"the class files name only {found}: an object classifier "
+                             "needs examples of at least two classes")
+        classifier = ObjectClassifier(found, n_estimators=n_estimators)
     classifier.fit(np.concatenate(xs), ys, rng=rng)
     if progress is not None:
         progress(1.0, f"fitted on {len(ys)} nuclei of {len(used)} images")
     return classifier
+
+
+def score_object_classifier(classifier: ObjectClassifier, dataset, ids, classes_of, *,
+                            pixel_size: float | None = None) -> dict | None:
+    """Accuracy of `classifier` over the labelled nuclei of items `ids`.
+
+    Parameters
+    ----------
+    classifier : ObjectClassifier (fitted)
+    dataset, ids, classes_of, pixel_size
+        As :func:`train_object_classifier`.
+
+    Returns
+    -------
+    dict with ``test_objects``, ``accuracy`` and ``balanced_accuracy`` (the mean of
+    the per-class recalls), or None when no item of `ids` has classes. Labelled
+    nuclei of a class the classifier does not know count as errors.
+    """
+    truth, predicted = [], []
+    for id in ids:
+        table = classes_of(id)
+        if table is None:
+            continue
+        mask = dataset.mask(id)
+        found = classifier.classify(dataset.image(id), dataset_nuclei(dataset, id, mask), mask,
+                                    pixel_size=pixel_size)
+        merged = table.merge(found, on="label", how="left", suffixes=("_true", ""))
+        truth.extend(merged["class_true"])
+        predicted.extend(merged["class"].fillna(""))
+    if not truth:
+        return None
+    truth, predicted = np.array(truth, object), np.array(predicted, object)
+    recalls = [float((predicted[truth == c] == c).mean()) for c in np.unique(truth)]
+    return {"test_objects": len(truth), "accuracy": float((truth == predicted).mean()),
+            "balanced_accuracy": float(np.mean(recalls))}

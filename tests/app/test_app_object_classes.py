@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 
 pytest.importorskip("streamlit")
 
@@ -15,35 +14,18 @@ from cellseg_core.data.synthetic import two_type_cells  # noqa: E402
 from cellseg_core.learn.objects import ObjectClassifier  # noqa: E402
 from cellseg_core.measure import region_stats  # noqa: E402
 from tests._support.apptest import page_app, run  # noqa: E402
+from tests._support.cells import QUERY, found_cells, write_two_type_dataset  # noqa: E402
 
 K = "explore.cls"
 NAMES = ["round", "long"]
-
-
-def write_two_type_dataset(root, n: int = 2, *, size: int = 128):
-    """A dataset folder of two-type images (images/, masks/): (root, samples)."""
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    samples = [two_type_cells(20 + i, size=size, noise=0.03) for i in range(n)]
-    for i, s in enumerate(samples):
-        Image.fromarray(np.round(s.image * 255).astype(np.uint8)).save(root / "images" / f"{i:03d}.png")
-        Image.fromarray(s.labels).save(root / "masks" / f"{i:03d}.png")
-    return root, samples
-
-
-#: Explore's thresholds that find the synthetic nuclei (as tests/learn/test_objects.py).
-VALUES = {"threshold.t_nuc": 0.62, "threshold.t_bg": 0.87}
 
 
 @pytest.fixture
 def at(monkeypatch, tmp_path):
     root, samples = write_two_type_dataset(tmp_path / "cells")
     app = page_app(monkeypatch, "explore.py", data=root)
-    app.query_params["dataset"] = "cells"
-    app.query_params["image"] = "000"
-    app.query_params["preset"] = "lab02"
-    for name, value in VALUES.items():
-        app.query_params[name] = str(value)
+    for name, value in (pair.split("=") for pair in QUERY.split("&")):
+        app.query_params[name] = value
     app = run(app)
     app.segmented_control(key="explore.tab").set_value("Classify cells")
     return run(app), samples[0]
@@ -64,24 +46,14 @@ def test_classify_cells_by_id_train_and_see_counts(at, tmp_path):
     at = run(at)
     assert at.radio(key=f"{K}.current").options == [*NAMES, "(remove class)"]
     # The nuclei Explore measures, typed by the ground truth under their centroids.
-    from cellseg_core import segment
-    from cellseg_core.io import read_image
-    from cellseg_core.presets import get_preset
-
-    image = read_image(tmp_path / "cells" / "images" / "000.png")
-    seg = segment(image, get_preset("lab02").with_values(VALUES))
-    stats = region_stats(seg.nuclei)
-    under = sample.nuclei[stats["centroid_row"].round().astype(int),
-                          stats["centroid_col"].round().astype(int)]
-    truth = np.where(under > 0, sample.types[np.maximum(under, 1) - 1], -1)
-    labels = stats["label"].to_numpy()
+    image, seg, labels, truth = found_cells(tmp_path / "cells", sample)
     picks = [*labels[truth == 0][:3], *labels[truth == 1][:3]]
     for label, kind in zip(picks, [0, 0, 0, 1, 1, 1]):
         at.radio(key=f"{K}.current").set_value(NAMES[kind])
         at.number_input(key=f"{K}.cell_id").set_value(int(label))
         at = run(at.button(key=f"{K}.assign").click())
     assert len(at.session_state[f"{K}.examples"]) == 6
-    # Train without two classes is refused; with them it fits.
+    # Train: a forest on the six examples.
     at = run(at.button(key=f"{K}.train").click())
     model = at.session_state[f"{K}.model"]
     assert isinstance(model, ObjectClassifier) and model.class_names == tuple(NAMES)
