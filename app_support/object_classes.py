@@ -224,7 +224,6 @@ def _upload(page: str) -> None:
     st.session_state[k["upload_seen"]] = (digest, None)
     st.session_state[k["model"]] = model
     st.session_state[k["names"]] = list(model.class_names)
-    st.session_state[k["names_text"]] = ", ".join(model.class_names)
     st.session_state[k["model_note"]] = f"from the file {up.name}"
 
 
@@ -253,7 +252,12 @@ def render_classify_cells(seg, source, params, *, page: str) -> None:
         st.info("No nuclei in this segmentation: nothing to classify.")
         return
 
-    ss.setdefault(k["names_text"], ", ".join(ss[k["names"]]))
+    try:  # the names are the truth (a file or the Train page may have set them)
+        shown = parse_class_names(ss.get(k["names_text"], ""))
+    except ValueError:
+        shown = None
+    if shown != ss[k["names"]]:
+        ss[k["names_text"]] = ", ".join(ss[k["names"]])
     st.text_input("Classes (comma-separated, 2 to 8; renaming keeps the examples)",
                   key=k["names_text"], on_change=_on_names, args=(page,))
     if f"{k['names']}.error" in ss:

@@ -3,7 +3,10 @@ nuclei) for the object-classifier tests of the app and the browser, and the trut
 the nuclei Explore finds in it."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from cellseg_core.data.synthetic import two_type_cells
@@ -41,3 +44,29 @@ def found_cells(root, sample, stem: str = "000"):
                           stats["centroid_col"].round().astype(int)]
     types = np.where(under > 0, sample.types[np.maximum(under, 1) - 1], -1)
     return image, seg, stats["label"].to_numpy(), types
+
+
+#: The class names :func:`write_classified_dataset` gives types 0 and 1.
+CLASS_NAMES = ("lymphocyte", "tumour")
+
+
+def write_classified_dataset(root, n: int = 5, *, size: int = 128, n_train: int = 3):
+    """A dataset for ``cellseg train --method objects``: ``images/``, ``masks/``,
+    ``labels/`` (instances), ``classes/<stem>.csv`` (every nucleus, types named
+    :data:`CLASS_NAMES`) and ``split.json`` (the first `n_train` images train)."""
+    for folder in ("images", "masks", "labels", "classes"):
+        (root / folder).mkdir(parents=True)
+    for i in range(n):
+        s = two_type_cells(10 + i, size=size, noise=0.05)
+        stem = f"{i:03d}"
+        Image.fromarray(np.round(s.image * 255).astype(np.uint8)).save(
+            root / "images" / f"{stem}.png")
+        Image.fromarray(s.labels).save(root / "masks" / f"{stem}.png")
+        Image.fromarray(s.nuclei.astype(np.uint16)).save(root / "labels" / f"{stem}.png")
+        pd.DataFrame({"label": np.arange(1, s.types.size + 1),
+                      "class": np.array(CLASS_NAMES)[s.types]}).to_csv(
+            root / "classes" / f"{stem}.csv", index=False)
+    stems = [f"{i:03d}" for i in range(n)]
+    (root / "split.json").write_text(json.dumps({"train": stems[:n_train],
+                                                 "test": stems[n_train:]}))
+    return root

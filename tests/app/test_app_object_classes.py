@@ -164,3 +164,38 @@ def test_model_file_upload_and_foreign_files_refused(at, tmp_path):
         assert any(f"{name} is not a usable object classifier" in e and reason in e
                    for e in shown), shown
         assert at.session_state[f"{K}.model"] is model
+
+
+# --- the Train page -----------------------------------------------------------------------
+@pytest.mark.slow
+def test_train_page_fits_on_class_files_and_hands_it_to_explore(monkeypatch, tmp_path):
+    """The Train page's object classifier: trained on the dataset's class files, scored on
+    its test split as the core scores it, then used by Explore's section."""
+    from cellseg_core.data import open_dataset
+    from cellseg_core.data.classes import classes_reader
+    from cellseg_core.learn.objects import score_object_classifier
+    from tests._support.cells import CLASS_NAMES, write_classified_dataset
+
+    root = write_classified_dataset(tmp_path / "cells", n=4, n_train=2)
+    at = run(page_app(monkeypatch, "train.py", data=root))
+    assert at.session_state["train.obj.dataset"] == "cells"
+    assert any("2 of 2 training images have a class file; 2 test images" in c.value
+               for c in at.caption)
+    at = run(at.button(key="train.obj.train").click())
+    classifier, scores, name = at.session_state["train.obj.result"]
+    assert classifier.class_names == CLASS_NAMES and name == "cells"
+    assert sum(classifier.training_counts_.values()) == 2 * 16
+    ds = open_dataset(root)
+    expected = score_object_classifier(classifier, ds, ["002", "003"], classes_reader(ds))
+    assert scores == expected and scores["accuracy"] >= 0.95
+    shown = " ".join(m.value for m in at.markdown)
+    assert f"accuracy **{scores['accuracy']:.3f}**" in shown
+    at = run(at.button(key="train.obj.use").click())
+    assert at.session_state[f"{K}.model"] is classifier
+    assert at.session_state[f"{K}.names"] == list(CLASS_NAMES)
+
+
+def test_train_page_without_class_files_says_so(monkeypatch, tmp_path):
+    root, _ = write_two_type_dataset(tmp_path / "plain", n=1, size=64)
+    at = run(page_app(monkeypatch, "train.py", data=root))
+    assert any("No dataset with a classes/ folder" in i.value for i in at.info)

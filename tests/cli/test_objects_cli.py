@@ -11,35 +11,17 @@ from PIL import Image
 
 from cellseg_core.batch import OBJECTS_COLUMNS
 from cellseg_core.cli import main
-from cellseg_core.data.synthetic import two_type_cells
 from cellseg_core.learn.objects import ObjectClassifier
+from tests._support.cells import CLASS_NAMES, write_classified_dataset
 
-NAMES = ("lymphocyte", "tumour")  # CELL_TYPES 0 and 1, as a user would call them
+NAMES = CLASS_NAMES  # the synthetic types 0 and 1, as a user would call them
 #: The params that find the synthetic nuclei (see tests/learn/test_objects.py).
 PARAMS = {"threshold": {"t_nuc": 0.62, "t_bg": 0.87}, "cleanup": {"min_nucleus_size": 20}}
 
 
-def _write_dataset(root, n: int = 5, *, size: int = 128):
-    """images/, masks/, labels/ (instances), classes/ and split.json (3 train, 2 test)."""
-    for folder in ("images", "masks", "labels", "classes"):
-        (root / folder).mkdir(parents=True)
-    for i in range(n):
-        s = two_type_cells(10 + i, size=size, noise=0.05)
-        stem = f"{i:03d}"
-        Image.fromarray(np.round(s.image * 255).astype(np.uint8)).save(root / "images" / f"{stem}.png")
-        Image.fromarray(s.labels).save(root / "masks" / f"{stem}.png")
-        Image.fromarray(s.nuclei.astype(np.uint16)).save(root / "labels" / f"{stem}.png")
-        pd.DataFrame({"label": np.arange(1, s.types.size + 1),
-                      "class": np.array(NAMES)[s.types]}).to_csv(
-            root / "classes" / f"{stem}.csv", index=False)
-    (root / "split.json").write_text(json.dumps({"train": ["000", "001", "002"],
-                                                 "test": ["003", "004"]}))
-    return root
-
-
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    return _write_dataset(tmp_path_factory.mktemp("cells") / "cells")
+    return write_classified_dataset(tmp_path_factory.mktemp("cells") / "cells")
 
 
 @pytest.fixture(scope="module")
