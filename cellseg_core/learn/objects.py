@@ -35,7 +35,7 @@ from .modelfile import (FORMAT_VERSION, ModelFile, _check_sklearn_version, _chec
 
 __all__ = ["FEATURE_NAMES", "DEFAULT_CLASSES", "DEFAULT_RADIUS", "object_features",
            "ObjectClassifier", "class_counts", "train_object_classifier",
-           "load_object_classifier", "dataset_nuclei", "score_object_classifier",
+           "dataset_nuclei", "score_object_classifier",
            "CLASS_COLUMNS"]
 
 #: Columns :meth:`ObjectClassifier.classify` adds to a per-object table.
@@ -528,11 +528,6 @@ class ObjectClassifier(ModelFile):
         counts = header.get("training_counts")
         model.training_counts_ = dict(counts) if isinstance(counts, dict) else {}
         return model
-
-
-def load_object_classifier(source) -> ObjectClassifier:
-    """:meth:`ObjectClassifier.load` (a path or bytes)."""
-    return ObjectClassifier.load(source)
 
 
 def dataset_nuclei(dataset, id, mask) -> np.ndarray:
