@@ -137,3 +137,20 @@ def test_train_objects_from_mask_regions(dataset, tmp_path, capsys):
                  "--out", str(out), "--n-estimators", "10"]) == 0
     back = ObjectClassifier.load(out)
     assert sum(back.training_counts_.values()) == 32 and back.class_names == NAMES
+
+
+def test_classes_reach_the_qupath_geojson_export(trained, dataset, tmp_path):
+    """--object-classifier with --export geojson: each detection's QuPath classification
+    is its objects.csv class."""
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps(PARAMS))
+    out = tmp_path / "out"
+    assert main(["segment", str(dataset / "images" / "003.png"), "--params", str(params),
+                 "--out", str(out), "--object-classifier", str(trained[0]),
+                 "--export", "geojson"]) == 0
+    table = pd.read_csv(out / "objects.csv")
+    geo = json.loads((out / "geojson" / "003.geojson").read_text())
+    named = {int(f["properties"]["metadata"]["cellseg_label"]):
+             f["properties"].get("classification", {}).get("name") for f in geo["features"]}
+    assert named == dict(zip(table["label"], table["class"]))
+    assert set(named.values()) == set(NAMES)
