@@ -167,9 +167,7 @@ def _on_names(page: str) -> None:
     old = st.session_state[k["names"]]
     model = st.session_state[k["model"]]
     if model is not None and len(model.class_names) == len(names):
-        for before, after in zip(list(model.class_names), names):
-            if before != after and after not in model.class_names:
-                model.rename_class(before, after)
+        model.rename_classes(names)  # by position, as the examples
     st.session_state[k["names"]] = names
     if len(names) < len(old):  # examples of removed classes go
         examples = st.session_state[k["examples"]]

@@ -362,6 +362,23 @@ class ObjectClassifier(ModelFile):
                                  for k, v in self.training_counts_.items()}
         return self
 
+    def rename_classes(self, names) -> "ObjectClassifier":
+        """New names for all classes, in order (position i keeps class i); returns self.
+
+        Examples
+        --------
+        >>> ObjectClassifier(["a", "b"]).rename_classes(["b", "a"]).class_names
+        ('b', 'a')
+        """
+        names = _check_names(names)
+        if len(names) != len(self.class_names):
+            raise ValueError(f"`names` must hold {len(self.class_names)} names, got "
+                             f"{len(names)}")
+        mapping = dict(zip(self.class_names, names))
+        self.class_names = names
+        self.training_counts_ = {mapping.get(k, k): v for k, v in self.training_counts_.items()}
+        return self
+
     # --- features ----------------------------------------------------------------------
     def features(self, image, nuclei, labels=None, *, cells=None,
                  pixel_size: float | None = None):

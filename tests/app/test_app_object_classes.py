@@ -99,6 +99,9 @@ def test_rename_keeps_examples_and_renames_the_model(at):
     assert len(at.session_state[f"{K}.examples"]) == 2
     assert _counts(at)["class"].tolist() == [
         "tumour", "lymphocyte"]
+    at.text_input(key=f"{K}.names_text").set_value("lymphocyte, tumour")  # a swap
+    at = run(at)
+    assert at.session_state[f"{K}.model"].class_names == ("lymphocyte", "tumour")
     at.text_input(key=f"{K}.names_text").set_value("only one")
     at = run(at)
     assert any("2 to 8 class names" in e.value for e in at.error)

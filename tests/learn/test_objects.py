@@ -150,6 +150,12 @@ def test_class_names_are_editable_and_checked(fitted):
     assert set(after) == {"lymphocyte", CELL_TYPES[1]}
     assert ((before == CELL_TYPES[0]) == (after == "lymphocyte")).all()
     assert ObjectClassifier.load(renamed.to_bytes()).class_names[0] == "lymphocyte"
+    swapped = ObjectClassifier.load(clf.to_bytes()).rename_classes(CELL_TYPES[::-1])
+    assert ((swapped.predict(x) == CELL_TYPES[1]) == (before == CELL_TYPES[0])).all()
+    assert swapped.training_counts_ == {CELL_TYPES[1]: clf.training_counts_[CELL_TYPES[0]],
+                                        CELL_TYPES[0]: clf.training_counts_[CELL_TYPES[1]]}
+    with pytest.raises(ValueError, match="must hold 2 names"):
+        swapped.rename_classes(["a", "b", "c"])
     with pytest.raises(ValueError, match="distinct"):
         ObjectClassifier(["a", "a"])
     with pytest.raises(ValueError, match="`old`"):
