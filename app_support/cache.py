@@ -22,6 +22,7 @@ import streamlit as st
 from cellseg_core import evaluation
 from cellseg_core import experiments as E
 from cellseg_core.methods import ModelMethod, load_method
+from cellseg_core.data import course_split as _course_split_core
 from cellseg_core.data import stratified_split as _stratified_split
 from cellseg_core.data import synthetic
 from cellseg_core.learn import FeatureSettings, PixelClassifier, uncertainty
@@ -37,7 +38,7 @@ from .figures import class_histograms, jpeg_data_uri, to_rgb8
 __all__ = ["preprocessed", "segmentation", "histograms", "scores", "try_all_methods",
            "image_uri", "seed_sample", "noise_sweep_level", "peak_check", "noise_floor",
            "noise_floor_curve", "touching", "dataset_evaluation", "dataset_surface",
-           "optimise_thresholds", "dataset_item", "stratified_split", "stroke_prediction",
+           "optimise_thresholds", "dataset_item", "stratified_split", "course_split", "stroke_prediction",
            "builtin_method"]
 
 
@@ -266,6 +267,17 @@ def _split(name: str, source: str, test_fraction: float, seed: int, drop: bool, 
 def stratified_split(ds, test_fraction: float, seed: int, drop: bool) -> dict:
     """:func:`cellseg_core.data.stratified_split` of `ds`, cached."""
     return _split(ds.name, ds.source, float(test_fraction), int(seed), bool(drop), ds)
+
+
+@st.cache_data(max_entries=8, show_spinner="Making the course's Lab 02 split…")
+def _course_split(name: str, source: str, which: str, _ds):
+    return _course_split_core(_ds, which)
+
+
+def course_split(ds, which: str = "lab02") -> dict:
+    """:func:`cellseg_core.data.course_split` of `ds` (``lab02-train``, ``lab02-test``),
+    cached: read from ``split_lab02.json`` where the dataset has one, else derived."""
+    return _course_split(ds.name, ds.source, which, ds)
 
 
 # --- the Train page's strokes -----------------------------------------------------------
