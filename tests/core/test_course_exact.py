@@ -112,3 +112,138 @@ def test_lab02_figures_on_the_lab02_split(voced, course_data, preset, expected):
     ours = np.mean([score_labels(segment(ds.image(i), params).labels, ds.mask(i))["mean_dice"]
                     for i in split_ids(ds, "lab02-test")])
     assert ours == pytest.approx(theirs, abs=1e-9)
+
+
+# --- 2. lab03v2 is the course's segment_morph; Lab 03's opening / closing ------------------
+def _remove_small_objects(mask, min_size, connectivity=1):
+    """``skimage.morphology.remove_small_objects(mask, min_size=...)`` as the course ran it
+    (scikit-image < 0.26: pieces *smaller* than `min_size` go). scikit-image 0.26's
+    deprecation shim of `min_size` also removes pieces of exactly `min_size` pixels, so
+    the course's call is written out here rather than called."""
+    from scipy import ndimage as ndi
+
+    pieces, _ = ndi.label(mask, ndi.generate_binary_structure(2, connectivity))
+    sizes = np.bincount(pieces.ravel())
+    too_small = sizes < min_size
+    too_small[0] = False
+    return mask & ~too_small[pieces]
+
+
+def _course_segment_morph(img, t_nuc, t_bg, min_nuc_size=50, min_cyto_size=50):
+    """Lab 03-v2's `segment_morph`, as the chapter writes it."""
+    gray = _to_gray(img)
+    nuc_mask = gray < t_nuc
+    bg_mask = gray > t_bg
+    cyto_mask = ~nuc_mask & ~bg_mask
+    nuc_mask = _remove_small_objects(nuc_mask, min_size=int(min_nuc_size))
+    nuc_mask = binary_fill_holes(nuc_mask)
+    if cyto_mask.any():
+        cyto_mask = _remove_small_objects(cyto_mask, min_size=int(min_cyto_size))
+    pred = np.zeros(gray.shape, dtype=np.int64)
+    pred[cyto_mask] = 1
+    pred[nuc_mask] = 2
+    return pred
+
+
+def _course_full_pipeline(img, t_nucleus, t_background, use_blur=True, use_open=True,
+                          use_close=True, blur_sigma=1.5, morph_radius=3):
+    """Lab 03's `full_pipeline`, as the chapter writes it."""
+    import skimage.filters as skf
+    import skimage.morphology as skm
+
+    img_hwc = img.transpose(1, 2, 0)
+    if use_blur:
+        img_hwc = skf.gaussian(img_hwc, sigma=blur_sigma, channel_axis=-1)
+    gray = 0.299 * img_hwc[:, :, 0] + 0.587 * img_hwc[:, :, 1] + 0.114 * img_hwc[:, :, 2]
+    pred = np.zeros(gray.shape, dtype=np.int64)
+    pred[gray < t_nucleus] = 2
+    pred[(gray >= t_nucleus) & (gray < t_background)] = 1
+    if use_open or use_close:
+        disk = skm.disk(morph_radius)
+        for cls in [1, 2]:
+            cls_mask = (pred == cls).astype(bool)
+            if use_open:
+                cls_mask = skm.opening(cls_mask, disk)
+            if use_close:
+                cls_mask = skm.closing(cls_mask, disk)
+            pred[pred == cls] = 0
+            pred[cls_mask] = cls
+    return pred
+
+
+def test_lab03v2_is_the_courses_segment_morph_on_every_image(voced, voced_split, course_data):
+    X, y = course_data
+    ds = open_dataset(voced)
+    params = get_preset("lab03v2")
+    differing = []
+    for i in range(200):
+        theirs = _course_segment_morph(X[i], 0.3904, 0.99, 200, 200)
+        ours = segment(ds.image(f"{i:03d}"), params).labels
+        if not np.array_equal(ours, theirs):
+            differing.append((i, int((ours != theirs).sum())))
+    assert differing == []
+    course = np.mean([_mean_dice(_course_segment_morph(X[i], 0.3904, 0.99, 200, 200), y[i])
+                      for i in voced_split["test"]])
+    assert course == pytest.approx(0.7999, abs=0.0005)    # the course's own figure
+
+
+def test_lab03v2_plus_keeps_the_nested_cleanup_and_scores_higher(voced, voced_split):
+    ds = open_dataset(voced)
+    means = {}
+    for name in ("lab03v2", "lab03v2-plus"):
+        params = get_preset(name)
+        means[name] = np.mean([score_labels(segment(ds.image(f"{i:03d}"), params).labels,
+                                            ds.mask(f"{i:03d}"))["mean_dice"]
+                               for i in voced_split["test"]])
+    assert means["lab03v2"] == pytest.approx(0.7999, abs=0.0005)
+    assert means["lab03v2-plus"] == pytest.approx(0.8052, abs=0.0005)   # before issue 20
+
+
+@pytest.mark.parametrize("use_open, use_close", [(True, False), (False, True), (True, True)])
+def test_course_scheme_opening_closing_is_lab03s(voced, voced_split, course_data,
+                                                 use_open, use_close):
+    X, _ = course_data
+    ds = open_dataset(voced)
+    params = get_preset("lab02").with_values({
+        "cleanup.scheme": "course", "cleanup.opening_radius": 3 * use_open,
+        "cleanup.closing_radius": 3 * use_close})
+    for i in voced_split["test"][:12]:
+        theirs = _course_full_pipeline(X[i], 0.3904, 0.99, use_blur=False,
+                                       use_open=use_open, use_close=use_close)
+        ours = segment(ds.image(f"{i:03d}"), params).labels
+        np.testing.assert_array_equal(ours, theirs, err_msg=f"image {i}")
+
+
+def test_course_blur_is_lab03s_up_to_rounding(voced, voced_split, course_data):
+    """Lab 03 blurs RGB then takes gray; we take gray then blur (the same linear map):
+    at most a pixel or two per image sits on the other side of a threshold."""
+    X, _ = course_data
+    ds = open_dataset(voced)
+    params = get_preset("lab02").with_values({"blur.kind": "gaussian", "blur.sigma": 1.5})
+    for i in voced_split["test"][:12]:
+        theirs = _course_full_pipeline(X[i], 0.3904, 0.99, use_open=False, use_close=False)
+        ours = segment(ds.image(f"{i:03d}"), params).labels
+        assert (ours != theirs).sum() <= 2, i
+
+
+# --- 5. labelling connectivity -------------------------------------------------------------
+def test_connectivity_8_as_scikit_image_connectivity_2(voced, voced_split):
+    """`cleanup.connectivity` 8: the size filter joins diagonal neighbours, as
+    ``remove_small_objects(..., connectivity=2)``; the nuclei are numbered likewise."""
+    import skimage.measure as skmeasure
+
+    ds = open_dataset(voced)
+    base = get_preset("lab02").with_values({"cleanup.min_nucleus_size": 30,
+                                            "cleanup.scheme": "course"})
+    changed = 0
+    for i in voced_split["test"][:10]:
+        image = ds.image(f"{i:03d}")
+        raw = segment(image, get_preset("lab02")).labels
+        for conn in (4, 8):
+            seg = segment(image, base.with_values({"cleanup.connectivity": conn}))
+            kept = _remove_small_objects(raw == 2, 30, connectivity=conn // 4)
+            np.testing.assert_array_equal(seg.labels == 2, kept)
+            assert seg.nuclei.max() == skmeasure.label(kept, connectivity=conn // 4).max()
+        changed += (segment(image, base).nuclei.max()
+                    != segment(image, base.with_values({"cleanup.connectivity": 8})).nuclei.max())
+    assert changed >= 1     # on real cells the choice changes the nucleus count
