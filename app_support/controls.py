@@ -26,7 +26,8 @@ __all__ = ["preset_picker", "parameter_controls", "layout_signature", "params_do
 _CHANNEL_LABELS = {"gray": "gray", "red": "R", "green": "G", "blue": "B",
                    "hematoxylin": "hematoxylin (colour deconvolution)"}
 _METHOD_LABELS = {"manual": "manual (sliders)", "multiotsu": "multi-Otsu (3 classes)",
-                  "local": "local (adaptive)"}
+                  "local": "local (adaptive)",
+                  "percentile": "local percentile (adaptive)"}
 
 
 def control_range(name: str, value) -> dict:
@@ -146,9 +147,11 @@ def parameter_controls(page: str = "explore", rerun=None) -> None:
             if p.threshold.background == BackgroundMethod.MANUAL:
                 wg(st.slider, "Background above (t_bg)", "threshold.t_bg", page,
                    format="%.4f")
-        if p.threshold.method == ThresholdMethod.LOCAL:
+        if p.threshold.method in (ThresholdMethod.LOCAL, ThresholdMethod.PERCENTILE):
             wg(st.slider, "Block size (px, odd)", "threshold.block_size", page)
             wg(st.slider, "Offset", "threshold.offset", page)
+        if p.threshold.method == ThresholdMethod.PERCENTILE:
+            wg(st.slider, "Percentile", "threshold.percentile", page)
 
     st.markdown("**4 · Clean-up**")
     c1, c2 = st.columns(2)

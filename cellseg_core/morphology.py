@@ -39,7 +39,7 @@ def small_objects(mask: np.ndarray, min_size: int, connectivity: int = 4) -> np.
     >>> small_objects(m, 2).astype(int)
     array([[0, 0, 0, 1]])
     >>> diagonal = np.eye(2, dtype=bool)
-    >>> small_objects(diagonal, 2).sum(), small_objects(diagonal, 2, connectivity=8).sum()
+    >>> int(small_objects(diagonal, 2).sum()), int(small_objects(diagonal, 2, connectivity=8).sum())
     (2, 0)
     """
     structure = _structure(connectivity)

@@ -37,8 +37,9 @@ __all__ = [
 ]
 
 #: Version 2 added the `auto` section; version 1 files load with it switched off.
-#: Version 3 added ``cleanup.scheme`` and ``cleanup.connectivity``; older files load with
-#: ``nested`` and 4 (what they meant when they were saved).
+#: Version 3 added ``cleanup.scheme`` and ``cleanup.connectivity`` (older files load with
+#: ``nested`` and 4, what they meant when they were saved) and ``threshold.percentile``
+#: (used by the new ``percentile`` method only).
 SCHEMA_VERSION = 3
 
 #: The labelling connectivities ``cleanup.connectivity`` may take: 4 (pixels that share
@@ -83,6 +84,7 @@ class ThresholdMethod(str, Enum):
     MEAN = "mean"
     MINIMUM = "minimum"
     LOCAL = "local"
+    PERCENTILE = "percentile"
 
 
 class BackgroundMethod(str, Enum):
@@ -147,6 +149,7 @@ LIMITS = {
     "threshold.t_object": (-1000.0, 1000.0),
     "threshold.block_size": (3, 501),
     "threshold.offset": (-1000.0, 1000.0),
+    "threshold.percentile": (0.0, 100.0),
     "cleanup.opening_radius": (0, 50),
     "cleanup.closing_radius": (0, 50),
     "cleanup.min_nucleus_size": (0, 10**9),
@@ -168,6 +171,7 @@ CONTROL_RANGES = {
     "threshold.t_object": (0.0, 1.5, 0.005),
     "threshold.block_size": (3, 301, 2),
     "threshold.offset": (-0.3, 0.3, 0.005),
+    "threshold.percentile": (0.0, 100.0, 1.0),
     "cleanup.opening_radius": (0, 50, 1),
     "cleanup.closing_radius": (0, 50, 1),
     "cleanup.min_nucleus_size": (0, None, 10),
@@ -225,7 +229,9 @@ class ThresholdParams:
     cytology a one-threshold method splits nucleus from cytoplasm inside the cell,
     and `background` says where `t_bg` comes from; ``local``
     compares each pixel with the weighted mean of its `block_size` neighbourhood
-    minus `offset`.
+    minus `offset` (scikit-image's ``threshold_local``), ``percentile`` with the
+    `percentile`-th percentile of its `block_size` window minus `offset` (the
+    fluorescence tutorial's percentile filter).
     """
 
     method: ThresholdMethod = ThresholdMethod.MANUAL
@@ -235,9 +241,10 @@ class ThresholdParams:
     t_object: float = 0.5
     block_size: int = 51
     offset: float = 0.0
+    percentile: float = 50.0
 
     def __post_init__(self):
-        for name in ("t_nuc", "t_bg", "t_object", "block_size", "offset"):
+        for name in ("t_nuc", "t_bg", "t_object", "block_size", "offset", "percentile"):
             _check_limit(f"threshold.{name}", getattr(self, name))
         _check(self.t_nuc < self.t_bg, "threshold.t_nuc", f"< t_bg ({self.t_bg})", self.t_nuc)
         _check(self.block_size % 2 == 1, "threshold.block_size", "an odd integer",
