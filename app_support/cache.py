@@ -38,7 +38,7 @@ from .figures import class_histograms, jpeg_data_uri, to_rgb8
 __all__ = ["preprocessed", "segmentation", "histograms", "scores", "try_all_methods",
            "image_uri", "seed_sample", "noise_sweep_level", "peak_check", "noise_floor",
            "noise_floor_curve", "touching", "dataset_evaluation", "dataset_surface",
-           "optimise_thresholds", "dataset_item", "stratified_split", "course_split", "stroke_prediction",
+           "optimise_thresholds", "dataset_item", "stratified_split", "course_split", "ablation", "gradient_exercise", "stroke_prediction",
            "builtin_method"]
 
 
@@ -224,6 +224,23 @@ def _dataset_evaluation(name: str, source: str, ids: tuple, params_json: str, _d
 def dataset_evaluation(ds, ids, params: Params):
     """``evaluation.evaluate`` of `params` on `ids` of `ds`, cached."""
     return _dataset_evaluation(ds.name, ds.source, tuple(ids), params.to_json(indent=None), ds)
+
+
+@st.cache_data(max_entries=4, show_spinner="Running the ablation (each step alone)…")
+def _ablation(name: str, source: str, ids: tuple, base_json: str, _ds):
+    return E.ablation(_ds, list(ids), Params.from_json(base_json))
+
+
+def ablation(ds, ids, base: Params):
+    """:func:`cellseg_core.experiments.ablation` of `base` on `ids` of `ds`, cached."""
+    return _ablation(ds.name, ds.source, tuple(ids), base.to_json(indent=None), ds)
+
+
+@st.cache_data(max_entries=2, show_spinner="Counting cells under the gradients…")
+def gradient_exercise(n_images: int = 8):
+    """:func:`cellseg_core.experiments.gradient_exercise` at the tutorial's settings,
+    cached."""
+    return E.gradient_exercise(n_images=n_images)
 
 
 @st.cache_data(max_entries=8, show_spinner="Computing the exact Dice surface…")
