@@ -156,3 +156,18 @@ def test_connectivity_control_sets_the_params(monkeypatch):
     assert held.cleanup.connectivity == 8
     scheme = at.radio(key=state.widget_key("cleanup.scheme", "explore"))
     assert scheme.options == ["nested", "course"]
+
+
+def test_count_page_offers_the_percentile_filter(monkeypatch):
+    from cellseg_core.data import synthetic
+
+    at = run(page_app(monkeypatch, "count.py", timeout=180))
+    at = run(at.radio(key="count.light.estimate").set_value("percentile"))
+    r = E.illumination_experiment(synthetic.GRADIENT, global_threshold=E.GLOBAL_THRESHOLD,
+                                  local_values={"threshold.method": "percentile",
+                                                "threshold.block_size": 51,
+                                                "threshold.offset": -0.1,
+                                                "threshold.percentile": 50.0})
+    shown = [m.value for m in at.metric if m.label == "Local threshold"]
+    assert shown == [str(r["n_local"])]
+    assert "percentile" in at.selectbox(key="count.threshold.method").options
