@@ -59,3 +59,13 @@ def test_connectivity_refuses_other_values_and_models(few, tmp_path, capsys):
     assert main(["segment", str(few), "--model", str(model), "--connectivity", "8",
                  "--out", str(tmp_path / "m")]) == 2
     assert "--connectivity applies to --preset / --params" in capsys.readouterr().err
+
+
+def test_optimize_searches_lab02_train_and_checks_lab02_test(voced, tmp_path, capsys):
+    out = tmp_path / "best.json"
+    assert main(["optimize", str(voced), "--split", "lab02", "--calls", "2", "--preset",
+                 "lab02", "--params-space", "threshold.t_nuc=0.3:0.45", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "test split (39 images)" in err
+    best = json.loads(out.read_text())
+    assert 0.3 <= best["threshold"]["t_nuc"] <= 0.45 and best["threshold"]["t_bg"] == 0.99
