@@ -67,6 +67,7 @@ def test_ablation_question_reads_the_table():
                                                           "gain over the base"]
 
 
+@pytest.mark.slow
 def test_nc_lesson_questions_answered(monkeypatch):
     at = run(page_app(monkeypatch, "lesson_nc_ratio.py", timeout=180))
     ds = demo_datasets()["demo-cytology"]
@@ -94,6 +95,7 @@ def test_nc_lesson_questions_answered(monkeypatch):
     assert any("t_background" in s for s in ok)
 
 
+@pytest.mark.slow
 def test_counting_lesson_questions_answered():
     at = run(AppTest.from_string(page_harness("lesson_counting.py"), default_timeout=180))
     at = _next(at, COUNT)                                        # 2 smoothing
@@ -158,6 +160,7 @@ def test_connectivity_control_sets_the_params(monkeypatch):
     assert scheme.options == ["nested", "course"]
 
 
+@pytest.mark.slow
 def test_count_page_offers_the_percentile_filter(monkeypatch):
     from cellseg_core.data import synthetic
 

@@ -71,6 +71,7 @@ def course_data(voced):
 
 
 # --- 1. the Lab 02 split ----------------------------------------------------------------
+@pytest.mark.slow
 def test_lab02_split_is_the_courses_and_the_files(voced, course_data):
     _, y = course_data
     train, test = _course_lab02_split(y)
@@ -98,6 +99,7 @@ def test_lab02_split_derived_where_there_is_no_file(voced, tmp_path):
         split_ids(ds, "lab03-test")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset, expected", [("lab01", 0.7411), ("lab02", 0.8105)])
 def test_lab02_figures_on_the_lab02_split(voced, course_data, preset, expected):
     """The chapter's "from roughly 0.74 to 0.81": per-image mean Dice on the Lab 02 test
@@ -171,6 +173,7 @@ def _course_full_pipeline(img, t_nucleus, t_background, use_blur=True, use_open=
     return pred
 
 
+@pytest.mark.slow
 def test_lab03v2_is_the_courses_segment_morph_on_every_image(voced, voced_split, course_data):
     X, y = course_data
     ds = open_dataset(voced)
@@ -199,6 +202,7 @@ def test_lab03v2_plus_keeps_the_nested_cleanup_and_scores_higher(voced, voced_sp
     assert means["lab03v2-plus"] == pytest.approx(0.8052, abs=0.0005)   # before issue 20
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("use_open, use_close", [(True, False), (False, True), (True, True)])
 def test_course_scheme_opening_closing_is_lab03s(voced, voced_split, course_data,
                                                  use_open, use_close):
@@ -214,6 +218,7 @@ def test_course_scheme_opening_closing_is_lab03s(voced, voced_split, course_data
         np.testing.assert_array_equal(ours, theirs, err_msg=f"image {i}")
 
 
+@pytest.mark.slow
 def test_course_blur_is_lab03s_up_to_rounding(voced, voced_split, course_data):
     """Lab 03 blurs RGB then takes gray; we take gray then blur (the same linear map):
     at most a pixel or two per image sits on the other side of a threshold."""
@@ -250,6 +255,7 @@ def test_connectivity_8_as_scikit_image_connectivity_2(voced, voced_split):
 
 
 # --- 3. the ablation: each step alone, against the course's full_pipeline -----------------
+@pytest.mark.slow
 def test_ablation_rows_are_the_courses_pipeline(voced, voced_split, course_data):
     from cellseg_core.experiments import ablation
 
@@ -306,6 +312,7 @@ def test_percentile_threshold_is_the_tutorials_generic_filter():
     np.testing.assert_allclose(ours, theirs + 0.25, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_gradient_exercise_at_the_tutorials_settings():
     """Global threshold 0.5 (the tutorial's): under its own 0.2 gradient the count stays
     right on every seed image (the exercise's failure needs a stronger gradient); at 0.5
