@@ -116,7 +116,8 @@ def test_flat_get_with_values():
     flat = p.flat()
     assert flat["threshold.t_nuc"] == 0.45 and flat["mode"] == "cytology"
     assert flat["blur.kind"] == "none"  # enums flatten to their JSON value
-    assert len(flat) == 2 + 3 + 7 + 7 + 3 + 2  # cleanup: + scheme, connectivity (schema 3)
+    # schema 3: threshold + percentile, cleanup + scheme and connectivity
+    assert len(flat) == 2 + 3 + 8 + 7 + 3 + 2
     assert p.get("cleanup.fill_holes") is False
     q = p.with_values({"threshold.t_nuc": 0.4, "blur.kind": "gaussian", "mode": "fluorescence"})
     assert q.threshold.t_nuc == 0.4 and q.blur.kind is BlurKind.GAUSSIAN
