@@ -24,7 +24,8 @@ def add_parser(sub) -> None:
     parser.add_argument("--out", required=True, metavar="FILE",
                         help="where to write the model file (use it with --model)")
     parser.add_argument("--split", default="train",
-                        help="train (default), test or all: the images to train on")
+                        help="train (default), test, all, lab02-train or lab02-test: the images "
+                             "to train on")
     parser.add_argument("--limit", type=int, metavar="N",
                         help="train on the first N images of the split only")
     parser.add_argument("--features", default=",".join(FeatureSettings().channels),
