@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_support import (cache, controls, exports, figures, learned, live_plot, pathology,
-                         state)
+from app_support import (cache, controls, exports, figures, learned, live_plot,
+                         object_classes, pathology, state)
 from app_support.assets import read_asset
 from app_support.safe_text import md
 from cellseg_core import autoseg
@@ -166,7 +166,7 @@ def _downloads(seg, source) -> None:
 
 #: The sections under the numbers, one shown at a time (see :func:`_sections`).
 SECTIONS = ["Intermediate steps", "Per-cell table", pathology.REVIEW, "Error map",
-            "Try all thresholds", "Downloads"]
+            "Try all thresholds", "Downloads", "Classify cells"]
 
 
 def _sections(seg, source, params) -> None:
@@ -199,6 +199,8 @@ def _sections(seg, source, params) -> None:
                 key=f"{PAGE}.errors")
     elif shown == "Try all thresholds":
         _try_all(source, params)
+    elif shown == "Classify cells":
+        object_classes.render_classify_cells(seg, source, params, page=PAGE)
     else:
         _downloads(seg, source)
 

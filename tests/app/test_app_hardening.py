@@ -104,6 +104,7 @@ _LAYOUTS = [
     {"blur.kind": "median"},
     {"mode": "fluorescence"},
     {"threshold.method": "local", "threshold.background": "manual"},
+    {"threshold.method": "percentile"},
 ]
 
 
@@ -121,6 +122,14 @@ def test_every_control_takes_its_range_from_the_parameter_model(monkeypatch):
             low, high, step = CONTROL_RANGES[name]
             assert (widget.min, widget.max, widget.step) == (low, high, step), name
             seen.add(name)
+        # A numeric parameter with a few allowed values (cleanup.connectivity: 4 or 8) is
+        # a radio: its options lie inside the range.
+        for widget in at.radio:
+            name = (widget.key or "").removeprefix("explore.p.")
+            if name in CONTROL_RANGES:
+                low, high, _ = CONTROL_RANGES[name]
+                assert all(low <= int(str(o).split()[0]) <= high for o in widget.options), name
+                seen.add(name)
     # The automatic method's section (auto.*) has no control on Explore: its presets set it.
     assert seen == {name for name in CONTROL_RANGES if not name.startswith("auto.")}
 
