@@ -17,6 +17,7 @@ Nothing here is a diagnosis; the section says so. Definitions: ``assets/numbers.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -33,8 +34,8 @@ from cellseg_core.io import IMAGE_SUFFIXES
 from cellseg_core.units import dataset_pixel_size, read_pixel_size, resolve_pixel_size
 
 __all__ = ["PIXEL_KEY", "ATYPIA_KEY", "HIGH_GRADE_KEY", "REVIEW", "FLAG_COLORS",
-           "source_pixel_size", "pixel_size", "pixel_size_sidebar", "current_flags",
-           "segmentation_numbers", "agreement_numbers", "cell_table", "ratio_histogram_figure",
+           "source_pixel_size", "pixel_size", "pixel_size_sidebar", "with_pixel_size",
+           "current_flags", "segmentation_numbers", "agreement_numbers", "cell_table", "ratio_histogram_figure",
            "flag_overlay_rgb", "render_review", "render_help"]
 
 PAGE = "explore"
@@ -117,6 +118,13 @@ def pixel_size_sidebar(source) -> tuple[float | None, str]:
         else:
             st.caption(f"Pixel size {size:.4g} µm/px (from the {origin}): areas also in µm².")
     return size, origin
+
+
+def with_pixel_size(source):
+    """Draw :func:`pixel_size_sidebar` and return `source` with its ``pixel_size`` set,
+    for everything on the page that reads it (exports, object classes)."""
+    size, _ = pixel_size_sidebar(source)
+    return dataclasses.replace(source, pixel_size=size)
 
 
 # --- numbers ---------------------------------------------------------------------------------

@@ -344,5 +344,4 @@ source = st.session_state.get(state.SOURCE_CURRENT)
 if source is None:
     st.info("Choose an image in the sidebar.")
 else:
-    pathology.pixel_size_sidebar(source)
-    explore(source)
+    explore(pathology.with_pixel_size(source))
