@@ -103,6 +103,7 @@ _LAYOUTS = [
     {"blur.kind": "median"},
     {"mode": "fluorescence"},
     {"threshold.method": "local", "threshold.background": "manual"},
+    {"preset": "auto-cytology"},  # the automatic method's overrides (auto.*)
 ]
 
 
@@ -120,8 +121,8 @@ def test_every_control_takes_its_range_from_the_parameter_model(monkeypatch):
             low, high, step = CONTROL_RANGES[name]
             assert (widget.min, widget.max, widget.step) == (low, high, step), name
             seen.add(name)
-    # The automatic method's section (auto.*) has no control on Explore: its presets set it.
-    assert seen == {name for name in CONTROL_RANGES if not name.startswith("auto.")}
+    # Every numeric parameter has its control, the automatic method's (auto.*) included.
+    assert seen == set(CONTROL_RANGES)
 
 
 def test_the_count_page_takes_its_ranges_from_the_parameter_model(monkeypatch):
