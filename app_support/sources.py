@@ -276,8 +276,21 @@ def _upload_source() -> ImageSource | None:
                                      image.shape[:2])
         except ValueError as err:
             st.error(f"Cannot use this mask: {md(err)}")
-    kind = "fluorescence" if image.ndim == 2 and float(np.median(image)) < 0.3 else "cytology"
-    return ImageSource(name=up.name, image=image, mask=mask, digest=digest, kind=kind)
+    return ImageSource(name=up.name, image=image, mask=mask, digest=digest,
+                       kind=_upload_kind(digest, image))
+
+
+def upload_kind(image: np.ndarray) -> str:
+    """"fluorescence" or "cytology" for an uploaded image: fluorescence when the
+    background is dark, the median of each pixel's brightest channel under 0.3 (so an
+    RGB DAPI export counts too, as a gray one always did: issue 22 point 5)."""
+    brightest = image if image.ndim == 2 else image.max(axis=-1)
+    return "fluorescence" if float(np.median(brightest)) < 0.3 else "cytology"
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _upload_kind(digest: str, _image: np.ndarray) -> str:
+    return upload_kind(_image)
 
 
 def _synthetic_source() -> ImageSource | None:
