@@ -39,7 +39,7 @@ OVERLAY, ANALYSIS = f"{P}.overlay_part", f"{P}.analysis_part"
 ANALYSIS_VERSION = f"{P}.analysis_version"  # image and params the numbers are for
 BROWSER_REPORTS = f"{P}.browser_reports"  # the browser reports drawn overlays
 LAYOUT_DRAWN = f"{P}.layout_drawn"  # which widgets the controls drew
-MAX_DISPLAY = 1024
+MAX_DISPLAY = 768  # the overlay is drawn 520 px high: 1024² shows at 512², zoomable
 #: The channel of an RGB image: its brightest (read off the image) or one picked.
 CHANNEL_KEY, BRIGHTEST = f"{P}.rgb_channel", "brightest"
 METHODS = ["manual", "otsu", "li", "yen", "triangle", "isodata", "mean", "minimum", "local"]
