@@ -471,9 +471,10 @@ def histogram_figure(hist: dict, thresholds: dict, *, height: int = 280,
         name, b, count = spike
         yaxis["range"] = [0, top]
         notes.append({"x": float(centres[b]), "y": top, "xref": "x", "yref": "y",
-                      "text": f"{name} peak: {count:,} px (off the scale)",
-                      "showarrow": True, "arrowhead": 2, "ax": -40 if centres[b] > 0.5 else 40,
-                      "ay": 28, "xanchor": "right" if centres[b] > 0.5 else "left",
+                      "text": f"{name} peak {count:,} px<br>(off the scale)",
+                      # Below the threshold labels, which sit at the top.
+                      "showarrow": True, "arrowhead": 2, "ax": -30 if centres[b] > 0.5 else 30,
+                      "ay": 64, "xanchor": "right" if centres[b] > 0.5 else "left",
                       "font": {"size": 11, "color": _HIST_COLORS.get(name, "black")},
                       "bgcolor": "rgba(255,255,255,0.8)"})
     several = len(hist["counts"]) > 1
@@ -483,12 +484,12 @@ def histogram_figure(hist: dict, thresholds: dict, *, height: int = 280,
                                         for c in hist["counts"].values()),
                                digest_size=8).hexdigest()
     layout = {"height": height, "margin": {"l": 0, "r": 0, "t": 36, "b": 0},
-              "xaxis": {"title": {"text": "channel value"}, "range": [0, 1], "automargin": True},
+              "xaxis": {"title": {"text": "channel value" + (" · one curve per true class"
+                                                             if several else "")},
+                        "range": [0, 1], "automargin": True},
               "yaxis": yaxis,
               "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": 1.02,
-                         "yanchor": "bottom",
-                         "title": {"text": "Pixels per true class:" if several
-                                   else "Channel histogram:"}},
+                         "yanchor": "bottom"},
               "showlegend": True,
               "shapes": shapes, "annotations": notes, "datarevision": revision,
               "uirevision": "keep-zoom"}
