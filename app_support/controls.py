@@ -18,7 +18,7 @@ from cellseg_core.params import (CONTROL_RANGES, AutoKind, BackgroundMethod, Blu
 from cellseg_core.pipeline import is_automatic
 from cellseg_core.presets import DESCRIPTIONS, get_preset, preset_names
 
-from . import methods, state
+from . import methods, quotas, state
 from .safe_text import md
 
 __all__ = ["preset_picker", "parameter_controls", "layout_signature", "params_download",
@@ -213,17 +213,29 @@ def parameter_controls(page: str = "explore", rerun=None) -> None:
             wg(st.number_input, "Footprint (px)", "watershed.footprint", page)
 
 
+#: A parameters file is a few kB; anything above this is not one (and is not read).
+MAX_PARAMS_FILE_BYTES = 1 << 20
+
+
 def _on_params_upload(page: str) -> None:
     upload = st.session_state.get(f"{page}.params_upload")
     if upload is None:
         return
+    error = f"{page}.params_upload_error"
+    refused = quotas.refusal(upload)
+    size = getattr(upload, "size", None)
+    if refused is None and size is not None and size > MAX_PARAMS_FILE_BYTES:
+        refused = (f"{md(upload.name)} is {size / 2**20:.1f} MB: a parameters file is a "
+                   f"few kB (at most {MAX_PARAMS_FILE_BYTES // 2**20} MB), so it was not read")
+    if refused is not None:
+        st.session_state[error] = refused
+        return
     try:
         state.apply_json(upload.getvalue(), page=page)
     except ValueError as err:
-        st.session_state[f"{page}.params_upload_error"] = \
-            f"{md(upload.name)}: not usable parameters: {md(err)}"
+        st.session_state[error] = f"{md(upload.name)}: not usable parameters: {md(err)}"
     else:
-        st.session_state.pop(f"{page}.params_upload_error", None)
+        st.session_state.pop(error, None)
 
 
 def params_download(page: str = "explore") -> None:

@@ -16,11 +16,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_support import cache, controls, figures, learned, live_plot, state
+from app_support import cache, controls, exports, figures, learned, live_plot, state
 from app_support.assets import read_asset
 from app_support.safe_text import md
 from cellseg_core import autoseg
 from cellseg_core.io import tiff_bytes
+from cellseg_core.methods import ModelMethod
 from cellseg_core.params import Mode, ThresholdMethod
 from cellseg_core.pipeline import is_automatic
 from app_support.router import require_frame
@@ -168,6 +169,9 @@ def _downloads(seg, source, model: str | None = None) -> None:
     st.caption("Labels: 0 background, 1 cytoplasm, 2 nucleus."
                + (f" Made by the learned model {md(model)}." if model else
                   " Load a parameters JSON under the controls."))
+    picked = learned.picked_model(PAGE) if model is not None else None
+    exports.render_export_downloads(PAGE, seg, source, method=None if picked is None else
+                                    ModelMethod(picked[1], name=picked[0]).describe())
 
 
 #: The sections under the numbers, one shown at a time (see :func:`_sections`).
