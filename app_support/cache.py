@@ -26,6 +26,8 @@ from cellseg_core.methods import ModelMethod, load_method
 from cellseg_core.data import stratified_split as _stratified_split
 from cellseg_core.data import synthetic
 from cellseg_core.learn import FeatureSettings, PixelClassifier, uncertainty
+from cellseg_core.learn.objects import object_features
+from cellseg_core.measure import region_stats
 from cellseg_core.metrics import average_precision, match_instances, score_labels
 from cellseg_core.params import CleanupParams, Mode, Params, ThresholdMethod
 from cellseg_core.pipeline import Segmentation, preprocess, preprocess_key, segment
@@ -39,7 +41,7 @@ __all__ = ["preprocessed", "segmentation", "histograms", "scores", "try_all_meth
            "image_uri", "seed_sample", "noise_sweep_level", "peak_check", "noise_floor",
            "noise_floor_curve", "touching", "dataset_evaluation", "dataset_surface",
            "optimise_thresholds", "dataset_item", "stratified_split", "stroke_prediction",
-           "builtin_method", "instance_scores", "brightest_channel"]
+           "builtin_method", "instance_scores", "brightest_channel", "cell_features"]
 
 
 def _read_only(*arrays):
@@ -310,3 +312,21 @@ def builtin_method(spec: str) -> ModelMethod:
     """A model shipped with cellseg (``builtin:nuclei``), loaded once per server: its
     onnxruntime session is shared by every session (read-only)."""
     return load_method(spec)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _cell_features(digest: str, params_json: str, pixel_size, radius: float, _image, _seg):
+    cells = _seg.cells if (_seg.labels == 1).any() else None
+    ids, x, names = object_features(_image, _seg.nuclei, _seg.labels, cells=cells,
+                                    pixel_size=pixel_size, radius=radius)
+    centres = region_stats(_seg.nuclei)[["centroid_row", "centroid_col"]].to_numpy()
+    return _read_only(ids, x, centres) + (tuple(names),)
+
+
+def cell_features(digest: str, image: np.ndarray, params: Params, seg: Segmentation, *,
+                  pixel_size: float | None = None, radius: float) -> tuple:
+    """``(ids, features, centroids (K, 2) row/col, names)`` of every nucleus of `seg`
+    (:func:`~cellseg_core.learn.objects.object_features`), cached on (digest, params,
+    pixel size, radius)."""
+    return _cell_features(digest, params.to_json(indent=None), pixel_size, float(radius),
+                          image, seg)

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_support import cache, controls, exports, figures, learned, live_plot, state
+from app_support import (cache, controls, exports, figures, learned, live_plot,
+                         object_classes, state)
 from app_support.assets import read_asset
 from app_support.safe_text import md
 from cellseg_core import autoseg
@@ -176,7 +177,7 @@ def _downloads(seg, source, model: str | None = None) -> None:
 
 #: The sections under the numbers, one shown at a time (see :func:`_sections`).
 SECTIONS = ["Intermediate steps", "Per-cell table", "Error map", "Try all thresholds",
-            "Downloads"]
+            "Downloads", "Classify cells"]
 
 
 #: What a learned model's result has no use for: it has no steps and no threshold.
@@ -214,6 +215,8 @@ def _sections(seg, source, params, model: str | None = None) -> None:
                 key=f"{PAGE}.errors")
     elif shown == "Try all thresholds":
         _try_all(source, params)
+    elif shown == "Classify cells":
+        object_classes.render_classify_cells(seg, source, params, page=PAGE)
     else:
         _downloads(seg, source, model)
 
