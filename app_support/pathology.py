@@ -35,8 +35,8 @@ from cellseg_core.units import dataset_pixel_size, read_pixel_size, resolve_pixe
 
 __all__ = ["PIXEL_KEY", "ATYPIA_KEY", "HIGH_GRADE_KEY", "REVIEW", "FLAG_COLORS",
            "source_pixel_size", "pixel_size", "pixel_size_sidebar", "with_pixel_size",
-           "current_flags", "segmentation_numbers", "agreement_numbers", "cell_table", "ratio_histogram_figure",
-           "flag_overlay_rgb", "render_review", "render_help"]
+           "current_flags", "segmentation_numbers", "agreement_numbers", "cell_table",
+           "ratio_histogram_figure", "flag_overlay_rgb", "render_review", "render_help"]
 
 PAGE = "explore"
 PIXEL_KEY = f"{PAGE}.pixel_size"
