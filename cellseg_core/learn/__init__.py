@@ -13,6 +13,8 @@ pixel      :class:`PixelClassifier`: gradient-boosted trees (or a random forest)
            the engine's clean-up; ``auto_context=True``: ilastik's second stage
 baselines  :class:`KMeansBaseline`, :class:`MeanShiftBaseline`: unsupervised clusters
            matched to classes by Dice (what supervision adds)
+clusters   the ECSE 415 study's k-means / mean-shift per image, its Dice matching
+           (surplus clusters wrong), the K sweep (:func:`.clusters.cluster_sweep`)
 unet       :class:`UNetModel`: the course's Lab 06 U-Net (optional PyTorch)
 ensemble   :class:`ProbabilityEnsemble`: the mean of several models' probabilities
 nuclei     :class:`NucleusModel`: the built-in nucleus U-Net (ONNX, onnxruntime, no
