@@ -28,10 +28,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import linear_sum_assignment
 from scipy.signal import fftconvolve
 from threadpoolctl import threadpool_limits
 
 from ..io import as_float_image
+from ..metrics import dice as _dice
 
 __all__ = ["GABOR_SIGMAS", "GABOR_KSIZE", "UNMATCHED", "gabor_kernel_cv", "study_features",
            "kmeans_clusters", "mean_shift_modes",
@@ -409,8 +411,6 @@ def match_clusters(clusters: np.ndarray, truth: np.ndarray, *,
                 j = int(np.argmax(np.where(free, dice[i], -1.0)))
                 classes[i], free[j] = j, False
     else:
-        from scipy.optimize import linear_sum_assignment
-
         rows, cols = linear_sum_assignment(dice, maximize=True)
         classes[rows] = cols
     got = np.where(classes >= 0, dice[np.arange(len(c_ids)), np.maximum(classes, 0)], 0.0)
@@ -455,8 +455,6 @@ def cluster_sweep(images, truths, ks=(3, 4, 5), *, gray: bool = False,
         last four on the matched labels, surplus pixels wrong; ``dice_*`` use the
         VocEd classes 1 and 2).
     """
-    from ..metrics import dice as _dice
-
     images, truths = list(images), list(truths)
     if len(images) != len(truths):
         raise ValueError(f"`images` ({len(images)}) and `truths` ({len(truths)}) must have "
