@@ -15,8 +15,9 @@ from .catalog import available_datasets, dataset_from_spec
 from .datasets import Dataset, TCGADataset, open_dataset, resolve_id
 from .patients import patient_of, patient_split
 from .demo import DEMO_SPLIT_SEED, demo_datasets
-from .splits import nc_ratios, split_ids, stratified_split
+from .splits import COURSE_SPLITS, course_split, nc_ratios, split_ids, stratified_split
 
 __all__ = ["Dataset", "TCGADataset", "patient_of", "patient_split", "open_dataset", "resolve_id", "demo_datasets", "DEMO_SPLIT_SEED",
            "available_datasets", "dataset_from_spec", "split_ids", "stratified_split",
+           "course_split", "COURSE_SPLITS",
            "nc_ratios"]
