@@ -25,7 +25,7 @@ from .figures import CLASS_COLORS, instance_rgb, to_rgb8
 
 __all__ = ["N_IMAGES", "TRAIN_STEP", "SEED", "FOREST", "PIXEL_CLASSIFIER", "lesson_ids",
            "train_ids", "clusters", "sweep", "forest", "forest_table", "forest_curve",
-           "learned_table", "cluster_rgb", "labels_rgb"]
+           "learned_table", "cluster_rgb", "labels_rgb", "image_rgb"]
 
 #: Test images the lesson shows and scores.
 N_IMAGES = 4
@@ -194,4 +194,5 @@ def labels_rgb(labels: np.ndarray) -> np.ndarray:
 
 
 def image_rgb(image: np.ndarray) -> np.ndarray:
+    """The image as uint8 RGB for ``st.image``."""
     return to_rgb8(image)

@@ -244,8 +244,8 @@ class Dataset:
         dataset = TCGADataset(name=_safe_name(name or root.name), ids=ids,
                               kind="fluorescence", split=split, source=str(root),
                               image=image, instances=instances, instance_ids=with_truth,
-                              split_factory=_patient_split_factory(ids, split))
-        dataset._csvs, dataset._masks = csvs, masks
+                              split_factory=_patient_split_factory(ids, split),
+                              csvs=csvs, masks=masks)
         return dataset
 
     @classmethod
@@ -298,9 +298,10 @@ class TCGADataset(Dataset):
     """A :class:`Dataset` in the TCGA-style layout (:meth:`Dataset.from_tcga`), with the
     nuclei's classes and the colour-coded masks."""
 
-    _csvs: dict = {}
-    _masks: dict = {}
-    _class_names: list | None = None
+    def __init__(self, *args, csvs: dict | None = None, masks: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._csvs, self._masks = dict(csvs or {}), dict(masks or {})
+        self._class_names = None
 
     @property
     def patients(self) -> dict | None:
