@@ -90,7 +90,7 @@ def main(argv=None):
         "pixel classifier, auto-context (2 stages)":
             lambda: PixelClassifier(FeatureSettings(), auto_context=True),
         "k-means baseline (K=4)": lambda: KMeansBaseline(4),
-        "mean-shift baseline (quantile 0.2)": lambda: MeanShiftBaseline(),
+        "mean-shift baseline (quantile 0.2, narrowed to >= 3 modes)": lambda: MeanShiftBaseline(),
     }
     if args.all:
         methods.update({
