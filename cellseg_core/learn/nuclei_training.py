@@ -549,7 +549,7 @@ def onnx_metadata(settings: NucleusTrainingSettings, log: dict, tuned: dict,
 
 
 def train_nucleus_model(dataset, ids, out, settings: NucleusTrainingSettings | None = None,
-                        *, progress=None) -> dict:
+                        *, progress=None, checkpoint=None) -> dict:
     """Fine-tune (or train from scratch) the nucleus model on a dataset; write ONNX.
 
     A seeded ``settings.val_fraction`` of `ids` is held out for validation; the rest
@@ -568,6 +568,8 @@ def train_nucleus_model(dataset, ids, out, settings: NucleusTrainingSettings | N
     progress : callable, optional
         As :func:`fit_nucleus_net`; also ``{"kind": "load", "done", "total"}`` while
         images are read and ``{"kind": "export"}`` before the export.
+    checkpoint : path, optional
+        Also save the best network's PyTorch weights there (``init`` of a later run).
 
     Returns
     -------
@@ -582,7 +584,7 @@ def train_nucleus_model(dataset, ids, out, settings: NucleusTrainingSettings | N
             progress({"kind": "load", "done": k, "total": len(train_ids) + len(val_ids)})
         items[ident] = load_items(dataset, [ident], settings.diameter)[0]
     net, log = fit_nucleus_net([items[i] for i in train_ids], [items[i] for i in val_ids],
-                               settings, progress=progress)
+                               settings, progress=progress, checkpoint=checkpoint)
     if progress is not None:
         progress({"kind": "export"})
     tuned = tune_thresholds(net, [items[i] for i in val_ids])
