@@ -145,13 +145,19 @@ def show_model_results(source, name: str, model, *, page: str, max_side: int = 1
     st.plotly_chart(fig, key=f"{page}.model_overlay", config={"scrollZoom": True},
                     **figures.CHART_OPTIONS)
     st.caption(figures.overlay_key(truth=source.mask is not None))
-    scores = cache.scores(seg, source.mask)
+    scores = cache.scores(seg, source.mask, source.instances)
     c = st.columns(4)
-    if scores:
+    if "mean_dice" in scores:
         c[0].metric("Mean Dice", f"{scores['mean_dice']:.4f}")
         c[1].metric("Dice cytoplasm", f"{scores['dice_cytoplasm']:.4f}")
         c[2].metric("Dice nucleus", f"{scores['dice_nucleus']:.4f}")
     c[3].metric("Nuclei", f"{seg.summary['n_nuclei']:,}")
+    if "instance_f1" in scores:  # instance ground truth (a dataset's, an uploaded uint16 TIFF)
+        c = st.columns(4)
+        c[0].metric("Instance F1 (IoU ≥ 0.5)", f"{scores['instance_f1']:.3f}")
+        c[1].metric("Average precision (DSB)", f"{scores['average_precision']:.3f}")
+        c[2].metric("Precision", f"{scores['instance_precision']:.3f}")
+        c[3].metric("Recall", f"{scores['instance_recall']:.3f}")
     proba = probabilities(source.digest, source.image, name, model)
     if proba is not None:
         unc = uncertainty(proba)

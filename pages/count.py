@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_support import cache, controls, count_figures, state
+from app_support import cache, controls, count_figures, learned, nuclei_models, state
 from app_support.assets import read_asset
 from app_support.sources import ImageSource
 from cellseg_core import experiments as E
@@ -51,12 +51,14 @@ def _fmt(value, digits: int = 3) -> str:
 def _source() -> ImageSource:
     shared = st.session_state.get(state.SOURCE_CURRENT)
     options = [SEED_SOURCE]
-    if shared is not None and shared.kind == "fluorescence" and shared.image.ndim == 2:
+    if shared is not None and (shared.kind == "fluorescence" and shared.image.ndim == 2
+                               or shared.instances is not None):  # instance truth: any image
         options.insert(0, SIDEBAR_SOURCE)
     if st.session_state.get(key("source")) not in options:
         st.session_state[key("source")] = options[0]
     choice = st.radio("Image", options, key=key("source"), horizontal=True,
-                      help="The sidebar's image is offered when it is a fluorescence image.")
+                      help="The sidebar's image is offered when it is a fluorescence image "
+                          "or has nucleus instances as ground truth.")
     if choice == SIDEBAR_SOURCE:
         return shared
     image, labels, _ = cache.seed_sample()
@@ -132,26 +134,30 @@ def _downloads(seg, source) -> None:
 @st.fragment
 def pipeline(source: ImageSource) -> None:
     """Controls, steps, overlay, count, sizes, table, downloads, ground truth."""
+    chosen = nuclei_models.count_method(P)  # issue 18: or a nucleus model (built-in, trained)
     ctrl, result = st.columns([1, 3], gap="medium")
     with ctrl:
         try:
-            params = _controls()
+            params = _controls() if chosen is None else None
         except ValueError as err:
             st.error(f"Invalid parameters: {err}")
             return
     with result:
         try:
-            seg = cache.segmentation(source.digest, source.image, params)
+            seg = (cache.segmentation(source.digest, source.image, params) if chosen is None
+                   else learned.segmentation(source.digest, source.image, *chosen))
         except ValueError as err:
             st.error(f"Cannot segment with these parameters: {err}")
             return
         shown = ", ".join(f"{k} = {_fmt(v) if not math.isnan(v) else 'per pixel'}"
                           for k, v in seg.thresholds.items())
-        st.caption(f"{source.name} · {params.threshold.method.value} threshold: {shown}")
+        st.caption(f"{source.name} · {params.threshold.method.value} threshold: {shown}"
+                   if chosen is None else f"{source.name} · {chosen[0]}: {shown}")
         for warning in seg.warnings:
             st.warning(warning)
         try:
-            st.plotly_chart(count_figures.steps_figure(seg), key=key("steps"))
+            if chosen is None:
+                st.plotly_chart(count_figures.steps_figure(seg), key=key("steps"))
         except ValueError as err:  # too many watershed markers to draw: noise, not nuclei
             st.warning(f"Steps not shown: {err}")
         truth = source.instances

@@ -21,6 +21,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_support import cache, figures, learned, runs, sources, state
+from app_support import nuclei_train  # issue 18: the nucleus model's section
 from cellseg_core import evaluation
 from cellseg_core.learn import (CHANNELS, ESTIMATORS, FeatureSettings, KMeansBaseline,
                                 MeanShiftBaseline, PixelClassifier, ProbabilityEnsemble,
@@ -383,3 +384,5 @@ st.caption("Teach a pixel classifier or a small U-Net on a dataset's masks, or a
 train_section()
 st.divider()
 strokes_section()
+st.divider()
+nuclei_train.render_section()

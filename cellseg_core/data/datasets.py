@@ -132,6 +132,12 @@ class Dataset:
         """True when at least one item has ground truth."""
         return bool(self._mask_ids or self._instance_ids)
 
+    @property
+    def has_instances(self) -> bool:
+        """True when at least one item has instance labels (the nucleus model trains on
+        them; Compare on nuclei scores them)."""
+        return bool(self._instance_ids)
+
     def _check(self, id) -> str:
         return resolve_id(self, id)
 
