@@ -162,3 +162,34 @@ def test_uint16_instances_uploaded_as_truth_give_the_f1_of_the_built_in_model(pa
     else:
         assert metrics["Instance F1 (IoU ≥ 0.5)"] == f"{m['f1']:.3f}"
         assert metrics["Recall"] == f"{m['recall']:.3f}"
+
+
+# --- Compare on nuclei ---------------------------------------------------------------------
+@pytest.mark.slow
+def test_compare_on_nuclei_table_equals_compare_nuclei_and_shows_a_gallery(demo_env):
+    from app_support import nuclei_compare
+    from cellseg_core.methods import nucleus_methods
+
+    at = _run(AppTest.from_string(page_harness("compare.py"), default_timeout=120))
+    P = nuclei_compare.PAGE
+    assert at.session_state[f"{P}.dataset"] == "demo-fluorescence"
+    assert at.session_state[f"{P}.split"] == "test"
+    assert at.session_state[f"{P}.methods"] == ["nuclei (built-in model)", "otsu baseline",
+                                                 "auto-nuclei", "auto-fluorescence"]
+    at.number_input(key=f"{P}.gallery").set_value(2)
+    at = _run(at.button(key=f"{P}.run_button").click())
+    job = at.session_state[f"{P}.run"]
+    assert job.join(timeout=300) and job.status == "done", job.error
+    at = _run(at)
+    ds = demo_datasets()["demo-fluorescence"]
+    core = nucleus_methods()
+    core["nuclei (built-in model)"] = core.pop("builtin:nuclei")
+    expected = compare_nuclei(ds, ds.split["test"], core).summary.set_index("method")
+    shown = [d.value for d in at.dataframe if "F1@0.5" in d.value.columns][0].set_index("method")
+    for name in expected.index:
+        for col in ("F1@0.5", "DSB AP", "precision", "recall", "|count error|"):
+            assert shown.loc[name, col] == pytest.approx(expected.loc[name, col]), (name, col)
+    # the baseline and the model really differ here (not one method shown four times)
+    assert shown["F1@0.5"].nunique() > 1
+    tiles = [img for block in at.get("image") for img in block.proto.imgs]
+    assert len(tiles) == 2 * 4
