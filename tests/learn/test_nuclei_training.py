@@ -267,3 +267,15 @@ def test_cli_unet_nuclei_refuses_an_out_file_that_is_not_onnx(tmp_path, capsys):
     code = main(["train", str(root), "--method", "unet-nuclei", "--split", "all",
                  "--out", str(tmp_path / "m.cellseg-model")])
     assert code == 2 and "--out must name an .onnx file" in capsys.readouterr().err
+
+
+def test_a_dsb_folder_under_cellseg_data_is_offered_as_a_dataset(tmp_path, monkeypatch):
+    from cellseg_core.data import available_datasets
+
+    images, labels = _toy(2, 64)
+    _write_dsb(tmp_path / "stage1_train", images, labels)
+    monkeypatch.setenv("CELLSEG_DATA", str(tmp_path))
+    monkeypatch.delenv("CELLSEG_CONFIG", raising=False)
+    found = available_datasets()
+    assert "stage1_train" in found and found["stage1_train"].has_instances
+    assert found["stage1_train"].ids == ["00ab", "01ab"]
