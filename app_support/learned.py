@@ -16,7 +16,7 @@ import streamlit as st
 from cellseg_core.io import tiff_bytes
 from cellseg_core.learn import IGNORE, load_model, pickle_models_allowed, uncertainty
 
-from . import cache, figures, methods, quotas, runs, worker
+from . import cache, figures, methods, nuclei_models, quotas, runs, worker
 from .safe_text import md
 
 __all__ = ["PARAMS_CHOICE", "model_upload", "model_picker", "picked_model", "segmentation",
@@ -38,7 +38,9 @@ def model_upload(page: str) -> None:
     up = quotas.accepted(st.file_uploader(  # quotas: issue 21 point 5
         "Model file (from Train or `cellseg train`)", key=f"{page}.model_file",
         help="A model file saved by this version holds no code. Files "
-             "of the old pickled format are refused unless trusted."))
+             "of the old pickled format are refused unless trusted. An .onnx file is a "
+             "nucleus model (Train's nucleus section, `cellseg train --method "
+             "unet-nuclei`)."))
     trust = False
     if pickle_models_allowed():
         trust = st.checkbox("Trust this file (runs code from it)", key=f"{page}.trust_pickle",
@@ -54,7 +56,8 @@ def model_upload(page: str) -> None:
             st.error(f"{md(up.name)} is not a usable model file (see above).")
         return
     try:
-        model = load_model(data, trust_pickle=trust)
+        model = (nuclei_models.model_from_onnx(data) if up.name.lower().endswith(".onnx")
+                 else load_model(data, trust_pickle=trust))  # .onnx: a nucleus model
     except ValueError as err:
         seen[key] = None
         st.error(f"{md(up.name)} is not a usable model file: {md(err)}")

@@ -97,7 +97,7 @@ def _write(data: bytes):
 
 
 # --- Count with the built-in model; uint16 ground truth uploaded ------------------------------
-_UPLOAD = f"""
+_UPLOAD = """
 import io, runpy
 import streamlit as st
 from app_support import sources, state
@@ -107,8 +107,8 @@ class _Upload(io.BytesIO):
         super().__init__(data)
         self.name = name
 
-_files = {{sources.K_UPLOAD: st.session_state.get("test.upload"),
-          sources.K_UPLOAD_MASK: st.session_state.get("test.upload_mask")}}
+_files = {sources.K_UPLOAD: st.session_state.get("test.upload"),
+          sources.K_UPLOAD_MASK: st.session_state.get("test.upload_mask")}
 
 def _fake_uploader(label, *args, key=None, **kwargs):
     value = _files.get(key)
@@ -193,3 +193,29 @@ def test_compare_on_nuclei_table_equals_compare_nuclei_and_shows_a_gallery(demo_
     assert shown["F1@0.5"].nunique() > 1
     tiles = [img for block in at.get("image") for img in block.proto.imgs]
     assert len(tiles) == 2 * 4
+
+
+# --- an .onnx nucleus model uploaded in Explore ---------------------------------------------
+@pytest.mark.parametrize("content, good", [pytest.param("builtin", True, marks=pytest.mark.slow),
+                                           (b"not onnx at all", False)])
+def test_an_onnx_file_uploads_as_a_nucleus_model_in_explore(demo_env, content, good):
+    import re
+
+    from cellseg_core.learn import BUILTIN_MODEL
+
+    data = BUILTIN_MODEL.read_bytes() if content == "builtin" else content
+    at = _run(AppTest.from_string(page_harness("explore.py"), default_timeout=120))
+    at.file_uploader(key="explore.model_file").set_value(("mine.onnx", data,
+                                                          "application/octet-stream"))
+    at = _run(at)
+    models = at.session_state[runs.LEARNED_MODELS] if runs.LEARNED_MODELS in at.session_state \
+        else {}
+    if good:
+        assert not at.error, [e.value for e in at.error]
+        assert at.session_state["explore.model"] == "file:mine"
+        assert isinstance(models["file:mine"], NucleusModel)
+        assert "Nuclei" in {m.label for m in at.metric}
+    else:
+        shown = re.sub(r"\\(.)", r"\1", at.error[0].value)
+        assert "mine.onnx is not a usable model file" in shown and "not a readable ONNX" in shown
+        assert not models
