@@ -111,21 +111,32 @@ def pick_dataset(key: str, *, container=st, where=None, empty: str = "No dataset
     return usable[container.selectbox("Dataset", names, key=key)]
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+# Images are cached as read-only shared arrays (``cache_resource``), not with
+# ``cache_data``: that keeps a pickled copy *and* unpickles a fresh copy on every rerun,
+# 2 x 192 MB per rerun for a 4096² RGB image (issue 21 point 3, the page's memory).
+def _frozen(value):
+    """`value` with every ndarray in it (or itself) made read-only, for sharing."""
+    for array in value if isinstance(value, tuple) else (value,):
+        if isinstance(array, np.ndarray):
+            array.flags.writeable = False
+    return value
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
 def _dataset_item(name: str, source: str, image_id: str, env: tuple):
     ds = datasets()[name]
-    return ds.image(image_id), ds.mask(image_id), ds.instances(image_id)
+    return _frozen((ds.image(image_id), ds.mask(image_id), ds.instances(image_id)))
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
+@st.cache_resource(max_entries=8, show_spinner=False)
 def _read_upload(digest: str, _data: bytes, filename: str):
-    return read_image(_data if filename is None else _named(_data, filename))
+    return _frozen(read_image(_data if filename is None else _named(_data, filename)))
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
+@st.cache_resource(max_entries=8, show_spinner=False)
 def _read_upload_mask(digest: str, _data: bytes, filename: str, shape: tuple):
     """(class mask, instances or None): a uint16/uint32 file is nucleus instances."""
-    return read_ground_truth(_named(_data, filename), shape=shape)
+    return _frozen(read_ground_truth(_named(_data, filename), shape=shape))
 
 
 def _named(data: bytes, filename: str):

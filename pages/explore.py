@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_support import cache, controls, figures, learned, live_plot, state
+from app_support import cache, controls, exports, figures, learned, live_plot, state
 from app_support.assets import read_asset
 from app_support.safe_text import md
 from cellseg_core import autoseg
@@ -158,6 +158,7 @@ def _downloads(seg, source) -> None:
         controls.params_download(PAGE)
     st.caption("Labels: 0 background, 1 cytoplasm, 2 nucleus. Load a parameters JSON "
                "under the controls.")
+    exports.render_export_downloads(PAGE, seg, source)
 
 
 #: The sections under the numbers, one shown at a time (see :func:`_sections`).

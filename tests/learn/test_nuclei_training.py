@@ -2,7 +2,6 @@
 writes a model the app and --model read; the DSB 2018 layout; compare_nuclei's numbers."""
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
