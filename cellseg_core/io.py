@@ -240,8 +240,8 @@ def read_ground_truth(source, *, shape=None) -> tuple[np.ndarray, np.ndarray | N
 
     A file stored as 16- or 32-bit integers (the uint16 TIFF that Count, CellProfiler,
     Cellpose or StarDist write) is read as instances, its class mask 2 (nucleus)
-    inside every instance. An 8-bit file is a class mask (:func:`read_mask`: 0, 1, 2, or 0/255
-    only) without instances.
+    inside every instance. An 8-bit file is a class mask (:func:`read_mask`: 0, 1, 2,
+    or 0/255) without instances.
 
     Parameters
     ----------
