@@ -13,20 +13,26 @@ import json
 
 import streamlit as st
 
-from cellseg_core.params import (CONTROL_RANGES, BackgroundMethod, BlurKind, Channel, Mode,
-                                 ThresholdMethod)
+from cellseg_core.params import (CONNECTIVITIES, CONTROL_RANGES, AutoKind, BackgroundMethod,
+                                 BlurKind, Channel, CleanupScheme, Mode, ThresholdMethod)
+from cellseg_core.pipeline import is_automatic
 from cellseg_core.presets import DESCRIPTIONS, get_preset, preset_names
 
-from . import methods, state
+from . import methods, quotas, state
 from .safe_text import md
 
 __all__ = ["preset_picker", "parameter_controls", "layout_signature", "params_download",
-           "params_file_controls", "control_range"]
+           "params_file_controls", "control_range", "auto_controls", "fixed_steps_ignored"]
 
 _CHANNEL_LABELS = {"gray": "gray", "red": "R", "green": "G", "blue": "B",
                    "hematoxylin": "hematoxylin (colour deconvolution)"}
+_AUTO_LABELS = {"off": "off (the fixed steps below)", "detect": "detect the kind of image",
+                "fluorescence": "fluorescence (bright nuclei on dark)",
+                "stained": "stained bright-field (H&E, Pap, IHC)",
+                "brightfield": "gray bright-field / phase"}
 _METHOD_LABELS = {"manual": "manual (sliders)", "multiotsu": "multi-Otsu (3 classes)",
-                  "local": "local (adaptive)"}
+                  "local": "local (adaptive)",
+                  "percentile": "local percentile (adaptive)"}
 
 
 def control_range(name: str, value) -> dict:
@@ -46,7 +52,7 @@ def _w(kind, label: str, name: str, page: str, rerun=None, **kwargs):
     """Draw one parameter widget bound to dotted parameter `name` (see
     :func:`parameter_controls` for `rerun`); a number's range is the parameter
     model's (:func:`control_range`)."""
-    if name in CONTROL_RANGES:
+    if name in CONTROL_RANGES and kind in (st.slider, st.number_input):
         kwargs = {**control_range(name, state.current_params().get(name)), **kwargs}
     return kind(label, key=state.widget_key(name, page), on_change=_on_change,
                 args=(name, page, rerun), **kwargs)
@@ -59,7 +65,8 @@ def layout_signature(page: str = "explore") -> tuple:
     the same, the drawn controls are still right after a change."""
     p = state.current_params()
     return (p.mode, p.blur.kind, p.threshold.method, p.threshold.background,
-            p.watershed.enabled, tuple(_changed(p)), state.PARAMS_ERROR in st.session_state)
+            p.watershed.enabled, p.auto.kind, tuple(_changed(p)),
+            state.PARAMS_ERROR in st.session_state)
 
 
 def _changed(params) -> list:
@@ -98,6 +105,41 @@ def _preset_flat(name: str) -> dict:
     return get_preset(name).flat()
 
 
+def fixed_steps_ignored(params) -> bool:
+    """True when the automatic method replaces every fixed step (channel, blur,
+    thresholds, clean-up, split) for `params`: in fluorescence mode, or with the kind
+    forced to fluorescence. In cytology mode on a bright-field image the cells still
+    come from those steps (:func:`cellseg_core.segment`)."""
+    return is_automatic(params) and (Mode(params.mode) == Mode.FLUORESCENCE
+                                     or AutoKind(params.auto.kind) == AutoKind.FLUORESCENCE)
+
+
+def auto_controls(page: str = "explore", rerun=None) -> None:
+    """The automatic method's overrides: the kind of image (or "detect") and the
+    nucleus diameter (0 = estimated from the image), with a line saying what the
+    automatic method does with the fixed steps below."""
+    wg = functools.partial(_w, rerun=rerun)
+    p = state.current_params()
+    st.markdown("**0 · Automatic nuclei**")
+    wg(st.selectbox, "Kind of image", "auto.kind", page, options=[k.value for k in AutoKind],
+       format_func=lambda k: _AUTO_LABELS.get(k, k),
+       help="The automatic presets read the kind of image and the nucleus size off the "
+            "image; override either here. Off: the fixed steps below.")
+    if not is_automatic(p):
+        return
+    wg(st.number_input, "Nuclei ≈ N px across (0 = estimate)", "auto.diameter", page,
+       help="The typical nucleus diameter every size is derived from (blur, minimum "
+            "size, marker spacing); 0 reads it off the image (at least 3 px when given).")
+    if fixed_steps_ignored(p):
+        st.caption("The automatic method chooses the channel, blur, threshold, clean-up and "
+                   "split for this image: the fixed steps below do not apply (set the kind "
+                   "to off to use them).")
+    else:
+        st.caption("Cytology: the cells come from the steps below; the nuclei are the darker "
+                   "part of each cell, pieces under half a typical nucleus removed (on an "
+                   "immunostain, the automatic nuclei inside the cells).")
+
+
 def parameter_controls(page: str = "explore", rerun=None) -> None:
     """Every engine parameter, in pipeline order: mode, channel, blur, thresholds,
     clean-up, watershed.
@@ -108,13 +150,15 @@ def parameter_controls(page: str = "explore", rerun=None) -> None:
     that alters the controls: the default rerun (the whole app, or the fragment the
     controls are drawn in).
     """
-    wg = functools.partial(_w, rerun=rerun)  # a parameter widget
     p = state.current_params()
     if state.PARAMS_ERROR in st.session_state:
         st.error(st.session_state[state.PARAMS_ERROR])
-    wg(st.radio, "Image type", "mode", page, options=[m.value for m in Mode],
+    _w(st.radio, "Image type", "mode", page, rerun, options=[m.value for m in Mode],
        horizontal=True, help="Cytology: dark nucleus, cytoplasm, bright background "
        "(labels 0/1/2). Fluorescence: bright nuclei on dark (labels 0/2).")
+    auto_controls(page, rerun)
+    # A step the automatic method replaces stays on screen, greyed (the line above says why).
+    wg = functools.partial(_w, rerun=rerun, disabled=fixed_steps_ignored(p))
 
     st.markdown("**1 · Channel**")
     wg(st.selectbox, "Channel", "channel", page, options=[c.value for c in Channel],
@@ -146,9 +190,11 @@ def parameter_controls(page: str = "explore", rerun=None) -> None:
             if p.threshold.background == BackgroundMethod.MANUAL:
                 wg(st.slider, "Background above (t_bg)", "threshold.t_bg", page,
                    format="%.4f")
-        if p.threshold.method == ThresholdMethod.LOCAL:
+        if p.threshold.method in (ThresholdMethod.LOCAL, ThresholdMethod.PERCENTILE):
             wg(st.slider, "Block size (px, odd)", "threshold.block_size", page)
             wg(st.slider, "Offset", "threshold.offset", page)
+        if p.threshold.method == ThresholdMethod.PERCENTILE:
+            wg(st.slider, "Percentile", "threshold.percentile", page)
 
     st.markdown("**4 · Clean-up**")
     c1, c2 = st.columns(2)
@@ -159,6 +205,19 @@ def parameter_controls(page: str = "explore", rerun=None) -> None:
         wg(st.number_input, "Closing radius", "cleanup.closing_radius", page)
         wg(st.number_input, "Min cytoplasm (px)", "cleanup.min_cytoplasm_size", page)
     wg(st.checkbox, "Fill holes in nuclei", "cleanup.fill_holes", page)
+    c1, c2 = st.columns(2)
+    with c1:
+        wg(st.radio, "Connectivity", "cleanup.connectivity", page,
+           options=list(CONNECTIVITIES), horizontal=True,
+           format_func=lambda n: f"{n} ({'edges' if n == 4 else 'edges + corners'})",
+           help="Which neighbours make one piece, for the size filters and for "
+                "counting nuclei: 4 (pixels sharing an edge) or 8 (diagonals too).")
+    with c2:
+        wg(st.radio, "Classes cleaned", "cleanup.scheme", page,
+           options=[s.value for s in CleanupScheme], horizontal=True,
+           help="nested: a removed nucleus piece becomes cytoplasm (it is inside a "
+                "cell); course: as the course's code, each class on its own, removed "
+                "pieces become background (preset lab03v2).")
 
     st.markdown("**5 · Split touching nuclei**")
     wg(st.toggle, "Watershed", "watershed.enabled", page)
@@ -170,17 +229,29 @@ def parameter_controls(page: str = "explore", rerun=None) -> None:
             wg(st.number_input, "Footprint (px)", "watershed.footprint", page)
 
 
+#: A parameters file is a few kB; anything above this is not one (and is not read).
+MAX_PARAMS_FILE_BYTES = 1 << 20
+
+
 def _on_params_upload(page: str) -> None:
     upload = st.session_state.get(f"{page}.params_upload")
     if upload is None:
         return
+    error = f"{page}.params_upload_error"
+    refused = quotas.refusal(upload)
+    size = getattr(upload, "size", None)
+    if refused is None and size is not None and size > MAX_PARAMS_FILE_BYTES:
+        refused = (f"{md(upload.name)} is {size / 2**20:.1f} MB: a parameters file is a "
+                   f"few kB (at most {MAX_PARAMS_FILE_BYTES // 2**20} MB), so it was not read")
+    if refused is not None:
+        st.session_state[error] = refused
+        return
     try:
         state.apply_json(upload.getvalue(), page=page)
     except ValueError as err:
-        st.session_state[f"{page}.params_upload_error"] = \
-            f"{md(upload.name)}: not usable parameters: {md(err)}"
+        st.session_state[error] = f"{md(upload.name)}: not usable parameters: {md(err)}"
     else:
-        st.session_state.pop(f"{page}.params_upload_error", None)
+        st.session_state.pop(error, None)
 
 
 def params_download(page: str = "explore") -> None:

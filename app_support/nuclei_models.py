@@ -3,18 +3,15 @@ this session, as a choice next to a page's own pipeline (Count), and the default
 of nucleus methods for Compare (issue 18 points 2 and 7)."""
 from __future__ import annotations
 
-import hashlib
-import tempfile
-from pathlib import Path
-
 import streamlit as st
 
-from cellseg_core.io import write_bytes_atomic
 from cellseg_core.learn import NucleusModel
+from cellseg_core.metrics import average_precision, match_instances
 
-from . import methods, runs
+from . import learned, methods, runs
+from .safe_text import md
 
-__all__ = ["PIPELINE", "nucleus_models", "count_method", "model_from_onnx"]
+__all__ = ["PIPELINE", "nucleus_models", "count_method", "picked", "count_result"]
 
 #: Count's choice that means "the classic pipeline of the page's steps".
 PIPELINE = "classic pipeline (the steps below)"
@@ -45,18 +42,24 @@ def count_method(page: str):
     return (choice, models[choice]) if choice in models else None
 
 
-def model_from_onnx(data: bytes) -> NucleusModel:
-    """A nucleus model from the bytes of an uploaded ``.onnx`` file (written by the
-    Train page or ``cellseg train --method unet-nuclei``), kept under the system's
-    temporary folder by content hash (onnxruntime reads a file).
+def picked(page: str):
+    """The model :func:`count_method` holds (read, not drawn): ``(name, model)`` or None."""
+    models = nucleus_models()
+    name = st.session_state.get(f"{page}.method")
+    return (name, models[name]) if name in models else None
 
-    Raises
-    ------
-    ValueError
-        When the bytes are not ONNX, or an ONNX model that is not a cellseg nucleus model.
-    """
-    folder = Path(tempfile.gettempdir()) / "cellseg-onnx-models"
-    path = folder / f"{hashlib.sha256(data).hexdigest()}.onnx"
-    if not path.is_file():
-        write_bytes_atomic(path, data)
-    return NucleusModel(path)
+
+def count_result(source, name: str, model):
+    """Count's ``(params, segmentation, instance scores or None)`` for a nucleus model,
+    or None after an error (shown)."""
+    try:
+        seg = learned.segmentation(source.digest, source.image, name, model)
+    except ValueError as err:
+        st.error(f"{md(name)} cannot segment this image: {md(err)}")
+        return None
+    truth = source.instances
+    scores = None
+    if truth is not None:
+        scores = {**match_instances(seg.nuclei, truth),
+                  "ap": average_precision(seg.nuclei, truth)}
+    return seg.params, seg, scores

@@ -13,6 +13,7 @@ import io
 import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -24,16 +25,24 @@ from cellseg_core.io import as_float_image, read_ground_truth, read_image
 from . import quotas, state
 from .safe_text import md
 
-__all__ = ["ImageSource", "SOURCE_KINDS", "SAMPLES", "datasets", "image_source_sidebar",
+__all__ = ["ImageSource", "SOURCE_KINDS", "SAMPLES", "datasets", "first_dataset", "image_source_sidebar",
            "select_dataset_image", "shared_sidebar"]
 
 SOURCE_KINDS = ("Dataset", "Upload", "Synthetic", "Sample")
-#: scikit-image samples that ship inside the wheel: name -> (loader name, kind).
+#: Samples that load offline: name -> (loader name, kind). scikit-image's loaders whose
+#: file ships inside the wheel (:data:`BUNDLED_FILES`; ``human_mitosis`` and the like are
+#: downloaded by pooch on first use, so they are not offered), and the fluorescence
+#: tutorial's seed image, generated here (:data:`SEED_SAMPLE`).
 SAMPLES = {
     "immunohistochemistry (IHC, 512²)": ("immunohistochemistry", "cytology"),
     "cell (660×550)": ("cell", "cytology"),
-    "human_mitosis (fluorescence nuclei)": ("human_mitosis", "fluorescence"),
+    "fluorescence nuclei (the tutorial's seed image, 128²)": ("seed-fluorescence",
+                                                              "fluorescence"),
 }
+#: The loader that generates the tutorial's seed image instead of reading a file.
+SEED_SAMPLE = "seed-fluorescence"
+#: scikit-image loader -> the file it reads from the installed package (no download).
+BUNDLED_FILES = {"immunohistochemistry": "ihc.png", "cell": "cell.png"}
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "npy"]
 
 # Session keys of the sidebar (shared by every page).
@@ -93,6 +102,13 @@ def datasets() -> dict:
     return _datasets(_env_key())
 
 
+def first_dataset(usable: dict) -> str:
+    """The name a picker opens on: the first configured (real) dataset, else the first
+    demo one (issue 22 point 4: a server with real data does not open on demo data)."""
+    names = list(usable)
+    return next((n for n in names if not usable[n].source.startswith("demo:")), names[0])
+
+
 def pick_dataset(key: str, *, container=st, where=None, empty: str = "No dataset with "
                  "ground truth is configured: set CELLSEG_DATA to a dataset folder."):
     """A dataset selectbox (label "Dataset") over the datasets that pass `where`.
@@ -106,8 +122,7 @@ def pick_dataset(key: str, *, container=st, where=None, empty: str = "No dataset
         return None
     names = list(usable)
     if st.session_state.get(key) not in usable:
-        st.session_state[key] = next(
-            (n for n in names if not usable[n].source.startswith("demo:")), names[0])
+        st.session_state[key] = first_dataset(usable)
     return usable[container.selectbox("Dataset", names, key=key)]
 
 
@@ -158,14 +173,30 @@ def _synthetic(kind: str, knobs_json: str):
 
 @st.cache_data(max_entries=4, show_spinner=False)
 def _sample(loader: str):
+    if loader == SEED_SAMPLE:
+        return synthetic.fluorescence_image(synthetic.SEED).image.astype(np.float32)
+    if not bundled(loader):
+        raise ValueError(f"scikit-image sample {loader!r} is not bundled (it would be "
+                         "downloaded); only bundled samples are offered")
     return as_float_image(getattr(skimage_data, loader)(), name=loader)
+
+
+def bundled(loader: str) -> bool:
+    """Whether `loader`'s image ships with the project or inside scikit-image (so it loads
+    without a network); never calls a loader that could download."""
+    if loader == SEED_SAMPLE:
+        return True
+    name = BUNDLED_FILES.get(loader)
+    return name is not None and (Path(skimage_data.__file__).parent / name).is_file()
 
 
 @st.cache_data(max_entries=1, show_spinner=False)
 def available_samples() -> list:
-    """The entries of :data:`SAMPLES` that load on this machine (no download)."""
+    """The entries of :data:`SAMPLES` that are bundled and load on this machine."""
     ok = []
     for label, (loader, _) in SAMPLES.items():
+        if not bundled(loader):
+            continue
         try:
             _sample(loader)
         except (KeyboardInterrupt, SystemExit):
@@ -227,7 +258,7 @@ def _dataset_source() -> ImageSource | None:
     all_ds = datasets()
     names = list(all_ds)
     if st.session_state.get(state.SOURCE_DATASET) not in all_ds:
-        st.session_state[state.SOURCE_DATASET] = names[0]
+        st.session_state[state.SOURCE_DATASET] = first_dataset(all_ds)
     st.selectbox("Dataset", names, key=state.SOURCE_DATASET, on_change=_on_dataset_change,
                  help="Demo datasets are built in; add folders with the CELLSEG_DATA "
                       "environment variable (see the Help in the page).")
@@ -283,9 +314,21 @@ def _upload_source() -> ImageSource | None:
                                                 up_mask.name, image.shape[:2])
         except ValueError as err:
             st.error(f"Cannot use this mask: {md(err)}")
-    kind = "fluorescence" if image.ndim == 2 and float(np.median(image)) < 0.3 else "cytology"
     return ImageSource(name=up.name, image=image, mask=mask, instances=instances,
-                       digest=digest, kind=kind)
+                       digest=digest, kind=_upload_kind(digest, image))
+
+
+def upload_kind(image: np.ndarray) -> str:
+    """"fluorescence" or "cytology" for an uploaded image: fluorescence when the
+    background is dark, the median of each pixel's brightest channel under 0.3 (so an
+    RGB DAPI export counts too, as a gray one always did: issue 22 point 5)."""
+    brightest = image if image.ndim == 2 else image.max(axis=-1)
+    return "fluorescence" if float(np.median(brightest)) < 0.3 else "cytology"
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _upload_kind(digest: str, _image: np.ndarray) -> str:
+    return upload_kind(_image)
 
 
 def _synthetic_source() -> ImageSource | None:
@@ -337,6 +380,11 @@ def _sample_source() -> ImageSource | None:
         return None
     label = st.selectbox("Sample", names, key=K_SAMPLE)
     loader, kind = SAMPLES[label]
+    if loader == SEED_SAMPLE:
+        st.caption("Generated by the fluorescence tutorial's model (seed "
+                   f"{synthetic.SEED}); its true cells are on the Synthetic source.")
+        return ImageSource(name="the tutorial's seed image", image=_sample(loader),
+                           digest=f"sample:{loader}", kind=kind)
     st.caption("Bundled with scikit-image; no ground truth.")
     return ImageSource(name=f"scikit-image {loader}", image=_sample(loader),
                        digest=f"skimage:{loader}", kind=kind)

@@ -38,7 +38,7 @@ K_TABLE = f"{PAGE}.table"
 K_DOWNLOAD = f"{PAGE}.download"
 
 INPUTS = ("Dataset", "Upload")
-SPLITS = ("all", "test", "train")
+SPLITS = ("all", "test", "train", "lab02-test", "lab02-train")  # lab02-*: split_lab02.json
 METHODS = ("Preset", "Explore (current)", "Saved JSON", "Learned model")
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "npy"]
 

@@ -4,23 +4,29 @@ Widgets → a fluorescence ``Params`` (this page's own, under ``count.*`` keys, 
 cytology params of Explore are left alone) → cached ``segment`` → display. The
 experiments are functions of :mod:`cellseg_core.experiments`; each section is an
 ``st.fragment``, so its widgets rerun only that section.
+
+The pipeline has Explore's design (issue 22 point 5): a control change that leaves
+the controls as drawn reruns only :func:`overlay_part` (the count's overlay, drawn at
+display size and redrawn in place by ``live_plot``); once the browser has drawn it,
+:func:`analysis_part` follows with the numbers, steps, sizes and table. An RGB image
+(a DAPI export) is counted in its brightest channel, or the one the user picks.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_support import cache, controls, count_figures, learned, nuclei_models, state
+from app_support import cache, controls, count_figures, live_plot, nuclei_models, state
 from app_support.assets import read_asset
 from app_support.sources import ImageSource
 from cellseg_core import experiments as E
 from cellseg_core.data import synthetic
 from cellseg_core.io import tiff_bytes
-from cellseg_core.metrics import average_precision, match_instances
-from cellseg_core.params import Params
+from cellseg_core.params import Channel, Params
 from app_support.router import require_frame
 
 require_frame()  # a deep link on a fresh server must still go through app.py
@@ -28,11 +34,21 @@ require_frame()  # a deep link on a fresh server must still go through app.py
 P = "count"
 SEED_SOURCE = "seed image (synthetic)"
 SIDEBAR_SOURCE = "image from the sidebar"
-METHODS = ["manual", "otsu", "li", "yen", "triangle", "isodata", "mean", "minimum", "local"]
+#: The two result fragments (``st.rerun`` keys) and what links them in the session.
+OVERLAY, ANALYSIS = f"{P}.overlay_part", f"{P}.analysis_part"
+ANALYSIS_VERSION = f"{P}.analysis_version"  # image and params the numbers are for
+BROWSER_REPORTS = f"{P}.browser_reports"  # the browser reports drawn overlays
+LAYOUT_DRAWN = f"{P}.layout_drawn"  # which widgets the controls drew
+MAX_DISPLAY = 768  # the overlay is drawn 520 px high: 1024² shows at 512², zoomable
+#: The channel of an RGB image: its brightest (read off the image) or one picked.
+CHANNEL_KEY, BRIGHTEST = f"{P}.rgb_channel", "brightest"
+METHODS = ["manual", "otsu", "li", "yen", "triangle", "isodata", "mean", "minimum", "local",
+           "percentile"]
 #: The page's defaults: the seed's operating point plus the watershed split.
 DEFAULTS = {"blur.kind": "gaussian", "blur.sigma": synthetic.SMOOTH_SIGMA, "blur.size": 3,
             "threshold.method": "manual", "threshold.t_object": synthetic.THRESHOLD,
             "threshold.block_size": 51, "threshold.offset": -0.1,
+            "threshold.percentile": 50.0,
             "cleanup.min_nucleus_size": synthetic.MIN_CELL_SIZE, "cleanup.closing_radius": 0,
             "cleanup.fill_holes": True, "watershed.enabled": True,
             "watershed.min_distance": 6, "watershed.footprint": 3}
@@ -51,14 +67,18 @@ def _fmt(value, digits: int = 3) -> str:
 def _source() -> ImageSource:
     shared = st.session_state.get(state.SOURCE_CURRENT)
     options = [SEED_SOURCE]
-    if shared is not None and (shared.kind == "fluorescence" and shared.image.ndim == 2
-                               or shared.instances is not None):  # instance truth: any image
+    if shared is not None and (shared.kind == "fluorescence"
+                               or shared.instances is not None):  # issue 18: instance truth
         options.insert(0, SIDEBAR_SOURCE)
+        if st.session_state.get(key("sidebar_seen")) != shared.digest:
+            st.session_state[key("source")] = SIDEBAR_SOURCE  # a new image: count it
+        st.session_state[key("sidebar_seen")] = shared.digest
     if st.session_state.get(key("source")) not in options:
         st.session_state[key("source")] = options[0]
     choice = st.radio("Image", options, key=key("source"), horizontal=True,
                       help="The sidebar's image is offered when it is a fluorescence image "
-                          "or has nucleus instances as ground truth.")
+                           "(gray, or RGB: counted in one channel) or has nucleus "
+                           "instances as ground truth.")
     if choice == SIDEBAR_SOURCE:
         return shared
     image, labels, _ = cache.seed_sample()
@@ -68,14 +88,53 @@ def _source() -> ImageSource:
 
 
 # --- the pipeline ---------------------------------------------------------------------
-def _controls() -> Params:
-    """The lesson's steps as widgets; returns the fluorescence params they spell."""
+def _channel(source: ImageSource) -> str:
+    """The channel counted: gray for a gray image; for RGB the one picked, or the
+    brightest (:func:`cellseg_core.color.brightest_channel`)."""
+    if source.image.ndim == 2:
+        return Channel.GRAY.value
+    picked = st.session_state.get(CHANNEL_KEY, BRIGHTEST)
+    return cache.brightest_channel(source.digest, source.image) if picked == BRIGHTEST \
+        else picked
+
+
+def _params(source: ImageSource) -> Params:
+    """The fluorescence params the controls hold (ValueError when invalid)."""
+    values = {name: st.session_state.get(key(name), value) for name, value in DEFAULTS.items()}
+    return synthetic.seed_params().with_values({**values, "channel": _channel(source)})
+
+
+def _layout() -> tuple:
+    """Which widgets the controls show: while it stays the same, a change needs only
+    the results redrawn."""
+    return tuple(st.session_state.get(key(n))
+                 for n in ("blur.kind", "threshold.method", "watershed.enabled"))
+
+
+def _on_change() -> None:
+    """A control's callback: the results alone when the controls stay as drawn and
+    the browser reports drawn overlays (else the whole app, as Explore)."""
+    if st.session_state.get(BROWSER_REPORTS) and \
+            st.session_state.get(LAYOUT_DRAWN) == _layout():
+        st.rerun(OVERLAY)
+
+
+def _controls(source: ImageSource) -> None:
+    """The lesson's steps as widgets (their values: :func:`_params`)."""
     for name, value in DEFAULTS.items():
         st.session_state.setdefault(key(name), value)
 
     def rng(name):  # the parameter model's range (one place: controls.control_range)
-        return controls.control_range(name, st.session_state[key(name)])
+        return {**controls.control_range(name, st.session_state[key(name)]),
+                "on_change": _on_change}
 
+    if source.image.ndim == 3:
+        st.markdown("**0 · Channel**")
+        brightest = cache.brightest_channel(source.digest, source.image)
+        st.selectbox("Channel", [BRIGHTEST, "red", "green", "blue"], key=CHANNEL_KEY,
+                     format_func=lambda c: f"brightest ({brightest})" if c == BRIGHTEST else c,
+                     help="An RGB fluorescence image (a DAPI export) holds its nuclei in "
+                          "one channel: the brightest is read off the image.")
     st.markdown("**1 · Blur**")
     kind = st.selectbox("Blur", ["gaussian", "mean", "median", "none"], key=key("blur.kind"))
     if kind == "gaussian":
@@ -85,20 +144,25 @@ def _controls() -> Params:
     st.markdown("**2 · Threshold**")
     method = st.selectbox("Method", METHODS, key=key("threshold.method"),
                           help="manual: the slider; Otsu, Li, …: computed from the image; "
-                               "local: each pixel against its neighbourhood's mean.")
+                               "local: each pixel against its neighbourhood's mean; "
+                               "percentile: against a percentile of its window (the "
+                               "tutorial's percentile filter).")
     if method == "manual":
         st.slider("Object above", key=key("threshold.t_object"), **rng("threshold.t_object"))
-    elif method == "local":
+    elif method in ("local", "percentile"):
         st.slider("Block size (px, odd)", key=key("threshold.block_size"),
                   **rng("threshold.block_size"))
-        st.slider("Offset (negative: above the local mean)", key=key("threshold.offset"),
+        st.slider("Offset (negative: above the local estimate)", key=key("threshold.offset"),
                   **rng("threshold.offset"))
+        if method == "percentile":
+            st.slider("Percentile", key=key("threshold.percentile"),
+                      **rng("threshold.percentile"))
     st.markdown("**3 · Label, remove small objects, close, fill holes**")
     st.number_input("Remove objects under (px)", key=key("cleanup.min_nucleus_size"),
                     **rng("cleanup.min_nucleus_size"))
     st.number_input("Closing radius (px)", key=key("cleanup.closing_radius"),
                     **rng("cleanup.closing_radius"))
-    st.checkbox("Fill holes", key=key("cleanup.fill_holes"))
+    st.checkbox("Fill holes", key=key("cleanup.fill_holes"), on_change=_on_change)
     st.markdown("**4 · Split touching nuclei (watershed)**")
     st.toggle("Watershed", key=key("watershed.enabled"))
     if st.session_state[key("watershed.enabled")]:
@@ -109,13 +173,7 @@ def _controls() -> Params:
         c2.number_input("Footprint (px)", key=key("watershed.footprint"),
                         help="a marker is the maximum of this square",
                         **rng("watershed.footprint"))
-    values = {name: st.session_state[key(name)] for name in DEFAULTS}
-    return synthetic.seed_params().with_values(values)
-
-
-def _truth_scores(seg, truth) -> dict:
-    match = match_instances(seg.nuclei, truth)
-    return {**match, "ap": average_precision(seg.nuclei, truth)}
+    st.session_state[LAYOUT_DRAWN] = _layout()
 
 
 def _downloads(seg, source) -> None:
@@ -131,61 +189,118 @@ def _downloads(seg, source) -> None:
                          key=key("dl_tiff"), on_click="ignore")
 
 
-@st.fragment
-def pipeline(source: ImageSource) -> None:
-    """Controls, steps, overlay, count, sizes, table, downloads, ground truth."""
-    chosen = nuclei_models.count_method(P)  # issue 18: or a nucleus model (built-in, trained)
-    ctrl, result = st.columns([1, 3], gap="medium")
-    with ctrl:
-        try:
-            params = _controls() if chosen is None else None
-        except ValueError as err:
-            st.error(f"Invalid parameters: {err}")
-            return
-    with result:
-        try:
-            seg = (cache.segmentation(source.digest, source.image, params) if chosen is None
-                   else learned.segmentation(source.digest, source.image, *chosen))
-        except ValueError as err:
-            st.error(f"Cannot segment with these parameters: {err}")
-            return
-        shown = ", ".join(f"{k} = {_fmt(v) if not math.isnan(v) else 'per pixel'}"
-                          for k, v in seg.thresholds.items())
-        st.caption(f"{source.name} · {params.threshold.method.value} threshold: {shown}"
-                   if chosen is None else f"{source.name} · {chosen[0]}: {shown}")
-        for warning in seg.warnings:
-            st.warning(warning)
-        try:
-            if chosen is None:
-                st.plotly_chart(count_figures.steps_figure(seg), key=key("steps"))
-        except ValueError as err:  # too many watershed markers to draw: noise, not nuclei
-            st.warning(f"Steps not shown: {err}")
-        truth = source.instances
-        scores = _truth_scores(seg, truth) if truth is not None else None
-        c = st.columns(5)
-        c[0].metric("Nuclei counted", f"{int(seg.nuclei.max())}")
-        if scores is not None:
-            c[1].metric("True nuclei", f"{scores['n_true']}")
-            c[2].metric("Precision (IoU 0.5)", _fmt(scores["precision"]))
-            c[3].metric("Recall (IoU 0.5)", _fmt(scores["recall"]))
-            c[4].metric("F1 · mean AP (DSB)", f"{_fmt(scores['f1'])} · {_fmt(scores['ap'])}")
-        left, right = st.columns([3, 2])
-        with left:
-            st.plotly_chart(count_figures.instance_figure(
-                source.image, seg.nuclei, seg.objects, truth=truth, match=scores),
-                key=key("overlay"))
-            if scores is not None:
-                st.caption("Green: matched a true nucleus (IoU > 0.5); red: false "
-                           "detection; blue outline: missed true nucleus.")
-        with right:
-            if len(seg.objects):
-                st.plotly_chart(count_figures.size_histogram(seg.objects), key=key("sizes"))
+def _result(source: ImageSource):
+    """(params, segmentation, instance scores or None), or None after an error."""
+    chosen = nuclei_models.picked(P)
+    if chosen is not None:  # issue 18: a nucleus model instead of the steps
+        return nuclei_models.count_result(source, *chosen)
+    try:
+        params = _params(source)
+    except ValueError as err:
+        st.error(f"Invalid parameters: {err}")
+        return None
+    try:
+        seg = cache.segmentation(source.digest, source.image, params)
+    except ValueError as err:
+        st.error(f"Cannot segment with these parameters: {err}")
+        return None
+    truth = source.instances
+    scores = None if truth is None else cache.instance_scores(source.digest, params, seg, truth)
+    return params, seg, scores
+
+
+def _version(source, params) -> str:
+    """Names an (image, parameters) pair."""
+    chosen = nuclei_models.picked(P)
+    text = f"{source.digest}{params.to_json(indent=None)}{chosen[0] if chosen else ''}"
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def _analysis_done() -> None:
+    """The overlay of new parameters is on screen: now the numbers and the rest."""
+    st.session_state[BROWSER_REPORTS] = True
+    st.rerun(ANALYSIS)
+
+
+@st.fragment(key=OVERLAY)
+def overlay_part(source: ImageSource) -> None:
+    """The threshold line and the counted overlay: what a control change reruns first
+    (see ``pages/explore.py``'s ``overlay_part``)."""
+    found = _result(source)
+    if found is None:
+        return
+    params, seg, scores = found
+    shown = ", ".join(f"{k} = {_fmt(v) if not math.isnan(v) else 'per pixel'}"
+                      for k, v in seg.thresholds.items())
+    channel = "" if source.image.ndim == 2 else f" · {params.channel.value} channel"
+    chosen = nuclei_models.picked(P)
+    st.caption(f"{source.name} · {chosen[0]}: {shown}" if chosen else
+               f"{source.name}{channel} · {params.threshold.method.value} threshold: {shown}")
+    version = _version(source, params)
+    notify = (version if st.session_state.get(ANALYSIS_VERSION) != version
+              else None if st.session_state.get(BROWSER_REPORTS) else "hello")
+    live_plot.plotly_chart(count_figures.instance_figure(  # numbers without the table
+        source.image, seg.nuclei, None, truth=source.instances, match=scores,
+        max_side=MAX_DISPLAY), key=key("overlay"), config={"scrollZoom": True},
+        notify=notify, on_drawn=_analysis_done)
+    if scores is not None:
+        st.caption("Green: matched a true nucleus (IoU > 0.5); red: false "
+                   "detection; blue outline: missed true nucleus.")
+
+
+@st.fragment(key=ANALYSIS)
+def analysis_part(source: ImageSource) -> None:
+    """Count and scores, the steps strip, sizes, table and downloads."""
+    found = _result(source)
+    if found is None:
+        return
+    params, seg, scores = found
+    st.session_state[ANALYSIS_VERSION] = _version(source, params)
+    for warning in seg.warnings:
+        st.warning(warning)
+    c = st.columns(5)
+    c[0].metric("Nuclei counted", f"{int(seg.nuclei.max())}")
+    if scores is not None:
+        c[1].metric("True nuclei", f"{scores['n_true']}")
+        c[2].metric("Precision (IoU 0.5)", _fmt(scores["precision"]))
+        c[3].metric("Recall (IoU 0.5)", _fmt(scores["recall"]))
+        c[4].metric("F1 · mean AP (DSB)", f"{_fmt(scores['f1'])} · {_fmt(scores['ap'])}")
+    try:
+        if nuclei_models.picked(P) is None:  # a model has no steps to show
+            live_plot.plotly_chart(count_figures.steps_figure(seg, max_side=384),
+                                   key=key("steps"))
+    except ValueError as err:  # too many watershed markers to draw: noise, not nuclei
+        st.warning(f"Steps not shown: {err}")
+    left, right = st.columns([3, 2])
+    with left:
         table = seg.objects[["label", "nucleus_area", "mean_intensity", "centroid_row",
                              "centroid_col", "equivalent_diameter", "eccentricity"]]
         st.dataframe(table.rename(columns={"nucleus_area": "area",
                                            "equivalent_diameter": "diameter"}),
-                     hide_index=True, key=key("objects"))
-        _downloads(seg, source)
+                     hide_index=True, key=key("objects"), height=300)
+    with right:
+        if len(seg.objects):
+            live_plot.plotly_chart(count_figures.size_histogram(seg.objects),
+                                   key=key("sizes"))
+    _downloads(seg, source)
+
+
+def pipeline(source: ImageSource) -> None:
+    """Controls (left), overlay then numbers, steps, sizes, table, downloads (right).
+
+    The controls are not in a fragment: a change that alters them (blur kind,
+    method, watershed, channel) reruns the whole app; a value change reruns
+    :func:`overlay_part`, then :func:`analysis_part` once the browser drew it."""
+    ctrl, result = st.columns([1, 3], gap="medium")
+    with ctrl:
+        if nuclei_models.count_method(P) is None:  # issue 18: or a nucleus model
+            _controls(source)
+    with result:
+        top, bottom = st.container(), st.container()
+    with bottom:  # first: a full run draws the numbers for the parameters it shows
+        analysis_part(source)
+    with top:
+        overlay_part(source)
 
 
 # --- experiments ----------------------------------------------------------------------
@@ -286,8 +401,14 @@ def illumination() -> None:
                     key=key("light.t"))
     block = c[2].slider("Local block size (px)", 3, 151, 51, 2, key=key("light.block"))
     offset = c[3].slider("Local offset", -0.3, 0.3, -0.1, 0.01, key=key("light.offset"))
+    estimate = st.radio("Local estimate", ["local", "percentile"], horizontal=True,
+                        key=key("light.estimate"),
+                        format_func={"local": "weighted mean (scikit-image)",
+                                     "percentile": "median, a percentile filter (the "
+                                                   "tutorial's)"}.get)
     r = E.illumination_experiment(g, global_threshold=t, local_values={
-        "threshold.method": "local", "threshold.block_size": block, "threshold.offset": offset})
+        "threshold.method": estimate, "threshold.block_size": block,
+        "threshold.offset": offset, "threshold.percentile": 50.0})
     m = st.columns(4)
     m[0].metric("True cells", r["n_true"])
     m[1].metric("Global threshold", r["n_global"], delta=r["n_global"] - r["n_true"],

@@ -15,10 +15,11 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from app_support import cache, compare_figures, runs, sources, state
+from app_support import cache, compare_figures, learned, runs, sources, state
 from app_support.assets import read_asset
 from cellseg_core import evaluation
 from cellseg_core.params import BlurKind, Mode, Params, ThresholdMethod
+from cellseg_core.pipeline import is_automatic
 from cellseg_core.presets import PRESETS
 from app_support.router import require_frame
 
@@ -40,6 +41,7 @@ K_SURFACE_KIND = f"{PAGE}.surface_kind"
 K_GOTO = f"{PAGE}.goto_explore"
 EXPLORE_START = "explore (current)"
 SPLIT_FILE, SPLIT_HERE = "the dataset's split.json", "a stratified split made here"
+SPLIT_LAB02 = "the course's Lab 02 split"
 
 
 def range_key(name: str) -> str:
@@ -74,9 +76,16 @@ def prepared_base(start: Params, names: list) -> tuple[Params, list]:
     """The params the search varies from: `start` with what the searched names need.
 
     Searching the thresholds needs the manual method; searching the blur sigma needs
-    a gaussian blur. Returns the base and notes saying what was changed.
+    a gaussian blur; and every search needs the fixed pipeline, since an automatic
+    preset (``auto.kind`` not off) sets its own threshold, sizes and split per image
+    and would ignore every searched value. Returns the base and notes saying what
+    was changed.
     """
     changes, notes = {}, []
+    if is_automatic(start):
+        changes["auto.kind"] = "off"
+        notes.append(f"auto.kind {start.auto.kind.value} → off (an automatic preset chooses "
+                     "its settings per image: the search varies the fixed steps)")
     if ({"threshold.t_nuc", "threshold.t_bg", "threshold.t_object"} & set(names)
             and start.threshold.method != ThresholdMethod.MANUAL):
         changes["threshold.method"] = "manual"
@@ -141,9 +150,29 @@ def _optimise(run: runs.Run, dataset, train: list, test: list, space: dict, base
 
 
 # --- display ------------------------------------------------------------------------------
-def _use_in_explore(params_json: str) -> None:
+def explore_image(dataset: str, train: list, test: list) -> str | None:
+    """The image "Use in Explore" opens: the sidebar's, when it is already an image of
+    the optimised `dataset`, else the first train image (then test), else None."""
+    if st.session_state.get(state.SOURCE_KIND) == "Dataset" and \
+            st.session_state.get(state.SOURCE_DATASET) == dataset and \
+            st.session_state.get(state.SOURCE_ID) in {*train, *test}:
+        return st.session_state[state.SOURCE_ID]
+    return next(iter([*train, *test]), None)
+
+
+def _use_in_explore(params_json: str, dataset: str, train: list, test: list) -> None:
+    """Callback: the best parameters, on an image of the dataset they were optimised on
+    (issue 22 point 4: not whatever the sidebar held), with the parameters (not a
+    learned model) chosen in Explore."""
+    image = explore_image(dataset, train, test)
+    if image is not None:
+        try:
+            sources.select_dataset_image(dataset, image)
+        except ValueError:  # the dataset went away: the parameters alone
+            pass
     params = Params.from_json(params_json)
     state.set_params(params, page="explore")
+    st.session_state["explore.model"] = learned.PARAMS_CHOICE
     st.session_state[K_GOTO] = True
 
 
@@ -190,7 +219,9 @@ def _results(run: runs.Run) -> None:
                        + "; ".join(config["base_notes"]))
         b1, b2 = st.columns(2)
         b1.button("Use in Explore", key=K_USE, type="primary", on_click=_use_in_explore,
-                  args=(best.to_json(indent=None),))
+                  args=(best.to_json(indent=None), config["dataset"], list(config["train"]),
+                        list(config["test"])),
+                  help=f"Opens {config['dataset']} in Explore with these parameters.")
         b2.download_button("Download JSON", best.to_json(), file_name="best_params.json",
                            mime="application/json", key=f"{PAGE}.download",
                            on_click="ignore")
@@ -242,18 +273,31 @@ def _setup():
     n_calls = c1.number_input("Number of calls", 1, 500, 50, key=K_CALLS,
                               help="Objective evaluations, the first 10 at random")
     seed = c2.number_input("Seed", 0, 2**31 - 1, 0, key=K_SEED)
-    kinds = [SPLIT_FILE, SPLIT_HERE] if ds.split else [SPLIT_HERE]
+    kinds = ([SPLIT_FILE] if ds.split and "train" in ds.split else []) + [SPLIT_HERE]
+    if ds.kind == "cytology":
+        kinds.insert(len(kinds) - 1, SPLIT_LAB02)
     if st.session_state.get(K_SPLIT_KIND) not in kinds:
         st.session_state[K_SPLIT_KIND] = kinds[0]
-    kind = st.radio("Split", kinds, key=K_SPLIT_KIND, horizontal=True)
+    kind = st.radio("Split", kinds, key=K_SPLIT_KIND, horizontal=True,
+                    help="The course's Lab 02 split (lab02-train / lab02-test): images "
+                         "without nucleus left out, stratified by nucleus-size quartile, "
+                         "20 % test, seed 42")
     if kind == SPLIT_FILE:
         split = ds.split
+    elif kind == SPLIT_LAB02:
+        try:
+            found = cache.course_split(ds)
+        except ValueError as err:
+            st.error(f"Cannot split {ds.name}: {err}")
+            return None
+        split = {"train": found["lab02-train"], "test": found["lab02-test"]}
     else:
         c1, c2, c3 = st.columns(3)
         frac = c1.slider("Test fraction", 0.05, 0.5, 0.2, 0.05, key=K_TEST_FRACTION)
         split_seed = c2.number_input("Split seed", 0, 2**31 - 1, 42, key=K_SPLIT_SEED)
         drop = c3.checkbox("Leave out images without nucleus", key=K_DROP,
-                           help="The course's Lab 02 drops them before splitting")
+                           help="The course's Lab 02 drops them before splitting (the split "
+                                "is stratified by nucleus-size quartile, as the course's)")
         try:
             split = cache.stratified_split(ds, frac, split_seed, drop)
         except ValueError as err:

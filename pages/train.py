@@ -20,7 +20,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_support import cache, figures, learned, runs, sources, state
+from app_support import cache, figures, learned, object_training, runs, sources, state
 from app_support import nuclei_train  # issue 18: the nucleus model's section
 from cellseg_core import evaluation
 from cellseg_core.learn import (CHANNELS, ESTIMATORS, FeatureSettings, KMeansBaseline,
@@ -384,5 +384,7 @@ st.caption("Teach a pixel classifier or a small U-Net on a dataset's masks, or a
 train_section()
 st.divider()
 strokes_section()
+st.divider()
+object_training.render_object_training(PAGE)
 st.divider()
 nuclei_train.render_section()

@@ -32,6 +32,9 @@ with --export (any of geojson,imagej,binary), beside them:
   OUT/rois/<stem>.zip          ImageJ ROI set of the nucleus outlines (Fiji's ROI Manager)
   OUT/binary/<stem>_{nucleus,cytoplasm,cell}.png   0/255 masks
 with --report: OUT/report.html, a one-page printable report of the run
+With --object-classifier FILE (from `cellseg train --method objects` or Explore's
+"Classify cells"), objects.csv gets two more columns after the others: class (the
+predicted cell class) and class_probability (the forest's vote for it, 0-1).
 An OUT folder that holds a run's outputs is refused unless --resume (continue it: its
 earlier images stay in the tables) or --overwrite (remove them first) is given.
 An image with more objects than CELLSEG_MAX_OBJECTS (default 20000) gets its TIFFs and
@@ -63,6 +66,10 @@ def add_parser(sub) -> None:
                         " (QuPath GeoJSON, ImageJ ROI zip, 0/255 PNG masks)")
     p.add_argument("--report", action="store_true",
                    help="also write report.html: a one-page printable report of the run")
+    p.add_argument("--object-classifier", metavar="FILE",
+                   help="an object classifier file (cellseg train --method objects, or "
+                        "the app's Classify cells): adds class and class_probability "
+                        "columns to objects.csv")
     p.set_defaults(func=run)
 
 
@@ -86,7 +93,8 @@ def run(args) -> int:
     try:
         result = run_batch(args.inputs, args.out, method, jobs=args.jobs,
                            dask_address=args.dask, resume=args.resume,
-                           overwrite=args.overwrite, progress=progress)
+                           overwrite=args.overwrite, progress=progress,
+                           object_classifier=getattr(args, "object_classifier", None))
     finally:
         if bar is not None:
             bar.close()

@@ -9,6 +9,7 @@ from ..evaluation import evaluate
 from ..learn import (CHANNELS, ESTIMATORS, FeatureSettings, PixelClassifier,
                      ProbabilityEnsemble, UNetModel, train_on_dataset)
 from . import train_nuclei
+from . import train_objects
 from ._common import EXIT_OK, say
 
 
@@ -24,7 +25,8 @@ def add_parser(sub) -> None:
     parser.add_argument("--out", required=True, metavar="FILE",
                         help="where to write the model file (use it with --model)")
     parser.add_argument("--split", default="train",
-                        help="train (default), test or all: the images to train on")
+                        help="train (default), test, all, lab02-train or lab02-test: the images "
+                             "to train on")
     parser.add_argument("--limit", type=int, metavar="N",
                         help="train on the first N images of the split only")
     parser.add_argument("--features", default=",".join(FeatureSettings().channels),
@@ -43,13 +45,17 @@ def add_parser(sub) -> None:
                              "also sees features of the first one's probabilities (better "
                              "Dice, about 1.7x the training time; --method pixel only)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--method", choices=("pixel", "unet", "ensemble", "unet-nuclei"),
+    parser.add_argument("--method", choices=("pixel", "unet", "ensemble", "objects",
+                                              "unet-nuclei"),
                         default="pixel",
                         help="pixel: the pixel classifier (default); unet: the small U-Net; "
-                             "ensemble: both, their probabilities averaged, in one file; "
-                             "unet-nuclei: fine-tune the built-in nucleus model on instance "
-                             "labels, --out FILE.onnx (unet, ensemble and unet-nuclei need "
-                             "the deep extra: pip install .[deep])")
+                             "ensemble: both, their probabilities averaged, in one file "
+                             "(unet and ensemble need the deep extra: pip install .[deep]); "
+                             "objects: an object classifier (cell classes) from the "
+                             "dataset's classes/<stem>.csv files (label,class), for "
+                             "`cellseg segment --object-classifier`; unet-nuclei: fine-tune "
+                             "the built-in nucleus model on instance labels, --out FILE.onnx "
+                             "(deep extra)")
     parser.add_argument("--epochs", type=int, default=None, metavar="N",
                         help="U-Net training epochs (default 60 for --method unet or "
                              "ensemble; at most 30 with early stopping for unet-nuclei)")
@@ -72,6 +78,8 @@ def run(args) -> int:
         dataset = dataset_from_spec(args.dataset)
         return train_nuclei.run(args, dataset, _limited(args, split_ids(dataset, args.split,
                                                                           note=say)))
+    if method == "objects":
+        return train_objects.run(args)
     if method == "unet":
         model = UNetModel(scale=args.scale, epochs=epochs)
     else:
