@@ -21,6 +21,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_support import cache, figures, learned, object_training, runs, sources, state
+from app_support import nuclei_train  # issue 18: the nucleus model's section
 from cellseg_core import evaluation
 from cellseg_core.learn import (CHANNELS, ESTIMATORS, FeatureSettings, KMeansBaseline,
                                 MeanShiftBaseline, PixelClassifier, ProbabilityEnsemble,
@@ -385,3 +386,5 @@ st.divider()
 strokes_section()
 st.divider()
 object_training.render_object_training(PAGE)
+st.divider()
+nuclei_train.render_section()

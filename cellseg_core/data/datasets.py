@@ -14,6 +14,9 @@ Layouts understood by :func:`open_dataset`:
     (``7`` → ``"007"``).
 ``X/*.npy`` + ``y/*.npy``
     The VocEd course's arrays: ``(3, M, N)`` float images and label arrays.
+``<id>/images/<id>.png`` + ``<id>/masks/*.png`` (+ ``split.json``)
+    The Data Science Bowl 2018 layout (``stage1_train``): one folder per image, one
+    binary mask file per nucleus; read as instances (:meth:`Dataset.from_dsb`).
 ``rgb/`` + ``csv/`` and/or ``mask/``
     The TCGA-style layout of the ECSE 415 study (:mod:`.tcga`, :meth:`Dataset.from_tcga`):
     nuclei from polygons (or the mask's instance channels), each with a class.
@@ -137,6 +140,12 @@ class Dataset:
     def has_masks(self) -> bool:
         """True when at least one item has ground truth."""
         return bool(self._mask_ids or self._instance_ids)
+
+    @property
+    def has_instances(self) -> bool:
+        """True when at least one item has instance labels (the nucleus model trains on
+        them; Compare on nuclei scores them)."""
+        return bool(self._instance_ids)
 
     def _check(self, id) -> str:
         return resolve_id(self, id)
@@ -273,6 +282,63 @@ class Dataset:
                    source=str(root), image=image, mask=mask, mask_ids=masks)
 
     @classmethod
+    def from_dsb(cls, path, *, name: str | None = None) -> "Dataset":
+        """A dataset in the DSB 2018 layout: ``<id>/images/<id>.png`` + ``<id>/masks/*.png``.
+
+        Each mask file is one nucleus (nonzero pixels); the instances of an item paint
+        them with ids 1, 2, ... in file-name order (a later mask wins where two
+        overlap). The RGBA PNGs of the DSB are read as RGB, or as gray when their
+        three channels are equal (the fluorescence images). The kind is
+        ``fluorescence`` (instance ground truth); a ``split.json`` next to the item
+        folders is used when present.
+
+        Raises
+        ------
+        ValueError
+            When no ``<id>/images/<id>.*`` item is found.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from skimage.io import imsave
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> for sub in ("a1/images", "a1/masks"):
+        ...     (root / sub).mkdir(parents=True)
+        >>> img = np.zeros((8, 8), np.uint8); img[1:3, 1:3] = 200; img[5:7, 5:7] = 200
+        >>> imsave(root / "a1/images/a1.png", img, check_contrast=False)
+        >>> for k, (r, c) in enumerate([(1, 1), (5, 5)]):
+        ...     m = np.zeros((8, 8), np.uint8); m[r:r + 2, c:c + 2] = 255
+        ...     imsave(root / f"a1/masks/m{k}.png", m, check_contrast=False)
+        >>> ds = Dataset.from_dsb(root)
+        >>> ds.ids, ds.kind, int(ds.instances("a1").max()), ds.image("a1").shape
+        (['a1'], 'fluorescence', 2, (8, 8))
+        """
+        root = Path(path).resolve()
+        items = {}
+        for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else ():
+            image = _list_files(folder / "images").get(folder.name)
+            if image is not None and not folder.name.startswith("."):
+                items[folder.name] = (image, sorted(_list_files(folder / "masks").values()))
+        if not items:
+            raise ValueError(f"{root}: no <id>/images/<id>.png items (DSB 2018 layout)")
+        ids = sorted(items, key=_natural_key)
+        with_masks = [i for i in ids if items[i][1]]
+
+        def image(id):
+            img = read_image(items[id][0])
+            if img.ndim == 3 and np.array_equal(img[..., 0], img[..., 1]) \
+                    and np.array_equal(img[..., 0], img[..., 2]):
+                img = np.ascontiguousarray(img[..., 0])
+            return img
+
+        def instances(id):
+            return _paint_masks(items[id][1])
+
+        return cls(name=_safe_name(name or root.name), ids=ids, kind="fluorescence",
+                   split=_read_split(root / "split.json", ids), source=str(root),
+                   image=image, instances=instances, instance_ids=with_masks)
+
+    @classmethod
     def from_arrays(cls, name: str, images, masks=None, instances=None, *,
                     kind: str = "cytology", split: dict | None = None,
                     source: str | None = None) -> "Dataset":
@@ -350,6 +416,28 @@ def _patient_split_factory(ids, split):
     return lambda ds: patient_split(ds.ids, patients_of(ds.ids))
 
 
+def _paint_masks(paths) -> np.ndarray:
+    """Instances (int32) from one binary mask file per object, ids in file order."""
+    labels = None
+    for k, path in enumerate(paths, start=1):
+        mask = read_instances(path) > 0
+        if labels is None:
+            labels = np.zeros(mask.shape, np.int32)
+        elif mask.shape != labels.shape:
+            raise ValueError(f"{path}: mask shape {mask.shape} differs from the item's "
+                             f"other masks {labels.shape}")
+        labels[mask] = k
+    return labels
+
+
+def _is_dsb(root: Path) -> bool:
+    """Whether `root` holds at least one ``<id>/images/<id>.*`` item."""
+    for folder in root.iterdir():
+        if folder.is_dir() and folder.name in _list_files(folder / "images"):
+            return True
+    return False
+
+
 def _safe_name(name: str) -> str:
     cleaned = _SAFE_NAME.sub("-", str(name)).strip("-.")
     return cleaned or "dataset"
@@ -407,7 +495,7 @@ def _read_split(path: Path, ids: list) -> dict | None:
 
 
 def open_dataset(path, *, name: str | None = None) -> Dataset:
-    """Open a dataset folder, detecting its layout (``images/`` or ``X/`` + ``y/``)."""
+    """Open a dataset folder, detecting its layout (``images/``, ``X/`` + ``y/`` or DSB)."""
     root = Path(path)
     if (root / "images").is_dir():
         return Dataset.from_folder(root, name=name)
@@ -415,8 +503,11 @@ def open_dataset(path, *, name: str | None = None) -> Dataset:
         return Dataset.from_voced_npy(root, name=name)
     if (root / "rgb").is_dir():
         return Dataset.from_tcga(root, name=name)
+    if root.is_dir() and _is_dsb(root):
+        return Dataset.from_dsb(root, name=name)
     raise ValueError(f"{root}: not a dataset folder (expected images/ [+ masks/], "
-                     "X/*.npy + y/*.npy, or rgb/ + csv/ or mask/)")
+                     "X/*.npy + y/*.npy, rgb/ + csv/ or mask/ (TCGA), or the DSB 2018 "
+                     "layout <id>/images/<id>.png + <id>/masks/*.png)")
 
 
 
