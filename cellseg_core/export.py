@@ -38,7 +38,7 @@ from skimage.measure import find_contours
 from ._version import __version__
 from .instances import assign_cells, label_objects
 from .io import read_instances, write_bytes_atomic
-from .measure import max_objects, too_many_objects
+from .measure import check_labels, max_objects, too_many_objects
 
 __all__ = [
     "EXPORTS",
@@ -158,17 +158,6 @@ def _mask_polygons(mask: np.ndarray, origin=(0, 0)) -> list[list[np.ndarray]]:
     return [[np.vstack([ring, ring[:1]]) for ring in polygon] for polygon in polygons]
 
 
-def _check_instances(instances, name: str) -> np.ndarray:
-    instances = np.asarray(instances)
-    if instances.ndim != 2:
-        raise ValueError(f"`{name}` must be a 2-D label image, got shape {instances.shape}")
-    if instances.dtype.kind not in "ui":
-        raise TypeError(f"`{name}` must be an integer array, got {instances.dtype}")
-    if instances.dtype.kind == "i" and instances.size and instances.min() < 0:
-        raise ValueError(f"`{name}` must not hold negative labels, got {instances.min()}")
-    return instances
-
-
 def object_polygons(instances: np.ndarray, *, limit: int | None = None) -> dict:
     """The outline of every object of an instance image, along the pixel edges.
 
@@ -201,7 +190,7 @@ def object_polygons(instances: np.ndarray, *, limit: int | None = None) -> dict:
     >>> object_polygons(labels)[5][0][0].tolist()
     [[1, 2], [1, 1], [3, 1], [3, 2], [1, 2]]
     """
-    instances = _check_instances(instances, "instances")
+    instances = check_labels(instances, "instances")
     ids = np.unique(instances)
     ids = ids[ids != 0]
     message = too_many_objects(ids.size, max_objects() if limit is None else limit)
@@ -366,10 +355,10 @@ def to_geojson(labels: np.ndarray, nuclei_instances: np.ndarray | None = None,
     >>> fc["features"][0]["nucleusGeometry"]["coordinates"]
     [[[1, 2], [1, 1], [2, 1], [2, 2], [1, 2]]]
     """
-    labels = _check_instances(labels, "labels")
+    labels = check_labels(labels, "labels")
     if nuclei_instances is None:
         nuclei_instances = label_objects(labels == 2)
-    nuclei = _check_instances(nuclei_instances, "nuclei_instances")
+    nuclei = check_labels(nuclei_instances, "nuclei_instances")
     if nuclei.shape != labels.shape:
         raise ValueError(f"`nuclei_instances` (shape {nuclei.shape}) must have the same shape "
                          f"as `labels` (shape {labels.shape})")
@@ -385,7 +374,7 @@ def to_geojson(labels: np.ndarray, nuclei_instances: np.ndarray | None = None,
     nucleus_shapes = object_polygons(nuclei)
     features = []
     if cells is not None:
-        for label, polygons in object_polygons(_check_instances(cells, "cells")).items():
+        for label, polygons in object_polygons(check_labels(cells, "cells")).items():
             features.append(_feature("cell", label, polygons, image=name,
                                      measurements=rows.get(label, {}),
                                      class_name=classes.get(label),
@@ -523,7 +512,7 @@ def binary_masks(labels: np.ndarray) -> dict:
     >>> {k: v.tolist() for k, v in masks.items()}
     {'nucleus': [[0, 0, 255]], 'cytoplasm': [[0, 255, 0]], 'cell': [[0, 255, 255]]}
     """
-    labels = _check_instances(labels, "labels")
+    labels = check_labels(labels, "labels")
     return {name: np.where(np.isin(labels, classes), np.uint8(255), np.uint8(0))
             for name, classes in BINARY_CLASSES.items()}
 

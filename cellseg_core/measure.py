@@ -21,8 +21,8 @@ from skimage.morphology import convex_hull_image
 from .metrics import nc_ratio, nucleus_cell_ratio
 
 __all__ = ["image_summary", "object_table", "region_stats", "solidity", "max_objects",
-           "too_many_objects", "OBJECT_COLUMNS", "REGION_COLUMNS", "DEFAULT_MAX_OBJECTS",
-           "HULL_MAX_OBJECTS"]
+           "too_many_objects", "check_labels", "OBJECT_COLUMNS", "REGION_COLUMNS",
+           "DEFAULT_MAX_OBJECTS", "HULL_MAX_OBJECTS"]
 
 #: Columns of :func:`object_table`, in order.
 OBJECT_COLUMNS = ["label", "nucleus_area", "cytoplasm_area", "cell_area", "nc_ratio",
@@ -97,10 +97,44 @@ def too_many_objects(n_objects: int, limit: int | None = None) -> str | None:
 
 
 # --- label statistics ---------------------------------------------------------------------
-def _check_labels(label_image, name: str) -> np.ndarray:
+def check_labels(label_image, name: str = "label_image") -> np.ndarray:
+    """`label_image` as an array, checked as a 2-D image of non-negative integer labels.
+
+    The one check every function taking an instance image runs (the per-object tables
+    here, the exports in :mod:`cellseg_core.export`).
+
+    Parameters
+    ----------
+    label_image : array_like
+        Objects by label, 0 background.
+    name : str
+        The argument's name, for the error messages.
+
+    Returns
+    -------
+    ndarray
+        `label_image` as an array (not copied).
+
+    Raises
+    ------
+    ValueError
+        When it is not 2-D, or holds negative labels.
+    TypeError
+        When it is not an integer array.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_labels([[0, 1], [2, 2]]).dtype.kind in "ui"
+    True
+    >>> check_labels(np.zeros((2, 2)), "labels")
+    Traceback (most recent call last):
+    ...
+    TypeError: `labels` must be an integer array, got float64
+    """
     label_image = np.asarray(label_image)
     if label_image.ndim != 2:
-        raise ValueError(f"`{name}` must be 2-D, got shape {label_image.shape}")
+        raise ValueError(f"`{name}` must be a 2-D label image, got shape {label_image.shape}")
     if label_image.dtype.kind not in "ui":
         raise TypeError(f"`{name}` must be an integer array, got {label_image.dtype}")
     if label_image.dtype.kind == "i" and label_image.size and label_image.min() < 0:
@@ -192,7 +226,7 @@ def region_stats(label_image: np.ndarray, intensity: np.ndarray | None = None) -
     0      1   4.0           0.5           0.5           0.0
     1      2   2.0           0.5           3.0           1.0
     """
-    label_image = _check_labels(label_image, "label_image")
+    label_image = check_labels(label_image, "label_image")
     if intensity is not None:
         intensity = np.asarray(intensity)
         if intensity.shape != label_image.shape:
@@ -357,7 +391,7 @@ def object_table(nuclei: np.ndarray, cells: np.ndarray, labels: np.ndarray,
     >>> round(float(t["nucleus_cell_ratio"][0]), 4)
     0.3333
     """
-    nuclei = _check_labels(nuclei, "nuclei")
+    nuclei = check_labels(nuclei, "nuclei")
     if not nuclei.any():
         table = pd.DataFrame({c: pd.Series(dtype=float) for c in OBJECT_COLUMNS})
         table.attrs["warnings"] = ()
