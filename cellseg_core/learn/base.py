@@ -8,6 +8,7 @@ from ..instances import label_objects
 from ..morphology import clean_labels
 from ..params import CleanupParams, Params
 from ..pipeline import Segmentation
+from .features import _downsample_mask
 
 __all__ = ["IGNORE", "DEFAULT_CLEANUP", "uncertainty"]
 
@@ -32,6 +33,25 @@ def _check_pairs(images, masks):
             raise ValueError(f"`masks[{k}]` (shape {np.shape(mask)}) must have the shape of "
                              f"`images[{k}]` (shape {np.shape(image)[:2]})")
     return images, masks
+
+
+def _balanced_pixels(features: np.ndarray, mask, samples_per_class: int, rng):
+    """A class-balanced sample of the training pixels of one image.
+
+    `features` is the (M', N', F) feature map at the working scale and `mask` the
+    full-scale class mask; at most `samples_per_class` pixels of each class are taken
+    at random, none that is :data:`IGNORE`. Returns the flat indices taken into the
+    working-scale image and their classes (uint8).
+    """
+    classes = _downsample_mask(np.asarray(mask), features.shape[:2]).ravel()
+    takes = []
+    for cls in np.unique(classes):
+        if cls == IGNORE:
+            continue
+        where = np.flatnonzero(classes == cls)
+        takes.append(rng.choice(where, min(samples_per_class, where.size), replace=False))
+    take = np.concatenate(takes) if takes else np.zeros(0, np.int64)
+    return take, classes[take].astype(np.uint8)
 
 
 def _learned_segmentation(probabilities, labels_raw, cleanup, method: str) -> Segmentation:

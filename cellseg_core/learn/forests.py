@@ -27,8 +27,8 @@ from ..metrics import misclassification_rates, pixel_accuracy, score_labels
 from ..morphology import mode_filter
 from ..params import CleanupParams
 from ..pipeline import Segmentation
-from .base import IGNORE, _check_pairs, _learned_segmentation
-from .features import FeatureSettings, _downsample_mask, _resize, _working_shape, pixel_features
+from .base import _balanced_pixels, _check_pairs, _learned_segmentation
+from .features import FeatureSettings, _resize, _working_shape, pixel_features
 
 __all__ = ["FOREST_FEATURES", "patch_features", "StudyForest", "study_scores"]
 
@@ -157,16 +157,6 @@ class StudyForest:
             return gray[..., None].astype(np.float32)
         return patch_features(gray, self.patch_size)
 
-    def _balanced(self, classes: np.ndarray, rng) -> np.ndarray:
-        takes = []
-        for cls in np.unique(classes):
-            if cls == IGNORE:
-                continue
-            where = np.flatnonzero(classes == cls)
-            takes.append(rng.choice(where, min(self.samples_per_class, where.size),
-                                    replace=False))
-        return np.concatenate(takes) if takes else np.zeros(0, np.int64)
-
     # --- fitting -----------------------------------------------------------------------
     def fit(self, images, masks, *, groups=None, rng=None, progress=None) -> "StudyForest":
         """Fit `n_forests` forests, each on the images of its own chunk.
@@ -199,10 +189,9 @@ class StudyForest:
         ys = [[] for _ in range(n_chunks)]
         for k, (image, mask, group) in enumerate(zip(images, masks, groups)):
             f = self.pixel_features(image)
-            classes = _downsample_mask(np.asarray(mask), f.shape[:2]).ravel()
-            take = self._balanced(classes, rng)
+            take, y = _balanced_pixels(f, mask, self.samples_per_class, rng)
             xs[chunk_of[group]].append(f.reshape(-1, f.shape[-1])[take])
-            ys[chunk_of[group]].append(classes[take].astype(np.uint8))
+            ys[chunk_of[group]].append(y)
             if progress is not None:
                 progress(0.5 * (k + 1) / len(images), f"features {k + 1}/{len(images)}")
         y_all = np.concatenate([np.concatenate(y) for y in ys])

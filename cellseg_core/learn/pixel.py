@@ -13,8 +13,8 @@ from threadpoolctl import threadpool_limits
 from ..io import as_float_image
 from ..params import CleanupParams, Params
 from ..pipeline import Segmentation
-from .base import DEFAULT_CLEANUP, IGNORE, _check_pairs, _learned_segmentation
-from .features import FeatureSettings, _downsample_mask, _resize, pixel_features
+from .base import DEFAULT_CLEANUP, IGNORE, _balanced_pixels, _check_pairs, _learned_segmentation
+from .features import FeatureSettings, _resize, pixel_features
 from .modelfile import (_PICKLE_FORMATS, _check_pickle_trust, _check_sklearn_version,
                         _checked_payload, _load_skops, _model_bytes, _RestrictedUnpickler,
                         _write_model, read_model_file)
@@ -135,17 +135,6 @@ class PixelClassifier:
                        context_folds=self.context_folds)
         return out
 
-    def _balanced(self, classes: np.ndarray, rng) -> np.ndarray:
-        """Indices of a class-balanced sample of the flat class map `classes`."""
-        takes = []
-        for cls in np.unique(classes):
-            if cls == IGNORE:
-                continue
-            where = np.flatnonzero(classes == cls)
-            takes.append(rng.choice(where, min(self.samples_per_class, where.size),
-                                    replace=False))
-        return np.concatenate(takes) if takes else np.zeros(0, np.int64)
-
     def sample(self, images, masks, *, rng=None, progress=None):
         """Class-balanced pixel sample: features ``X (S, F)`` and classes ``y (S,)``."""
         images, masks = _check_pairs(images, masks)
@@ -153,13 +142,12 @@ class PixelClassifier:
         xs, ys = [], []
         for k, (image, mask) in enumerate(zip(images, masks)):
             features = pixel_features(image, self.settings)
-            classes = _downsample_mask(np.asarray(mask), features.shape[:2]).ravel()
-            take = self._balanced(classes, rng)
+            take, y = _balanced_pixels(features, mask, self.samples_per_class, rng)
             xs.append(features.reshape(-1, features.shape[-1])[take])
-            ys.append(classes[take])
+            ys.append(y)
             if progress is not None:
                 progress(0.5 * (k + 1) / len(images), f"features {k + 1}/{len(images)}")
-        return np.concatenate(xs), np.concatenate(ys).astype(np.uint8)
+        return np.concatenate(xs), np.concatenate(ys)
 
     def _fit_estimator(self, x, y, rng):
         model = _make_estimator(self.estimator, self.n_estimators,
@@ -216,11 +204,10 @@ class PixelClassifier:
         features, takes, ys = [], [], []
         for k, (image, mask) in enumerate(zip(images, masks)):
             f = pixel_features(image, self.settings)
-            classes = _downsample_mask(np.asarray(mask), f.shape[:2]).ravel()
-            take = self._balanced(classes, rng)
+            take, y = _balanced_pixels(f, mask, self.samples_per_class, rng)
             features.append(f)
             takes.append(take)
-            ys.append(classes[take].astype(np.uint8))
+            ys.append(y)
             if progress is not None:
                 progress(0.3 * (k + 1) / n, f"features {k + 1}/{n}")
         y = np.concatenate(ys)
