@@ -184,10 +184,7 @@ def _live_curves() -> None:
 
 def _results(run: runs.Run) -> None:
     res, config = run.result, run.config
-    name = config["name"]
-    if not config.get("registered"):
-        runs.register_model(name, res["model"])
-        config["registered"] = True
+    name = runs.register_result(run)
     log = res["log"]
     why = {"early stop": "stopped early (no better validation F1)",
            "stopped": "stopped by you", "time limit": "time limit",

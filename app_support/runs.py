@@ -328,6 +328,17 @@ def register_model(name: str, model) -> None:
     st.session_state.setdefault(LEARNED_MODELS, {})[str(name)] = model
 
 
+def register_result(run: Run) -> str:
+    """Register a finished training run's model (``run.result["model"]``) under
+    ``run.config["name"]``, once per run (later reruns of the page leave it), and
+    return the name."""
+    name = run.config["name"]
+    if not run.config.get("registered"):
+        register_model(name, run.result["model"])
+        run.config["registered"] = True
+    return name
+
+
 def learned_models() -> dict:
     """Name -> learned model registered in this session (see :func:`register_model`)."""
     return dict(st.session_state.get(LEARNED_MODELS, {}))

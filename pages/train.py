@@ -197,10 +197,7 @@ def _dataset_form():
 
 def _results(run: runs.Run) -> None:
     res, config = run.result, run.config
-    name = config["name"]
-    if not config.get("registered"):
-        runs.register_model(name, res["model"])
-        config["registered"] = True
+    name = runs.register_result(run)
     if config.get("members"):
         st.success(f"Combined {' + '.join(config['members'])} (mean of their class "
                    f"probabilities); registered as “{name}” for Explore, Compare and Batch.")
