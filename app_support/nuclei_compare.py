@@ -77,10 +77,7 @@ def _results(run: runs.Run) -> None:
 def render_section() -> None:
     """Dataset, split, methods → background run → table and gallery."""
     st.subheader("Nuclei: U-Net vs Otsu vs the automatic presets")
-    ds = sources.pick_dataset(
-        K_DATASET, where=lambda d: d.has_instances,
-        empty="No dataset with nucleus instances (labels/ or the DSB 2018 layout): set "
-              "CELLSEG_DATA to one.")
+    ds = sources.pick_instance_dataset(K_DATASET)
     if ds is None:
         return
     splits = [s for s in ("test", "train") if (ds.split or {}).get(s)] + ["all"]

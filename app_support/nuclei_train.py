@@ -206,10 +206,7 @@ def _results(run: runs.Run) -> None:
 def render_section() -> None:
     """The whole section: dataset, settings, preview, train, live curves, results."""
     st.subheader("Nucleus model: fine-tune the built-in U-Net")
-    ds = sources.pick_dataset(
-        K_DATASET, where=lambda d: d.has_instances,
-        empty="No dataset with nucleus instances (labels/ or the DSB 2018 layout): set "
-              "CELLSEG_DATA to one.")
+    ds = sources.pick_instance_dataset(K_DATASET)
     if ds is None:
         return
     ids, test = _form(ds)

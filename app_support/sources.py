@@ -130,6 +130,15 @@ def pick_dataset(key: str, *, container=st, where=None, empty: str = "No dataset
     return usable[container.selectbox("Dataset", names, key=key)]
 
 
+def pick_instance_dataset(key: str, *, container=st):
+    """:func:`pick_dataset` over the datasets with nucleus instances (what the nucleus
+    model trains and is scored on)."""
+    return pick_dataset(
+        key, container=container, where=lambda d: d.has_instances,
+        empty="No dataset with nucleus instances (labels/ or the DSB 2018 layout): set "
+              "CELLSEG_DATA to one.")
+
+
 # Images are cached as read-only shared arrays (``cache_resource``), not with
 # ``cache_data``: that keeps a pickled copy *and* unpickles a fresh copy on every rerun,
 # 2 x 192 MB per rerun for a 4096² RGB image (issue 21 point 3, the page's memory).
