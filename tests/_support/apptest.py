@@ -22,6 +22,42 @@ runpy.run_path({str(REPO / "pages" / page)!r}, run_name="__main__")
 """
 
 
+def upload_harness(page: str) -> str:
+    """A script that uploads files through the real sidebar, then runs ``pages/<page>``.
+
+    AppTest cannot set ``st.file_uploader``: the script replaces it with one returning
+    the ``(name, bytes)`` held in session state under ``test.upload`` (the image) and
+    ``test.upload_mask`` (its ground truth), then runs the real sidebar code
+    (``sources.shared_sidebar`` -> ``_upload_source`` -> ``_read_upload``) and the page.
+    """
+    return f"""
+import io, runpy
+import streamlit as st
+from app_support import sources, state
+
+class _Upload(io.BytesIO):
+    def __init__(self, data, name):
+        super().__init__(data)
+        self.name = name
+
+_files = {{sources.K_UPLOAD: st.session_state.get("test.upload"),
+          sources.K_UPLOAD_MASK: st.session_state.get("test.upload_mask")}}
+
+def _fake_uploader(label, *args, key=None, **kwargs):
+    value = _files.get(key)
+    return None if value is None else _Upload(value[1], value[0])
+
+_real = st.file_uploader
+st.file_uploader = _fake_uploader
+try:
+    st.session_state[state.SOURCE_KIND] = "Upload"
+    sources.shared_sidebar()
+finally:
+    st.file_uploader = _real
+runpy.run_path({str(REPO / "pages" / page)!r}, run_name="__main__")
+"""
+
+
 def run(at: AppTest) -> AppTest:
     """Run the app (or the app of a clicked or set widget) and check it raised nothing."""
     at = at.run()

@@ -18,7 +18,7 @@ from cellseg_core.evaluation import compare_nuclei  # noqa: E402
 from cellseg_core.io import tiff_bytes  # noqa: E402
 from cellseg_core.learn import NucleusModel, torch_available  # noqa: E402
 from cellseg_core.metrics import average_precision, match_instances  # noqa: E402
-from tests._support.apptest import REPO, page_harness, run as _run  # noqa: E402
+from tests._support.apptest import page_harness, run as _run, upload_harness  # noqa: E402
 
 
 @pytest.fixture
@@ -97,34 +97,6 @@ def _write(data: bytes):
 
 
 # --- Count with the built-in model; uint16 ground truth uploaded ------------------------------
-_UPLOAD = """
-import io, runpy
-import streamlit as st
-from app_support import sources, state
-
-class _Upload(io.BytesIO):
-    def __init__(self, data, name):
-        super().__init__(data)
-        self.name = name
-
-_files = {sources.K_UPLOAD: st.session_state.get("test.upload"),
-          sources.K_UPLOAD_MASK: st.session_state.get("test.upload_mask")}
-
-def _fake_uploader(label, *args, key=None, **kwargs):
-    value = _files.get(key)
-    return None if value is None else _Upload(value[1], value[0])
-
-_real = st.file_uploader
-st.file_uploader = _fake_uploader
-try:
-    st.session_state[state.SOURCE_KIND] = "Upload"
-    sources.shared_sidebar()
-finally:
-    st.file_uploader = _real
-runpy.run_path(st.session_state["test.page"], run_name="__main__")
-"""
-
-
 def _sample():
     s = fluorescence_image(3, size=128, n_cells=6)
     image = (np.clip(s.image / s.image.max(), 0, 1) * 255).astype(np.uint8)
@@ -143,8 +115,7 @@ def _png(image) -> bytes:
 @pytest.mark.parametrize("page", ["count.py", "explore.py"])
 def test_uint16_instances_uploaded_as_truth_give_the_f1_of_the_built_in_model(page, demo_env):
     image, truth = _sample()
-    at = AppTest.from_string(_UPLOAD, default_timeout=180)
-    at.session_state["test.page"] = str(REPO / "pages" / page)
+    at = AppTest.from_string(upload_harness(page), default_timeout=180)
     at.session_state["test.upload"] = ("cells.png", _png(image))
     at.session_state["test.upload_mask"] = ("truth.tif", tiff_bytes(truth))
     key = "count.method" if page == "count.py" else "explore.model"

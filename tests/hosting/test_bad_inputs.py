@@ -192,37 +192,6 @@ def test_cli(corpus, name, tmp_path):
 
 
 # --- app upload ------------------------------------------------------------------------------
-# AppTest cannot set st.file_uploader: this harness replaces st.file_uploader with one
-# returning the bytes held in session state, then runs the real sidebar code
-# (sources.shared_sidebar -> _upload_source -> _read_upload) and the Explore page.
-_UPLOAD_HARNESS = f"""
-import io, runpy
-import streamlit as st
-from app_support import sources, state
-
-class _Upload(io.BytesIO):
-    def __init__(self, data, name):
-        super().__init__(data)
-        self.name = name
-
-_files = {{sources.K_UPLOAD: st.session_state.get("test.upload"),
-          sources.K_UPLOAD_MASK: st.session_state.get("test.upload_mask")}}
-
-def _fake_uploader(label, *args, key=None, **kwargs):
-    value = _files.get(key)
-    return None if value is None else _Upload(value[1], value[0])
-
-_real = st.file_uploader
-st.file_uploader = _fake_uploader
-try:
-    st.session_state[state.SOURCE_KIND] = "Upload"
-    sources.shared_sidebar()
-finally:
-    st.file_uploader = _real
-runpy.run_path({str(REPO / "pages" / "explore.py")!r}, run_name="__main__")
-"""
-
-
 def _app_run(at):
     at.run()
     assert not at.exception, [e.value for e in at.exception]
@@ -247,7 +216,9 @@ def apptest():
     pytest.importorskip("streamlit")
     from streamlit.testing.v1 import AppTest
 
-    return AppTest.from_string(_UPLOAD_HARNESS, default_timeout=60)
+    from tests._support.apptest import upload_harness
+
+    return AppTest.from_string(upload_harness("explore.py"), default_timeout=60)
 
 
 @pytest.mark.parametrize("name", [n for n in _NAMES if not n.startswith("params_")])
