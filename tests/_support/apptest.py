@@ -65,6 +65,32 @@ def run(at: AppTest) -> AppTest:
     return at
 
 
+def metric(at, label: str) -> str:
+    """The value of the page's ``st.metric`` named `label` (asserting it is shown)."""
+    found = [m.value for m in at.metric if m.label == label]
+    assert found, f"no metric {label!r}; shown: {[m.label for m in at.metric]}"
+    return found[0]
+
+
+def markdown_text(at) -> str:
+    """The page's markdown blocks, one text."""
+    return "\n".join(m.value for m in at.markdown)
+
+
+def lesson_run(at: AppTest) -> AppTest:
+    """:func:`run`, and no error shown other than a lesson's answer feedback ("Not
+    quite", "Not yet"): no lesson text lacking a value, no step that could not be computed."""
+    at = run(at)
+    assert not [e.value for e in at.error if not e.value.startswith(("Not quite", "Not yet"))], \
+        [e.value for e in at.error]
+    return at
+
+
+def next_step(at: AppTest, page: str) -> AppTest:
+    """Click the lesson's next button (``<page>.next``), then :func:`lesson_run`."""
+    return lesson_run(at.button(key=f"{page}.next").click())
+
+
 def finish_run(at: AppTest, page: str, *, timeout: float = 300):
     """Click the page's Run button, wait for its background run (``<page>.run``) to end
     well, and draw the results: ``(at, run)``."""

@@ -12,32 +12,13 @@ from cellseg_core.data import open_dataset  # noqa: E402
 from cellseg_core.learn.clusters import (kmeans_clusters, match_clusters,  # noqa: E402
                                          meanshift_clusters, study_features)
 from cellseg_core.learn.forests import StudyForest, study_scores  # noqa: E402
-from tests._support.apptest import page_app  # noqa: E402
+from tests._support.apptest import lesson_run as _run  # noqa: E402
+from tests._support.apptest import markdown_text as _text  # noqa: E402
+from tests._support.apptest import metric as _metric  # noqa: E402
+from tests._support.apptest import next_step, page_app  # noqa: E402
 from tests._support.data import shared_set  # noqa: E402
 
 P = "lesson_sup"
-
-
-def _run(at):
-    at = at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    assert not [e.value for e in at.error if not e.value.startswith("Not quite")], \
-        [e.value for e in at.error]
-    return at
-
-
-def _metric(at, label: str) -> str:
-    found = [m.value for m in at.metric if m.label == label]
-    assert found, f"no metric {label!r}; shown: {[m.label for m in at.metric]}"
-    return found[0]
-
-
-def _text(at) -> str:
-    return "\n".join(m.value for m in at.markdown)
-
-
-def _next(at):
-    return _run(at.button(key=f"{P}.next").click())
 
 
 @pytest.mark.slow
@@ -61,7 +42,7 @@ def test_supervision_lesson_on_voced(monkeypatch):
     assert _metric(at, "Study Dice") == f"{match5.score:.4f}"
     assert match5.score < match.score
 
-    at = _next(at)                                               # 2 the sweep
+    at = next_step(at, P)                                        # 2 the sweep
     table = at.dataframe[0].value
     assert table["setting"].tolist() == ["K=3", "K=4", "K=5", "quantile=0.3", "K=3"]
     k = table[table["method"] == "k-means"].set_index(["features", "setting"])["study_dice"]
@@ -70,14 +51,14 @@ def test_supervision_lesson_on_voced(monkeypatch):
     at = _run(at)
     assert at.success and "K = 3" in at.success[0].value
 
-    at = _next(at)                                               # 3 mean-shift
+    at = next_step(at, P)                                        # 3 mean-shift
     at.slider(key=f"{P}.w.quantile").set_value(0.8)
     at = _run(at)
     clusters, bandwidth = meanshift_clusters(None, quantile=0.8, rng=S.SEED, features=features)
     assert _metric(at, "Bandwidth") == f"{bandwidth:.2f}"
     assert _metric(at, "Clusters found") == str(int(clusters.max()) + 1)
 
-    at = _next(at)                                               # 4 forests
+    at = next_step(at, P)                                        # 4 forests
     images = [ds.image(i) for i in S.train_ids(ds)]
     masks = [ds.mask(i) for i in S.train_ids(ds)]
     test = [ds.image(i) for i in S.lesson_ids(ds)], [ds.mask(i) for i in S.lesson_ids(ds)]
@@ -87,7 +68,7 @@ def test_supervision_lesson_on_voced(monkeypatch):
     forests = at.dataframe[0].value.set_index("forest on")["misclassification"]
     assert forests["9×9 patches + mode filter"] < forests["raw gray pixels"]
 
-    at = _next(at)                                               # 5 learned models
+    at = next_step(at, P)                                        # 5 learned models
     learned = at.dataframe[0].value.set_index("method")
     unsupervised = learned[learned["supervision"] == "none"]["mean_dice"]
     supervised = learned[learned["supervision"] == "train masks"]["mean_dice"]
@@ -104,7 +85,7 @@ def test_supervision_lesson_on_voced(monkeypatch):
 def test_supervision_lesson_on_demo_data(monkeypatch):
     at = _run(page_app(monkeypatch, "lesson_supervision.py", None, timeout=300))
     for _ in range(4):
-        at = _next(at)
+        at = next_step(at, P)
     assert at.session_state[lessons.step_key(P)] == 4
     assert len(at.dataframe[0].value) >= 4
 

@@ -2,8 +2,6 @@
 end (next button by key), numbers shown checked against the engine."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -18,45 +16,17 @@ from cellseg_core.data import demo_datasets, open_dataset  # noqa: E402
 from cellseg_core.params import Params  # noqa: E402
 from cellseg_core.presets import get_preset  # noqa: E402
 from cellseg_core.threshold import two_threshold  # noqa: E402
+from tests._support.apptest import lesson_run as _run  # noqa: E402
+from tests._support.apptest import markdown_text as _text  # noqa: E402
+from tests._support.apptest import metric as _metric  # noqa: E402
+from tests._support.apptest import next_step as _next  # noqa: E402
+from tests._support.apptest import page_harness  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
-# As in test_app_explore.py: the page runs under the two calls app.py makes.
-HARNESS = """
-import runpy
-from app_support import sources
-sources.shared_sidebar()
-runpy.run_path({path!r}, run_name="__main__")
-"""
 NC, COUNT = "lesson_nc", "lesson_count"
 
 
 def _app(page: str) -> AppTest:
-    return AppTest.from_string(HARNESS.format(path=str(REPO / "pages" / f"{page}.py")),
-                               default_timeout=120)
-
-
-def _run(at) -> AppTest:
-    """Run the app (or the app of a clicked / set widget) and check it raised nothing."""
-    at = at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    # No lesson text lacking a value, no step that could not be computed.
-    assert not [e.value for e in at.error if not e.value.startswith(("Not quite", "Not yet"))], \
-        [e.value for e in at.error]
-    return at
-
-
-def _metric(at, label: str) -> str:
-    found = [m.value for m in at.metric if m.label == label]
-    assert found, f"no metric {label!r}; shown: {[m.label for m in at.metric]}"
-    return found[0]
-
-
-def _next(at, page: str) -> AppTest:
-    return _run(at.button(key=f"{page}.next").click())
-
-
-def _text(at) -> str:
-    return "\n".join(m.value for m in at.markdown)
+    return AppTest.from_string(page_harness(f"{page}.py"), default_timeout=120)
 
 
 def _walk_nc(at, ds) -> AppTest:
