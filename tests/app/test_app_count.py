@@ -11,14 +11,9 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 from cellseg_core import experiments as E  # noqa: E402
 from cellseg_core import segment  # noqa: E402
 from cellseg_core.data import synthetic  # noqa: E402
+from tests._support.apptest import metric as _metric  # noqa: E402
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "count.py")
-
-
-def _metric(at, label: str) -> str:
-    found = [m.value for m in at.metric if m.label == label]
-    assert found, f"no metric {label!r}; shown: {[m.label for m in at.metric]}"
-    return found[0]
 
 
 def _engine_count(at, image) -> int:

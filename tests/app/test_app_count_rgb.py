@@ -13,6 +13,7 @@ from PIL import Image  # noqa: E402
 from app_support import sources, state  # noqa: E402
 from cellseg_core import segment  # noqa: E402
 from cellseg_core.data import synthetic  # noqa: E402
+from tests._support.apptest import metric as _metric  # noqa: E402
 from tests._support.apptest import page_app, run  # noqa: E402
 
 PAGE, TIMEOUT = "count.py", 180
@@ -31,12 +32,6 @@ def _png(rgb: np.ndarray) -> bytes:
     out = io.BytesIO()
     Image.fromarray(rgb).save(out, format="PNG")
     return out.getvalue()
-
-
-def _metric(at, label: str) -> str:
-    found = [m.value for m in at.metric if m.label == label]
-    assert found, f"no metric {label!r}; shown: {[m.label for m in at.metric]}"
-    return found[0]
 
 
 def _engine_count(at, image, channel: str) -> int:
