@@ -35,7 +35,8 @@ import numpy as np
 import pandas as pd
 
 from .flags import FLAG_COLUMNS, RatioFlags, flag_cells
-from .io import IMAGE_SUFFIXES, read_image, read_mask, tiff_bytes, write_bytes_atomic
+from .io import (IMAGE_SUFFIXES, read_image, read_mask, read_run_table, tiff_bytes,
+                 write_bytes_atomic)
 from .learn.objects import CLASS_COLUMNS, ObjectClassifier
 from .nuclear import CELL_COLUMNS
 from .methods import ModelMethod, ParamsMethod, Segmenter, as_segmenter
@@ -488,12 +489,8 @@ def _finished(out_dir: Path) -> dict:
 
 def _earlier_failures(out_dir: Path) -> dict:
     """stem -> the ``images.csv`` row of each image that failed in an earlier run."""
-    try:
-        table = pd.read_csv(out_dir / "images.csv", dtype={"image": str, "file": str,
-                                                             "status": str})
-    except (OSError, ValueError):
-        return {}
-    if "status" not in table or "image" not in table:
+    table = read_run_table(out_dir / "images.csv")
+    if table is None or "status" not in table or "image" not in table:
         return {}
     failed = table[table["status"].fillna("").str.startswith("failed")]
     rows = {}

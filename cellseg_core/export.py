@@ -37,7 +37,7 @@ from skimage.measure import find_contours
 
 from ._version import __version__
 from .instances import assign_cells, label_objects
-from .io import read_instances, write_bytes_atomic
+from .io import read_instances, read_run_table, write_bytes_atomic
 from .measure import check_labels, max_objects, too_many_objects
 
 __all__ = [
@@ -605,13 +605,6 @@ def parse_exports(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _read_csv(path: Path) -> pd.DataFrame | None:
-    try:
-        return pd.read_csv(path, dtype={"image": str, "file": str, "status": str})
-    except (OSError, ValueError):
-        return None
-
-
 def export_run(out_dir, exports, *, pixel_size: float | None = None, stems=None):
     """Write the `exports` of every image a batch run segmented, from its output folder.
 
@@ -640,12 +633,12 @@ def export_run(out_dir, exports, *, pixel_size: float | None = None, stems=None)
     """
     exports = list(exports)
     out_dir = Path(out_dir)
-    images = _read_csv(out_dir / "images.csv")
+    images = read_run_table(out_dir / "images.csv")
     if images is None or "image" not in images:
         raise ValueError(f"{out_dir}: not a batch output folder (no readable images.csv)")
     ok = images[images["status"].fillna("") == "ok"] if "status" in images else images
     wanted = None if stems is None else {str(s) for s in stems}
-    objects = _read_csv(out_dir / "objects.csv")
+    objects = read_run_table(out_dir / "objects.csv")
     groups = {} if objects is None or "image" not in objects else {
         str(k): g.drop(columns="image") for k, g in objects.groupby("image", sort=False)}
     sizes = {}

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import tifffile
 from PIL import Image, UnidentifiedImageError
 
@@ -26,6 +27,7 @@ __all__ = [
     "write_tiff",
     "write_label_tiff",
     "write_bytes_atomic",
+    "read_run_table",
 ]
 
 #: Largest image (in pixels) any reader accepts; also Pillow's decompression-bomb limit.
@@ -409,6 +411,26 @@ def write_label_tiff(path, labels: np.ndarray, pixel_size: float | None = None) 
     See :func:`tiff_bytes`.
     """
     return write_bytes_atomic(path, tiff_bytes(labels, pixel_size=pixel_size))
+
+
+def read_run_table(source) -> pd.DataFrame | None:
+    """A run's table (``images.csv`` or ``objects.csv`` of ``cellseg segment``), or None
+    when it is missing or unreadable.
+
+    Image ids, file names and statuses are read as text (an id ``007`` stays ``007``).
+
+    Examples
+    --------
+    >>> import io
+    >>> read_run_table(io.StringIO("image,status,n_nuclei\\n007,ok,3\\n"))["image"].tolist()
+    ['007']
+    >>> read_run_table("no/such/folder/images.csv") is None
+    True
+    """
+    try:
+        return pd.read_csv(source, dtype={"image": str, "file": str, "status": str})
+    except (OSError, ValueError):
+        return None
 
 
 #: The earlier name of :func:`write_label_tiff`.

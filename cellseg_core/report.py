@@ -25,7 +25,7 @@ import pandas as pd
 from PIL import Image
 
 from ._version import __version__
-from .io import read_image, read_instances
+from .io import read_image, read_instances, read_run_table
 
 __all__ = ["DEFINITIONS", "CLASS_COLORS", "flag_columns", "overlay_thumbnail", "image_report",
            "run_report"]
@@ -378,13 +378,6 @@ def image_report(image: np.ndarray | None, labels: np.ndarray, nuclei: np.ndarra
     return _page(f"Segmentation report: {name}", body)
 
 
-def _read_table(path: Path) -> pd.DataFrame | None:
-    try:
-        return pd.read_csv(path, dtype={"image": str, "file": str, "status": str})
-    except (OSError, ValueError):
-        return None
-
-
 def run_report(out_dir, *, images: dict | None = None, date=None, max_pictures: int = 6,
                max_rows: int = 60) -> str:
     """A one-page HTML report of a batch run, from its output folder.
@@ -418,8 +411,8 @@ def run_report(out_dir, *, images: dict | None = None, date=None, max_pictures: 
     if not params_file.is_file():
         raise ValueError(f"{out_dir}: not a batch output folder (no params.json)")
     description = json.loads(params_file.read_text(encoding="utf-8"))
-    table = _read_table(out_dir / "images.csv")
-    objects = _read_table(out_dir / "objects.csv")
+    table = read_run_table(out_dir / "images.csv")
+    objects = read_run_table(out_dir / "objects.csv")
     if table is None:
         table = pd.DataFrame({"image": [], "status": []})
     ok = table[table["status"].astype(str) == "ok"] if "status" in table else table
