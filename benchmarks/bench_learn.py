@@ -57,19 +57,19 @@ def _unseen_summary(per_image) -> dict:
     return out
 
 
-def _table(rows, title) -> None:
-    print(f"\ntest scores on {title}")
+def _table(rows, title, file=None) -> None:
+    print(f"\ntest scores on {title}", file=file)
     head = (f"{'method':44s} {'train s':>8s} {'cpu s':>7s} {'pred s':>7s} {'Dice':>6s} {'cyto':>6s} "
             f"{'nucl':>6s} {'pooled':>6s} {'NC MAE':>7s} {'NC R2':>6s}")
-    print(head)
-    print("-" * len(head))
+    print(head, file=file)
+    print("-" * len(head), file=file)
     for name, (train_s, cpu_s), s, _ in rows:
         train = "-" if train_s != train_s else f"{train_s:8.1f}"
         cpu = "-" if cpu_s != cpu_s else f"{cpu_s:7.1f}"
         pooled = "-" if s["pooled_dice"] != s["pooled_dice"] else f"{s['pooled_dice']:6.3f}"
         print(f"{name:44s} {train:>8s} {cpu:>7s} {s['seconds_per_image']:7.3f} {s['mean_dice']:6.3f} "
               f"{s['dice_cytoplasm']:6.3f} {s['dice_nucleus']:6.3f} {pooled:>6s} "
-              f"{s['nc_mae']:7.3f} {s['nc_r2']:6.3f}")
+              f"{s['nc_mae']:7.3f} {s['nc_r2']:6.3f}", file=file, flush=True)
 
 
 def main(argv=None):
@@ -124,6 +124,7 @@ def main(argv=None):
         ds = Dataset.from_folder(path)  # fresh: no image cache shared between rows
         ev = evaluate(ds, ds.split["test"], get_preset(name), cache={})
         rows.append((f"preset {name}", (float("nan"),) * 2, ev.summary, ev.per_image))
+        _table(rows[-1:], "all test images, so far", file=sys.stderr)
     fitted = {}
     for name, make in methods.items():
         ds = Dataset.from_folder(path)
@@ -136,6 +137,7 @@ def main(argv=None):
         ev = evaluate(ds, ds.split["test"], model, cache={})
         rows.append((name, train_s, ev.summary, ev.per_image))
         fitted[name] = (model, train_s)
+        _table(rows[-1:], "all test images, so far", file=sys.stderr)  # a row as it ends
     unets = [k for k in fitted if k.startswith("U-Net")]  # none with --best
     if unets:
         # The members fitted above, their probabilities averaged (what `cellseg train
