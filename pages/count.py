@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_support import cache, controls, count_figures, state
+from app_support import cache, controls, count_figures, state, wording
 from app_support.assets import read_asset
 from app_support.sources import ImageSource
 from cellseg_core import experiments as E
@@ -117,15 +117,15 @@ def _truth_scores(seg, truth) -> dict:
 
 
 def _downloads(seg, source) -> None:
-    stem = (source.image_id or source.name).replace("/", "_").replace(" ", "_")
+    names = controls.download_names(source, method="count")
     c = st.columns(2)
     c[0].download_button("Per-object table (CSV)", lambda: seg.objects.to_csv(index=False),
-                         file_name=f"{stem}_objects.csv", mime="text/csv",
+                         file_name=names("nuclei", "csv"), mime="text/csv",
                          key=key("dl_csv"), on_click="ignore")
     labels = seg.nuclei.astype(np.uint16) if seg.nuclei.max() < 65536 else \
         seg.nuclei.astype(np.uint32)
     c[1].download_button("Labels (uint16 TIFF)", lambda: tiff_bytes(labels),
-                         file_name=f"{stem}_nuclei.tif", mime="image/tiff",
+                         file_name=names("nuclei", "tif"), mime="image/tiff",
                          key=key("dl_tiff"), on_click="ignore")
 
 
@@ -176,8 +176,7 @@ def pipeline(source: ImageSource) -> None:
                 st.plotly_chart(count_figures.size_histogram(seg.objects), key=key("sizes"))
         table = seg.objects[["label", "nucleus_area", "mean_intensity", "centroid_row",
                              "centroid_col", "equivalent_diameter", "eccentricity"]]
-        st.dataframe(table.rename(columns={"nucleus_area": "area",
-                                           "equivalent_diameter": "diameter"}),
+        st.dataframe(wording.readable(table),
                      hide_index=True, key=key("objects"))
         _downloads(seg, source)
 

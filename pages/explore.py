@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_support import cache, controls, figures, learned, live_plot, state
+from app_support import cache, controls, figures, learned, live_plot, state, wording
 from app_support.assets import read_asset
 from app_support.safe_text import md
 from cellseg_core import autoseg
@@ -141,18 +141,18 @@ def _try_all(source, params) -> None:
 
 
 def _downloads(seg, source) -> None:
-    stem = (source.image_id or source.name).replace("/", "_").replace(" ", "_")
+    names = controls.download_names(source)  # image, method, content, date
     c = st.columns(4)
     c[0].download_button("Labels (uint8 TIFF)", lambda: tiff_bytes(seg.labels),
-                         file_name=f"{stem}_labels.tif", mime="image/tiff",
+                         file_name=names("labels", "tif"), mime="image/tiff",
                          key=f"{PAGE}.dl_labels", on_click="ignore")
     c[1].download_button("Nucleus instances (uint16 TIFF)",
                          lambda: tiff_bytes(seg.nuclei.astype(np.uint16)
                                             if seg.nuclei.max() < 65536 else seg.nuclei),
-                         file_name=f"{stem}_nuclei.tif", mime="image/tiff",
+                         file_name=names("nuclei", "tif"), mime="image/tiff",
                          key=f"{PAGE}.dl_nuclei", on_click="ignore")
     c[2].download_button("Per-cell table (CSV)", lambda: seg.objects.to_csv(index=False),
-                         file_name=f"{stem}_objects.csv", mime="text/csv",
+                         file_name=names("cells", "csv"), mime="text/csv",
                          key=f"{PAGE}.dl_csv", on_click="ignore")
     with c[3]:
         controls.params_download(PAGE)
@@ -182,7 +182,7 @@ def _sections(seg, source, params) -> None:
         table = seg.objects
         st.caption(f"{len(table)} nuclei; N/C per cell = nucleus area / the cytoplasm "
                    "nearest to that nucleus.")
-        st.dataframe(table, hide_index=True, key=f"{PAGE}.objects")
+        st.dataframe(wording.readable(table), hide_index=True, key=f"{PAGE}.objects")
     elif shown == "Error map":
         if source.mask is None:
             st.info("No ground truth for this image.")

@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from app_support import cache, compare_figures, runs, sources, state
+from app_support import cache, compare_figures, runs, sources, state, wording
 from app_support.assets import read_asset
 from cellseg_core import evaluation
 from cellseg_core.params import BlurKind, Mode, Params, ThresholdMethod
@@ -191,7 +191,10 @@ def _results(run: runs.Run) -> None:
         b1, b2 = st.columns(2)
         b1.button("Use in Explore", key=K_USE, type="primary", on_click=_use_in_explore,
                   args=(best.to_json(indent=None),))
-        b2.download_button("Download JSON", best.to_json(), file_name="best_params.json",
+        b2.download_button("Download JSON", best.to_json(),
+                           file_name=wording.download_name(
+                               "best-params", "json", image=config["dataset"],
+                               method=f"optimised-from-{config['start']}"),
                            mime="application/json", key=f"{PAGE}.download",
                            on_click="ignore")
     st.markdown("**Exact Dice surface** (train split)")
