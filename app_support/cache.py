@@ -22,9 +22,12 @@ import streamlit as st
 from cellseg_core import evaluation
 from cellseg_core import experiments as E
 from cellseg_core.methods import ModelMethod, load_method
+from cellseg_core.data import course_split as _course_split_core
 from cellseg_core.data import stratified_split as _stratified_split
 from cellseg_core.data import synthetic
 from cellseg_core.learn import FeatureSettings, PixelClassifier, uncertainty
+from cellseg_core.learn.objects import object_features
+from cellseg_core.measure import region_stats
 from cellseg_core.metrics import average_precision, match_instances, score_labels
 from cellseg_core.params import CleanupParams, Mode, Params, ThresholdMethod
 from cellseg_core.pipeline import Segmentation, preprocess, preprocess_key, segment
@@ -37,8 +40,9 @@ from .figures import class_histograms, jpeg_data_uri, to_rgb8
 __all__ = ["preprocessed", "segmentation", "histograms", "scores", "try_all_methods",
            "image_uri", "seed_sample", "noise_sweep_level", "peak_check", "noise_floor",
            "noise_floor_curve", "touching", "dataset_evaluation", "dataset_surface",
-           "optimise_thresholds", "dataset_item", "stratified_split", "stroke_prediction",
-           "builtin_method"]
+           "optimise_thresholds", "dataset_item", "stratified_split", "course_split",
+           "ablation", "gradient_exercise", "stroke_prediction", "builtin_method",
+           "cell_features"]
 
 
 def _read_only(*arrays):
@@ -225,6 +229,23 @@ def dataset_evaluation(ds, ids, params: Params):
     return _dataset_evaluation(ds.name, ds.source, tuple(ids), params.to_json(indent=None), ds)
 
 
+@st.cache_data(max_entries=4, show_spinner="Running the ablation (each step alone)…")
+def _ablation(name: str, source: str, ids: tuple, base_json: str, _ds):
+    return E.ablation(_ds, list(ids), Params.from_json(base_json))
+
+
+def ablation(ds, ids, base: Params):
+    """:func:`cellseg_core.experiments.ablation` of `base` on `ids` of `ds`, cached."""
+    return _ablation(ds.name, ds.source, tuple(ids), base.to_json(indent=None), ds)
+
+
+@st.cache_data(max_entries=2, show_spinner="Counting cells under the gradients…")
+def gradient_exercise(n_images: int = 8):
+    """:func:`cellseg_core.experiments.gradient_exercise` at the tutorial's settings,
+    cached."""
+    return E.gradient_exercise(n_images=n_images)
+
+
 @st.cache_data(max_entries=8, show_spinner="Computing the exact Dice surface…")
 def _dataset_surface(name: str, source: str, ids: tuple, params_json: str, _ds):
     return evaluation.dice_surface(_ds, list(ids), Params.from_json(params_json))
@@ -268,6 +289,17 @@ def stratified_split(ds, test_fraction: float, seed: int, drop: bool) -> dict:
     return _split(ds.name, ds.source, float(test_fraction), int(seed), bool(drop), ds)
 
 
+@st.cache_data(max_entries=8, show_spinner="Making the course's Lab 02 split…")
+def _course_split(name: str, source: str, which: str, _ds):
+    return _course_split_core(_ds, which)
+
+
+def course_split(ds, which: str = "lab02") -> dict:
+    """:func:`cellseg_core.data.course_split` of `ds` (``lab02-train``, ``lab02-test``),
+    cached: read from ``split_lab02.json`` where the dataset has one, else derived."""
+    return _course_split(ds.name, ds.source, which, ds)
+
+
 # --- the Train page's strokes -----------------------------------------------------------
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _fit_strokes(digest: str, strokes_sha: str, _image, _strokes):
@@ -289,3 +321,21 @@ def builtin_method(spec: str) -> ModelMethod:
     """A model shipped with cellseg (``builtin:nuclei``), loaded once per server: its
     onnxruntime session is shared by every session (read-only)."""
     return load_method(spec)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _cell_features(digest: str, params_json: str, pixel_size, radius: float, _image, _seg):
+    cells = _seg.cells if (_seg.labels == 1).any() else None
+    ids, x, names = object_features(_image, _seg.nuclei, _seg.labels, cells=cells,
+                                    pixel_size=pixel_size, radius=radius)
+    centres = region_stats(_seg.nuclei)[["centroid_row", "centroid_col"]].to_numpy()
+    return _read_only(ids, x, centres) + (tuple(names),)
+
+
+def cell_features(digest: str, image: np.ndarray, params: Params, seg: Segmentation, *,
+                  pixel_size: float | None = None, radius: float) -> tuple:
+    """``(ids, features, centroids (K, 2) row/col, names)`` of every nucleus of `seg`
+    (:func:`~cellseg_core.learn.objects.object_features`), cached on (digest, params,
+    pixel size, radius)."""
+    return _cell_features(digest, params.to_json(indent=None), pixel_size, float(radius),
+                          image, seg)

@@ -14,11 +14,11 @@ from pathlib import PurePath
 
 import streamlit as st
 
-from cellseg_core.params import (CONTROL_RANGES, BackgroundMethod, BlurKind, Channel, Mode,
-                                 ThresholdMethod)
+from cellseg_core.params import (CONNECTIVITIES, CONTROL_RANGES, BackgroundMethod, BlurKind,
+                                 Channel, CleanupScheme, Mode, ThresholdMethod)
 from cellseg_core.presets import DESCRIPTIONS, get_preset, preset_names
 
-from . import methods, state, wording
+from . import methods, quotas, state, wording
 from .safe_text import md
 
 __all__ = ["preset_picker", "parameter_controls", "layout_signature", "params_download",
@@ -27,7 +27,8 @@ __all__ = ["preset_picker", "parameter_controls", "layout_signature", "params_do
 _CHANNEL_LABELS = {"gray": "gray", "red": "R", "green": "G", "blue": "B",
                    "hematoxylin": "hematoxylin (colour deconvolution)"}
 _METHOD_LABELS = {"manual": "manual (sliders)", "multiotsu": "multi-Otsu (3 classes)",
-                  "local": "local (adaptive)"}
+                  "local": "local (adaptive)",
+                  "percentile": "local percentile (adaptive)"}
 
 
 def control_range(name: str, value) -> dict:
@@ -47,7 +48,7 @@ def _w(kind, label: str, name: str, page: str, rerun=None, **kwargs):
     """Draw one parameter widget bound to dotted parameter `name` (see
     :func:`parameter_controls` for `rerun`); a number's range is the parameter
     model's (:func:`control_range`)."""
-    if name in CONTROL_RANGES:
+    if name in CONTROL_RANGES and kind in (st.slider, st.number_input):
         kwargs = {**control_range(name, state.current_params().get(name)), **kwargs}
     return kind(label, key=state.widget_key(name, page), on_change=_on_change,
                 args=(name, page, rerun), **kwargs)
@@ -147,9 +148,11 @@ def parameter_controls(page: str = "explore", rerun=None) -> None:
             if p.threshold.background == BackgroundMethod.MANUAL:
                 wg(st.slider, "Background above (t_bg)", "threshold.t_bg", page,
                    format="%.4f")
-        if p.threshold.method == ThresholdMethod.LOCAL:
+        if p.threshold.method in (ThresholdMethod.LOCAL, ThresholdMethod.PERCENTILE):
             wg(st.slider, "Block size (px, odd)", "threshold.block_size", page)
             wg(st.slider, "Offset", "threshold.offset", page)
+        if p.threshold.method == ThresholdMethod.PERCENTILE:
+            wg(st.slider, "Percentile", "threshold.percentile", page)
 
     st.markdown("**4 · Clean-up**")
     c1, c2 = st.columns(2)
@@ -160,6 +163,19 @@ def parameter_controls(page: str = "explore", rerun=None) -> None:
         wg(st.number_input, "Closing radius", "cleanup.closing_radius", page)
         wg(st.number_input, "Min cytoplasm (px)", "cleanup.min_cytoplasm_size", page)
     wg(st.checkbox, "Fill holes in nuclei", "cleanup.fill_holes", page)
+    c1, c2 = st.columns(2)
+    with c1:
+        wg(st.radio, "Connectivity", "cleanup.connectivity", page,
+           options=list(CONNECTIVITIES), horizontal=True,
+           format_func=lambda n: f"{n} ({'edges' if n == 4 else 'edges + corners'})",
+           help="Which neighbours make one piece, for the size filters and for "
+                "counting nuclei: 4 (pixels sharing an edge) or 8 (diagonals too).")
+    with c2:
+        wg(st.radio, "Classes cleaned", "cleanup.scheme", page,
+           options=[s.value for s in CleanupScheme], horizontal=True,
+           help="nested: a removed nucleus piece becomes cytoplasm (it is inside a "
+                "cell); course: as the course's code, each class on its own, removed "
+                "pieces become background (preset lab03v2).")
 
     st.markdown("**5 · Split touching nuclei**")
     wg(st.toggle, "Watershed", "watershed.enabled", page)
@@ -171,17 +187,29 @@ def parameter_controls(page: str = "explore", rerun=None) -> None:
             wg(st.number_input, "Footprint (px)", "watershed.footprint", page)
 
 
+#: A parameters file is a few kB; anything above this is not one (and is not read).
+MAX_PARAMS_FILE_BYTES = 1 << 20
+
+
 def _on_params_upload(page: str) -> None:
     upload = st.session_state.get(f"{page}.params_upload")
     if upload is None:
         return
+    error = f"{page}.params_upload_error"
+    refused = quotas.refusal(upload)
+    size = getattr(upload, "size", None)
+    if refused is None and size is not None and size > MAX_PARAMS_FILE_BYTES:
+        refused = (f"{md(upload.name)} is {size / 2**20:.1f} MB: a parameters file is a "
+                   f"few kB (at most {MAX_PARAMS_FILE_BYTES // 2**20} MB), so it was not read")
+    if refused is not None:
+        st.session_state[error] = refused
+        return
     try:
         state.apply_json(upload.getvalue(), page=page)
     except ValueError as err:
-        st.session_state[f"{page}.params_upload_error"] = \
-            f"{md(upload.name)}: not usable parameters: {md(err)}"
+        st.session_state[error] = f"{md(upload.name)}: not usable parameters: {md(err)}"
     else:
-        st.session_state.pop(f"{page}.params_upload_error", None)
+        st.session_state.pop(error, None)
 
 
 def params_download(page: str = "explore") -> None:

@@ -353,14 +353,23 @@ def class_histograms(channel: np.ndarray, truth: np.ndarray | None = None, *,
     """
     channel = np.asarray(channel)
     edges = np.linspace(0.0, 1.0, bins + 1)
-    index = np.clip((channel * bins).astype(np.int64), 0, bins - 1).ravel()
-    if truth is None:
-        return {"edges": edges, "counts": {"all pixels": np.bincount(index, minlength=bins)}}
-    if truth.shape != channel.shape:
+    if truth is not None and truth.shape != channel.shape:
         raise ValueError(f"`truth` (shape {truth.shape}) must have same shape as "
                          f"`channel` (shape {channel.shape})")
-    flat = np.asarray(truth).ravel().astype(np.int64)
-    joint = np.bincount(flat * bins + index, minlength=3 * bins)[:3 * bins].reshape(3, bins)
+    rows = channel.reshape(channel.shape[0], -1) if channel.ndim > 1 else channel.reshape(1, -1)
+    truth_rows = None if truth is None else np.asarray(truth).reshape(rows.shape)
+    joint = np.zeros(3 * bins, np.int64)
+    # In bands of about a million pixels: full-size index arrays of a 4096² image
+    # would cost 256 MB for a 128-number answer (issue 21, the page's memory).
+    step = max(1, 2**20 // max(1, rows.shape[1]))
+    for start in range(0, len(rows), step):
+        index = np.clip((rows[start:start + step] * bins).astype(np.intp), 0, bins - 1)
+        if truth_rows is not None:
+            index += truth_rows[start:start + step].astype(np.intp) * bins
+        joint += np.bincount(index.ravel(), minlength=3 * bins)[:3 * bins]
+    joint = joint.reshape(3, bins)
+    if truth is None:
+        return {"edges": edges, "counts": {"all pixels": joint[0]}}
     return {"edges": edges,
             "counts": {CLASS_NAMES[c]: joint[c] for c in range(3) if joint[c].any()}}
 

@@ -248,6 +248,15 @@ def enforce_upload_limits() -> str | None:
     return upload_refusal(ctx.uploaded_file_mgr, ctx.session_id)
 
 
+def refusal(upload) -> str | None:
+    """Why `upload` (one uploaded file) is refused in this session, or None. For uploads
+    read in a widget callback, which runs before the script's own limit check: the
+    limits are applied here first."""
+    enforce_upload_limits()
+    with _REFUSED_LOCK:
+        return _REFUSED.get(worker.session_id(), {}).get(getattr(upload, "file_id", None))
+
+
 def accepted(value):
     """What ``st.file_uploader`` returned, less this session's refused files; an error
     where the uploader is says why. None (or a shorter list) when files were refused.

@@ -88,13 +88,16 @@ def column_dictionary_markdown() -> str:
 
 
 def _part(text) -> str:
-    """`text` as a piece of a file name: letters, digits, ``-`` and ``.`` only."""
-    return re.sub(r"[^\w.-]+", "-", str(text)).strip("-._")
+    """`text` as a piece of a file name: letters, digits, ``.``, ``-`` and ``_`` only."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("._")
 
 
 def download_name(what: str, ext: str, *, image: str | None = None,
-                  method: str | None = None, when: _dt.date | None = None) -> str:
-    """A download's file name that says what it holds: image, method, content, date.
+                  method: str | None = None, when=None) -> str:
+    """A download's file name that says what it holds: ``<image>_<method>_<date>_<what>.<ext>``.
+
+    The one naming rule of the app's downloads (:func:`app_support.exports.download_name`
+    uses it too).
 
     Parameters
     ----------
@@ -104,21 +107,23 @@ def download_name(what: str, ext: str, *, image: str | None = None,
         The extension, without the dot.
     image, method : str, optional
         The image and the method it came from (left out when None or empty).
-    when : datetime.date, optional
-        Default: today.
+    when : datetime.date or str, optional
+        Default: today (UTC).
 
     Examples
     --------
     >>> import datetime
     >>> download_name("cells", "csv", image="voced/007", method="lab02",
     ...               when=datetime.date(2026, 12, 2))
-    'voced-007_lab02_cells_2026-12-02.csv'
-    >>> download_name("params", "json", when=datetime.date(2026, 1, 5))
-    'params_2026-01-05.json'
+    'voced_007_lab02_2026-12-02_cells.csv'
+    >>> download_name("params", "json", when="2026-01-05")
+    '2026-01-05_params.json'
     """
-    when = when or _dt.date.today()
-    parts = [_part(p) for p in (image, method, what) if p]
-    return "_".join([p for p in parts if p] + [when.isoformat()]) + f".{ext}"
+    if when is None:
+        when = _dt.datetime.now(_dt.timezone.utc).date()
+    day = when.isoformat() if isinstance(when, _dt.date) else str(when)
+    parts = [_part(p) for p in (image, method) if p] + [day, _part(what)]
+    return "_".join(p for p in parts if p) + f".{ext}"
 
 
 def params_label(preset: str, params, preset_params) -> str:

@@ -173,8 +173,9 @@ print(json.dumps({"kind": kind, "preset": preset, "base_mb": base, "peak_mb": pe
 
 
 _PAGE_CHILD = r"""
-import json, resource, sys, time
+import json, sys, threading, time
 import numpy as np
+import psutil
 from pathlib import Path
 from PIL import Image
 from cellseg_core.io import read_image
@@ -184,14 +185,34 @@ n = int(sys.argv[3])
 reps = (-(-n // tile.shape[0]), -(-n // tile.shape[1]), 1)
 (folder / "images").mkdir(parents=True)
 Image.fromarray(np.ascontiguousarray(np.tile(tile, reps)[:n, :n])).save(folder / "images" / "big.png")
+del tile
 import os
 os.environ["CELLSEG_DATA"] = str(folder)
+# The page's memory is the server's *and* its worker pool's: poll the process tree.
+# PSS splits pages shared between processes (the forked workers share the server's
+# libraries), so the PSS sum is what the machine gives the page; the RSS sum counts
+# shared pages once per process (an upper bound).
+me = psutil.Process()
+peak = {"server_rss": 0, "tree_rss": 0, "tree_pss": 0}
+def pss(pid):
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith("Pss:"))
+def poll():
+    while True:
+        try:
+            kids = me.children(recursive=True)
+            rss = me.memory_info().rss
+            peak["server_rss"] = max(peak["server_rss"], rss)
+            peak["tree_rss"] = max(peak["tree_rss"], rss + sum(k.memory_info().rss for k in kids))
+            peak["tree_pss"] = max(peak["tree_pss"], pss(me.pid) + sum(pss(k.pid) for k in kids))
+        except (psutil.Error, OSError, StopIteration):
+            pass
+        time.sleep(0.05)
+threading.Thread(target=poll, daemon=True).start()
 from streamlit.testing.v1 import AppTest
 from app_support import state
 from tests._support.apptest import page_harness
-peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-children = lambda: resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-base = peak()
+base = me.memory_info().rss
 start = time.perf_counter()
 at = AppTest.from_string(page_harness("explore.py"), default_timeout=600)
 at.session_state[state.SOURCE_KIND] = "Dataset"
@@ -203,10 +224,12 @@ for section in ("Per-cell table", "Error map", "Try all thresholds", "Downloads"
     at.segmented_control(key="explore.tab").set_value(section)
     at.run()
     errors += [e.value for e in at.exception]
-print(json.dumps({"kind": "Explore page", "preset": "default", "base_mb": base,
-                  "peak_mb": peak(), "children_mb": children(),
-                  "seconds": time.perf_counter() - start, "nuclei": None, "rows": None,
-                  "errors": errors}))
+time.sleep(0.2)
+mb = lambda b: b / 2**20
+print(json.dumps({"kind": "Explore page", "preset": "default", "base_mb": mb(base),
+                  "server_mb": mb(peak["server_rss"]), "tree_rss_mb": mb(peak["tree_rss"]),
+                  "peak_mb": mb(peak["tree_pss"]), "workers": len(me.children(recursive=True)),
+                  "seconds": time.perf_counter() - start, "errors": errors}))
 """
 
 
@@ -272,10 +295,12 @@ def main(argv=None) -> int:
         page = bench_page_memory()
         if page is not None:
             print(f"\nthe whole Explore page (AppTest: overlay, numbers, histogram, then every "
-                  f"section), 4096² RGB (VocEd 000 tiled), default preset")
-            print(f"{'seconds':>7} {'RSS before':>10} {'peak RSS':>9} {'worker peak':>11}  errors")
-            print(f"{page['seconds']:>7.1f} {page['base_mb']:>7.0f} MB {page['peak_mb']:>6.0f} MB "
-                  f"{page['children_mb']:>8.0f} MB  {len(page['errors'])}")
+                  f"section), 4096² RGB (VocEd 000 tiled), default preset; the server and its "
+                  f"worker pool together (goal on the PSS sum: {GOAL_MB} MB)")
+            print(f"{'seconds':>7} {'RSS before':>10} {'server peak':>11} {'tree RSS':>9} "
+                  f"{'tree PSS':>9}  errors")
+            print(f"{page['seconds']:>7.1f} {page['base_mb']:>7.0f} MB {page['server_mb']:>8.0f} MB "
+                  f"{page['tree_rss_mb']:>6.0f} MB {page['peak_mb']:>6.0f} MB  {len(page['errors'])}")
             missed += page["peak_mb"] > GOAL_MB or bool(page["errors"])
     return 1 if missed else 0
 

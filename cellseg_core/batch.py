@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from .io import IMAGE_SUFFIXES, read_image, read_mask, tiff_bytes, write_bytes_atomic
+from .learn.objects import CLASS_COLUMNS, ObjectClassifier
 from .measure import OBJECT_COLUMNS
 from .methods import ModelMethod, ParamsMethod, Segmenter, as_segmenter
 from .measure import max_objects as default_max_objects
@@ -188,7 +189,7 @@ def _plain(value):
 
 
 def process_image(image, method=None, *, mask=None, name: str | None = None,
-                  max_objects: int | None = None):
+                  max_objects: int | None = None, object_classifier=None):
     """Segment one image and measure it: everything a batch writes for it.
 
     Parameters
@@ -204,6 +205,9 @@ def process_image(image, method=None, *, mask=None, name: str | None = None,
         Object ceiling (default ``CELLSEG_MAX_OBJECTS`` or 20,000). Above it the
         image still gets its labels, instances and row (``n_cells`` empty, the reason
         in ``warnings``), but no object rows.
+    object_classifier : ObjectClassifier, optional
+        Adds :data:`~cellseg_core.learn.objects.CLASS_COLUMNS` (``class``,
+        ``class_probability``) to every object row.
 
     Returns
     -------
@@ -252,7 +256,23 @@ def process_image(image, method=None, *, mask=None, name: str | None = None,
     columns = [objects[c].tolist() for c in OBJECT_COLUMNS]
     object_rows = [{"image": name, **dict(zip(OBJECT_COLUMNS, values))}
                    for values in zip(*columns)]
+    if object_classifier is not None:
+        _add_classes(object_rows, object_classifier, array, seg)
     return labels, nuclei, row, object_rows
+
+
+def _add_classes(object_rows: list, classifier, image, seg) -> None:
+    """Each object row's ``class`` and ``class_probability`` (rows sorted by label, as
+    the classifier's table is)."""
+    if not object_rows:
+        return
+    cells = seg.cells if (seg.labels == 1).any() else None
+    table = classifier.classify(image, seg.nuclei, seg.labels, cells=cells)
+    if table["label"].tolist() != [r["label"] for r in object_rows]:
+        raise ValueError("the object classifier measured other nuclei than the table holds")
+    for r, cls, p in zip(object_rows, table["class"].tolist(),
+                         table["class_probability"].tolist()):
+        r.update({"class": cls, "class_probability": p})
 
 
 def _failed_row(item: BatchItem, message: str) -> dict:
@@ -271,7 +291,7 @@ def _write_outputs(out_dir: Path, stem: str, labels_tif: bytes, nuclei_tif: byte
                        json.dumps({"image": row, "objects": objects}).encode())
 
 
-def _work(chunk, method, out_dir=None, max_objects=None):
+def _work(chunk, method, out_dir=None, max_objects=None, object_classifier=None):
     """Worker: process a list of items (never raises for a bad image).
 
     With `out_dir` (a local worker) it writes each image's files itself and returns
@@ -281,8 +301,9 @@ def _work(chunk, method, out_dir=None, max_objects=None):
     out = []
     for item in chunk:
         try:
-            labels, nuclei, row, objects = process_image(item.image, method, mask=item.mask,
-                                                         name=item.stem, max_objects=max_objects)
+            labels, nuclei, row, objects = process_image(
+                item.image, method, mask=item.mask, name=item.stem, max_objects=max_objects,
+                object_classifier=object_classifier)
             row["file"] = item.file  # the same whether the worker got a path or bytes
             labels_tif, nuclei_tif = tiff_bytes(labels), tiff_bytes(nuclei)
             if out_dir is not None:
@@ -424,16 +445,17 @@ def _chunks(items, n_workers):
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def _results_local(chunks, method, jobs, out_dir, max_objects):
+def _results_local(chunks, method, jobs, out_dir, max_objects, object_classifier=None):
     if jobs <= 1:
         for chunk in chunks:
-            yield from _work(chunk, method, out_dir, max_objects)
+            yield from _work(chunk, method, out_dir, max_objects, object_classifier)
         return
     # fork: workers inherit the imported modules, so they start in milliseconds.
     methods = mp.get_all_start_methods()
     context = mp.get_context("fork" if "fork" in methods and sys.platform != "darwin" else None)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = [pool.submit(_work, chunk, method, out_dir, max_objects) for chunk in chunks]
+        futures = [pool.submit(_work, chunk, method, out_dir, max_objects, object_classifier)
+                   for chunk in chunks]
         try:
             for future in as_completed(futures):
                 yield from future.result()
@@ -443,7 +465,7 @@ def _results_local(chunks, method, jobs, out_dir, max_objects):
             raise
 
 
-def _results_dask(chunks, method, address, max_objects):
+def _results_dask(chunks, method, address, max_objects, object_classifier=None):
     try:
         import distributed
     except ImportError:
@@ -461,8 +483,8 @@ def _results_dask(chunks, method, address, max_objects):
                        for it in chunk])
     try:
         [method_future] = client.scatter([method], broadcast=True)
-        futures = [client.submit(_work, chunk, method_future, None, max_objects, pure=False)
-                   for chunk in remote]
+        futures = [client.submit(_work, chunk, method_future, None, max_objects,
+                                 object_classifier, pure=False) for chunk in remote]
         try:
             for future in distributed.as_completed(futures):
                 yield from future.result()
@@ -486,7 +508,7 @@ def _as_bytes(source):
 def run_batch(inputs, out_dir, method=None, *, jobs: int = 1, dask_address=None,
               resume: bool = False, overwrite: bool = False, progress=None,
               preset: str | None = None, model_path=None,
-              max_objects: int | None = None) -> BatchResult:
+              max_objects: int | None = None, object_classifier=None) -> BatchResult:
     """Segment many images and write labels, instances, tables and params to `out_dir`.
 
     Parameters
@@ -516,6 +538,10 @@ def run_batch(inputs, out_dir, method=None, *, jobs: int = 1, dask_address=None,
         (recorded in ``params.json``).
     max_objects : int, optional
         Per-image object ceiling, see :func:`process_image`.
+    object_classifier : path or ObjectClassifier, optional
+        Adds ``class`` and ``class_probability`` to ``objects.csv`` (after its other
+        columns); ``params.json`` records it under ``object_classifier`` (its file and
+        SHA-256 when a path is given).
 
     Returns
     -------
@@ -547,6 +573,9 @@ def run_batch(inputs, out_dir, method=None, *, jobs: int = 1, dask_address=None,
         raise ValueError("give either --resume (continue the run in the folder) or "
                          "--overwrite (replace it), not both")
     description = method.describe()
+    object_classifier, classifier_block = _object_classifier(object_classifier)
+    if classifier_block is not None:
+        description["object_classifier"] = classifier_block
     params_file = out_dir / "params.json"
     earlier = _previous_outputs(out_dir) if out_dir.is_dir() else []
     if earlier and not (resume or overwrite):
@@ -558,7 +587,7 @@ def run_batch(inputs, out_dir, method=None, *, jobs: int = 1, dask_address=None,
             before = json.loads(params_file.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             before = None
-        keys = ("params", "model", "model_sha256")
+        keys = ("params", "model", "model_sha256", "object_classifier")
         if before is None or any(before.get(k) != description.get(k) for k in keys):
             raise ValueError(f"{out_dir} holds results of other parameters (see its params.json); "
                              "use another --out folder or run without --resume")
@@ -584,9 +613,10 @@ def run_batch(inputs, out_dir, method=None, *, jobs: int = 1, dask_address=None,
             if hasattr(dask_address, "nthreads"):
                 n_workers = max(1, sum(dask_address.nthreads().values()))
             results = _results_dask(_chunks(todo, max(n_workers, 2)), method, dask_address,
-                                    limit)
+                                    limit, object_classifier)
         else:
-            results = _results_local(_chunks(todo, jobs), method, jobs, out_dir, limit)
+            results = _results_local(_chunks(todo, jobs), method, jobs, out_dir, limit,
+                                     object_classifier)
         by_stem = {item.stem: item for item in todo}
         for stem, labels_tif, nuclei_tif, row, objects, error in results:
             if error is None:
@@ -606,13 +636,29 @@ def run_batch(inputs, out_dir, method=None, *, jobs: int = 1, dask_address=None,
                                   for s in stems], columns=IMAGE_COLUMNS))
     objects = _typed(pd.DataFrame([{**r, "image": _text(r["image"])}
                                    for s in stems for r in object_rows.get(s, ())],
-                                  columns=OBJECTS_COLUMNS))
+                                  columns=OBJECTS_COLUMNS + (
+                                      CLASS_COLUMNS if object_classifier is not None else [])))
     write_bytes_atomic(out_dir / "images.csv", _csv_bytes(images))
     write_bytes_atomic(out_dir / "objects.csv", _csv_bytes(objects))
     failed.sort()
     return BatchResult(images=images, objects=objects, failed=failed,
                        n_done=len(todo), n_skipped=n_skipped,
                        seconds=time.perf_counter() - start, out_dir=out_dir)
+
+
+def _object_classifier(source):
+    """(classifier, its ``params.json`` block) of ``run_batch(object_classifier=...)``."""
+    if source is None:
+        return None, None
+    if isinstance(source, ObjectClassifier):
+        return source, {"file": None, "sha256": None, "classes": list(source.class_names)}
+    path = Path(source)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such object classifier file")
+    data = path.read_bytes()
+    classifier = ObjectClassifier.load(path)
+    return classifier, {"file": str(path), "sha256": hashlib.sha256(data).hexdigest(),
+                        "classes": list(classifier.class_names)}
 
 
 def zip_outputs(out_dir) -> bytes:

@@ -29,9 +29,11 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
+from .evaluation import evaluate
 from .metrics import match_instances
 from .params import BlurKind, Params
 from .pipeline import preprocess, segment
+from .presets import get_preset
 from .data.synthetic import (CELL_BRIGHTNESS, CELL_SIGMA, DIM_BRIGHTNESS, GRADIENT, IMAGE_SIZE,
                         MIN_CELL_SIZE, NOISE_SCALE, PAIR_DISTANCE, SEED, fluorescence_image,
                         noise_image, seed_params, touching_pair)
@@ -44,6 +46,8 @@ __all__ = [
     "peak_check", "noise_floor", "noise_floor_curve", "noise_sweep", "sweep_summary",
     "failing_level", "touching_experiment", "pair_distance_sweep",
     "illumination_experiment", "threshold_count_curve", "dim_bright_experiment",
+    "TUTORIAL_THRESHOLD", "PERCENTILE_VALUES", "GRADIENT_LEVELS", "gradient_exercise",
+    "ABLATION_STEPS", "ablation",
 ]
 
 #: The issue's noise levels and images per level for the noise sweep.
@@ -471,3 +475,103 @@ def dim_bright_experiment(params: Params | None = None, *,
             "peak_bright": _pred(smoothed_peak, bright, sigma, smooth=s),
             "peak_dim": _pred(smoothed_peak, dim_brightness, sigma, smooth=s),
             "sample": first[0], "segmentation": first[1]}
+
+
+# --- the tutorial's gradient exercise at its own settings (issue 20) ----------------------
+#: The tutorial's operating threshold (``THRESHOLD = 0.50``).
+TUTORIAL_THRESHOLD = 0.5
+#: The tutorial's local estimate, a percentile filter: pixel above the median of its
+#: 31-px window + 0.25 (half the operating threshold over the local background).
+PERCENTILE_VALUES = {"threshold.method": "percentile", "threshold.block_size": 31,
+                     "threshold.percentile": 50.0, "threshold.offset": -0.25}
+#: The tutorial's gradient (0.2) and stronger ones, for the exercise's table.
+GRADIENT_LEVELS = (0.2, 0.5, 1.0)
+
+
+def gradient_exercise(gradients=GRADIENT_LEVELS, n_images: int = 16, *,
+                      threshold: float = TUTORIAL_THRESHOLD, params: Params | None = None,
+                      rng=SEED) -> pd.DataFrame:
+    """The tutorial's adaptive-threshold exercise: cells counted under an illumination
+    gradient ``G = g·col/size`` by the global threshold, scikit-image's local mean
+    (:data:`LOCAL_VALUES`) and the tutorial's percentile filter
+    (:data:`PERCENTILE_VALUES`), over `n_images` seed images per gradient.
+
+    Returns
+    -------
+    DataFrame
+        One row per gradient and method: ``gradient``, ``method``, ``miscounted``
+        (images whose count is not the true one), ``n_images``, ``mean_abs_error``
+        (cells).
+    """
+    params = params or seed_params()
+    methods = {f"global {threshold:g}": params.with_values(
+                   {"threshold.method": "manual", "threshold.t_object": float(threshold)}),
+               "local mean (scikit-image)": params.with_values(LOCAL_VALUES),
+               "local percentile (tutorial)": params.with_values(PERCENTILE_VALUES)}
+    seeds = sweep_seeds(int(n_images), rng)
+    rows = []
+    for g in gradients:
+        errors = {name: [] for name in methods}
+        for seed in seeds:
+            sample = fluorescence_image(seed, gradient=float(g))
+            for name, p in methods.items():
+                errors[name].append(int(segment(sample.image, p).nuclei.max()) - sample.n_cells)
+        for name, err in errors.items():
+            err = np.abs(err)
+            rows.append({"gradient": float(g), "method": name,
+                         "miscounted": int((err > 0).sum()), "n_images": len(seeds),
+                         "mean_abs_error": float(err.mean())})
+    return pd.DataFrame(rows)
+
+
+# --- the chapter's ablation: which stage gives the gain (issue 20) -----------------------
+#: One clean-up or pre-processing step each, at the course's Lab 03 / 03-v2 settings
+#: (blur sigma 1.5, disk radius 3, pieces under 200 px), applied alone to Lab 02.
+ABLATION_STEPS = {
+    "blur (Gaussian σ 1.5)": {"blur.kind": "gaussian", "blur.sigma": 1.5},
+    "opening (disk 3)": {"cleanup.opening_radius": 3},
+    "closing (disk 3)": {"cleanup.closing_radius": 3},
+    "small-piece removal (< 200 px)": {"cleanup.min_nucleus_size": 200,
+                                       "cleanup.min_cytoplasm_size": 200},
+}
+
+
+def ablation(dataset, ids, base: Params | None = None, steps: dict | None = None, *,
+             cache=None) -> pd.DataFrame:
+    """The chapter's "which stage gives the gain": each step switched on alone over
+    `ids` of `dataset`, one row each, then all of them together.
+
+    Parameters
+    ----------
+    dataset : Dataset
+    ids : list of str
+    base : Params, optional
+        Default: preset ``lab02`` with the course's clean-up scheme (removed pieces
+        become background, as the course's code).
+    steps : dict, optional
+        Row name → parameter values; default :data:`ABLATION_STEPS`.
+
+    Returns
+    -------
+    DataFrame
+        ``step``, ``mean_dice``, ``dice_nucleus``, ``dice_cytoplasm``, ``gain`` (mean
+        Dice minus the first row's), first row ``none (base)``, last ``all together``.
+    """
+    base = base or get_preset("lab02").with_values({"cleanup.scheme": "course"})
+    steps = ABLATION_STEPS if steps is None else steps
+    configs = {"none (base)": base}
+    merged = {}
+    for name, values in steps.items():
+        configs[f"+ {name}"] = base.with_values(values)
+        merged.update(values)
+    if len(steps) > 1:
+        configs["all together"] = base.with_values(merged)
+    rows = []
+    for name, params in configs.items():
+        summary = evaluate(dataset, list(ids), params, cache=cache).summary
+        rows.append({"step": name, "mean_dice": float(summary["mean_dice"]),
+                     "dice_nucleus": float(summary["dice_nucleus"]),
+                     "dice_cytoplasm": float(summary["dice_cytoplasm"])})
+    table = pd.DataFrame(rows)
+    table["gain"] = table["mean_dice"] - table["mean_dice"].iloc[0]
+    return table

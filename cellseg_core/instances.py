@@ -155,19 +155,52 @@ def split_touching(mask: np.ndarray, *, min_distance: int = 5, footprint: int = 
 def assign_cells(nuclei: np.ndarray, cell_mask: np.ndarray) -> np.ndarray:
     """Give each cell pixel to the nearest nucleus it is connected to.
 
-    A watershed from the nucleus instances over the distance to the nearest nucleus,
-    bounded by `cell_mask`: cytoplasm is shared out among the nuclei of its own
-    connected region, never across background. Regions without a nucleus stay 0.
+    Cytoplasm is shared out among the nuclei of its own connected region of
+    `cell_mask` (4-connected), never across background; regions without a nucleus
+    stay 0. A region with one nucleus goes to it whole (a lookup, no flooding); a
+    region with several is split by a watershed from its nuclei over the distance
+    to the nearest of *them*, in the region's bounding box. Work and memory follow
+    the crowded regions, not the image: a 4096² image costs a few label arrays, not
+    a full-size distance map and watershed queue (issue 21, the page's memory).
 
     Returns
     -------
     cells : (M, N) ndarray of int32, same ids as `nuclei`
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> nuclei = np.array([[1, 0, 0, 0, 2, 0, 3]])
+    >>> assign_cells(nuclei, np.array([[1, 1, 1, 1, 1, 0, 1]], bool))
+    array([[1, 1, 1, 2, 2, 0, 3]], dtype=int32)
     """
     nuclei = np.asarray(nuclei)
     if not nuclei.any():
         return np.zeros(nuclei.shape, np.int32)
-    outside = np.asarray(cell_mask, bool) & (nuclei == 0)
-    if not outside.any():  # no cytoplasm (fluorescence): each cell is its nucleus
-        return nuclei.astype(np.int32)
-    distance = ndi.distance_transform_edt(nuclei == 0)
-    return watershed(distance, nuclei, mask=outside | (nuclei > 0)).astype(np.int32)
+    is_nucleus = nuclei > 0
+    region_mask = np.asarray(cell_mask, bool) | is_nucleus
+    if np.count_nonzero(region_mask) == np.count_nonzero(is_nucleus):
+        return nuclei.astype(np.int32)  # no cytoplasm (fluorescence): each cell is its nucleus
+    regions, n_regions = ndi.label(region_mask)
+    del region_mask
+    # The distinct (region, nucleus) pairs, and how many nuclei each region holds.
+    pairs = np.unique(regions[is_nucleus].astype(np.int64) * (int(nuclei.max()) + 1)
+                      + nuclei[is_nucleus])
+    del is_nucleus
+    pair_region, pair_nucleus = np.divmod(pairs, int(nuclei.max()) + 1)
+    per_region = np.bincount(pair_region, minlength=n_regions + 1)
+    owner = np.zeros(n_regions + 1, np.int32)
+    alone = per_region[pair_region] == 1
+    owner[pair_region[alone]] = pair_nucleus[alone]
+    cells = owner[regions]
+    crowded = np.flatnonzero(per_region > 1)
+    if crowded.size:
+        boxes = ndi.find_objects(regions)
+        for region in crowded:  # one watershed per region with several nuclei
+            box = boxes[region - 1]
+            inside = regions[box] == region
+            seeds = np.where(inside, nuclei[box], 0)
+            distance = ndi.distance_transform_edt(seeds == 0)
+            split = watershed(distance, seeds, mask=inside)
+            cells[box][inside] = split[inside]
+    return cells

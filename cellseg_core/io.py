@@ -23,6 +23,7 @@ __all__ = [
     "as_float_image",
     "tiff_bytes",
     "write_tiff",
+    "write_label_tiff",
     "write_bytes_atomic",
 ]
 
@@ -229,27 +230,48 @@ def read_instances(source) -> np.ndarray:
     return labels.astype(np.int32)
 
 
-def read_mask(source, *, shape=None) -> np.ndarray:
+def read_mask(source, *, shape=None, binary_class: int = 2) -> np.ndarray:
     """Read a class mask (0 background, 1 cytoplasm, 2 nucleus) as uint8.
+
+    A 0/255 binary mask (what ImageJ, QuPath and :func:`cellseg_core.export.binary_masks`
+    write) is accepted too: its 255 pixels become `binary_class`.
 
     Parameters
     ----------
     source : path, bytes or binary file object
     shape : tuple, optional
         The ``(M, N)`` of the image the mask belongs to; a different shape raises.
+    binary_class : {2, 1}
+        The class of the 255 pixels of a 0/255 mask: 2 nucleus (the default: binary
+        ground truth is most often nuclei) or 1 cytoplasm.
 
     Raises
     ------
     ValueError
-        For an RGB mask, labels other than 0, 1, 2, or a shape mismatch.
+        For an RGB mask, labels other than 0, 1, 2 (or 0, 255), or a shape mismatch.
+
+    Examples
+    --------
+    >>> import io, numpy as np
+    >>> from PIL import Image
+    >>> buf = io.BytesIO()
+    >>> Image.fromarray(np.array([[0, 255]], np.uint8)).save(buf, format="PNG")
+    >>> read_mask(buf.getvalue()).tolist()
+    [[0, 2]]
     """
+    if binary_class not in (1, 2):
+        raise ValueError(f"`binary_class` must be 1 (cytoplasm) or 2 (nucleus), got {binary_class!r}")
     labels = read_instances(source)
     name = _read_bytes(source)[1] if not isinstance(source, (bytes, bytearray)) else "mask"
-    bad = np.setdiff1d(np.unique(labels), [0, 1, 2])
+    values = np.unique(labels)
+    if values.size and values[-1] == 255 and np.isin(values, [0, 255]).all():
+        labels = np.where(labels == 255, binary_class, 0)
+        values = np.unique(labels)
+    bad = np.setdiff1d(values, [0, 1, 2])
     if bad.size:
         raise ValueError(
             f"{name}: a class mask may hold only 0 (background), 1 (cytoplasm) and "
-            f"2 (nucleus); found {bad[:5].tolist()}")
+            f"2 (nucleus), or 0 and 255 (a binary mask); found {bad[:5].tolist()}")
     if shape is not None and labels.shape != tuple(shape[:2]):
         raise ValueError(
             f"{name}: mask shape {labels.shape} does not match the image shape {tuple(shape[:2])}")
@@ -297,21 +319,53 @@ def write_bytes_atomic(path, data: bytes) -> Path:
     return path
 
 
-def tiff_bytes(labels: np.ndarray) -> bytes:
-    """Encode a label image as a plain TIFF (no colour table): uint8, uint16 or uint32."""
+def tiff_bytes(labels: np.ndarray, *, pixel_size: float | None = None) -> bytes:
+    """Encode a label image as a plain TIFF (no colour table): uint8, uint16 or uint32.
+
+    Parameters
+    ----------
+    labels : (M, N) ndarray of int
+    pixel_size : float, optional
+        Micrometres per pixel, written as the standard resolution tags
+        (``XResolution`` / ``YResolution`` in pixels per centimetre, ``ResolutionUnit``
+        centimetre), which QuPath, Fiji and tifffile read. Without it the file has no
+        resolution (the same bytes as before pixel sizes existed).
+
+    Examples
+    --------
+    >>> import io, numpy as np, tifffile
+    >>> data = tiff_bytes(np.zeros((2, 3), np.uint8), pixel_size=0.25)
+    >>> page = tifffile.TiffFile(io.BytesIO(data)).pages[0]
+    >>> 1e4 / (page.tags["XResolution"].value[0] / page.tags["XResolution"].value[1])
+    0.25
+    """
     labels = np.asarray(labels)
     if labels.dtype.kind not in "ui":
         raise TypeError(f"`labels` must be an integer array, got {labels.dtype}")
     if labels.dtype not in (np.uint8, np.uint16, np.uint32):
         top = int(labels.max()) if labels.size else 0
         labels = labels.astype(np.uint16 if top < 65536 else np.uint32)
+    extra = {}
+    if pixel_size is not None:
+        if not (np.isfinite(pixel_size) and pixel_size > 0):
+            raise ValueError(f"`pixel_size` must be a positive number of µm per pixel, "
+                             f"got {pixel_size!r}")
+        per_cm = 1e4 / float(pixel_size)
+        extra = {"resolution": (per_cm, per_cm), "resolutionunit": "CENTIMETER"}
     buf = _io.BytesIO()
     # zlib level 1: label images compress ~35x already; higher levels cost 2x the time.
     tifffile.imwrite(buf, labels, photometric="minisblack", compression="zlib",
-                     compressionargs={"level": 1})
+                     compressionargs={"level": 1}, **extra)
     return buf.getvalue()
 
 
-def write_tiff(path, labels: np.ndarray) -> Path:
-    """Write a label image as a plain TIFF, atomically."""
-    return write_bytes_atomic(path, tiff_bytes(labels))
+def write_label_tiff(path, labels: np.ndarray, pixel_size: float | None = None) -> Path:
+    """Write a label image as a plain TIFF, atomically, with its pixel size (µm) if known.
+
+    See :func:`tiff_bytes`.
+    """
+    return write_bytes_atomic(path, tiff_bytes(labels, pixel_size=pixel_size))
+
+
+#: The earlier name of :func:`write_label_tiff`.
+write_tiff = write_label_tiff

@@ -31,11 +31,20 @@ __all__ = [
     "WatershedParams",
     "AutoKind",
     "AutoParams",
+    "CleanupScheme",
+    "CONNECTIVITIES",
     "Params",
 ]
 
 #: Version 2 added the `auto` section; version 1 files load with it switched off.
-SCHEMA_VERSION = 2
+#: Version 3 added ``cleanup.scheme`` and ``cleanup.connectivity`` (older files load with
+#: ``nested`` and 4, what they meant when they were saved) and ``threshold.percentile``
+#: (used by the new ``percentile`` method only).
+SCHEMA_VERSION = 3
+
+#: The labelling connectivities ``cleanup.connectivity`` may take: 4 (pixels that share
+#: an edge are one piece) or 8 (diagonal neighbours too).
+CONNECTIVITIES = (4, 8)
 
 
 class Mode(str, Enum):
@@ -75,6 +84,7 @@ class ThresholdMethod(str, Enum):
     MEAN = "mean"
     MINIMUM = "minimum"
     LOCAL = "local"
+    PERCENTILE = "percentile"
 
 
 class BackgroundMethod(str, Enum):
@@ -88,6 +98,23 @@ class BackgroundMethod(str, Enum):
     SAME = "same"
     PEAK = "peak"
     MANUAL = "manual"
+
+
+class CleanupScheme(str, Enum):
+    """How the clean-up treats the classes (:func:`cellseg_core.morphology.clean_labels`).
+
+    ``nested``: the cell (cytoplasm + nucleus) and the nucleus inside it; a removed
+    nucleus piece becomes cytoplasm (it is still inside a cell), opening and closing
+    act on the cell and on the nucleus, and cytoplasm pieces are measured after the
+    nucleus clean-up. ``course``: as the course's own code (Lab 03 ``full_pipeline``,
+    Lab 03-v2 ``segment_morph``): each class mask on its own, opening and closing per
+    class (cytoplasm first, then nucleus) with scikit-image's borders, removed pieces
+    of either class become background, cytoplasm pieces measured on the thresholded
+    cytoplasm.
+    """
+
+    NESTED = "nested"
+    COURSE = "course"
 
 
 class AutoKind(str, Enum):
@@ -122,10 +149,12 @@ LIMITS = {
     "threshold.t_object": (-1000.0, 1000.0),
     "threshold.block_size": (3, 501),
     "threshold.offset": (-1000.0, 1000.0),
+    "threshold.percentile": (0.0, 100.0),
     "cleanup.opening_radius": (0, 50),
     "cleanup.closing_radius": (0, 50),
     "cleanup.min_nucleus_size": (0, 10**9),
     "cleanup.min_cytoplasm_size": (0, 10**9),
+    "cleanup.connectivity": (4, 8),  # 4 or 8 only (CONNECTIVITIES)
     "watershed.min_distance": (1, 1000),
     "watershed.footprint": (1, 201),
     "auto.diameter": (0.0, 1000.0),  # 0: estimated from the image; else at least 3
@@ -142,10 +171,12 @@ CONTROL_RANGES = {
     "threshold.t_object": (0.0, 1.5, 0.005),
     "threshold.block_size": (3, 301, 2),
     "threshold.offset": (-0.3, 0.3, 0.005),
+    "threshold.percentile": (0.0, 100.0, 1.0),
     "cleanup.opening_radius": (0, 50, 1),
     "cleanup.closing_radius": (0, 50, 1),
     "cleanup.min_nucleus_size": (0, None, 10),
     "cleanup.min_cytoplasm_size": (0, None, 10),
+    "cleanup.connectivity": (4, 8, 4),
     "watershed.min_distance": (1, 200, 1),
     "watershed.footprint": (1, 201, 1),
     "auto.diameter": (0.0, 200.0, 1.0),
@@ -198,7 +229,9 @@ class ThresholdParams:
     cytology a one-threshold method splits nucleus from cytoplasm inside the cell,
     and `background` says where `t_bg` comes from; ``local``
     compares each pixel with the weighted mean of its `block_size` neighbourhood
-    minus `offset`.
+    minus `offset` (scikit-image's ``threshold_local``), ``percentile`` with the
+    `percentile`-th percentile of its `block_size` window minus `offset` (the
+    fluorescence tutorial's percentile filter).
     """
 
     method: ThresholdMethod = ThresholdMethod.MANUAL
@@ -208,9 +241,10 @@ class ThresholdParams:
     t_object: float = 0.5
     block_size: int = 51
     offset: float = 0.0
+    percentile: float = 50.0
 
     def __post_init__(self):
-        for name in ("t_nuc", "t_bg", "t_object", "block_size", "offset"):
+        for name in ("t_nuc", "t_bg", "t_object", "block_size", "offset", "percentile"):
             _check_limit(f"threshold.{name}", getattr(self, name))
         _check(self.t_nuc < self.t_bg, "threshold.t_nuc", f"< t_bg ({self.t_bg})", self.t_nuc)
         _check(self.block_size % 2 == 1, "threshold.block_size", "an odd integer",
@@ -222,9 +256,12 @@ class CleanupParams:
     """Morphological clean-up of the thresholded classes; 0 / False switches a step off.
 
     Order: opening, closing (each class mask, disk of the given radius), removal of
-    nucleus pieces smaller than `min_nucleus_size` (they become cytoplasm) and of
-    cytoplasm pieces smaller than `min_cytoplasm_size` (they become background),
-    then filling of holes inside nuclei.
+    nucleus pieces smaller than `min_nucleus_size` (they become cytoplasm; background
+    with ``scheme="course"``) and of cytoplasm pieces smaller than
+    `min_cytoplasm_size` (they become background), then filling of holes inside
+    nuclei. `scheme` says how the classes are treated (:class:`CleanupScheme`);
+    `connectivity` (4 or 8) which pixels make one piece, for the size filters and for
+    numbering the nuclei.
     """
 
     opening_radius: int = 0
@@ -232,11 +269,23 @@ class CleanupParams:
     min_nucleus_size: int = 0
     min_cytoplasm_size: int = 0
     fill_holes: bool = False
+    scheme: CleanupScheme = CleanupScheme.NESTED
+    connectivity: int = 4
 
     def __post_init__(self):
         for name in ("opening_radius", "closing_radius", "min_nucleus_size",
                      "min_cytoplasm_size"):
             _check_limit(f"cleanup.{name}", getattr(self, name))
+        _check_limit("cleanup.connectivity", self.connectivity)
+        _check(self.connectivity in CONNECTIVITIES, "cleanup.connectivity", "4 or 8",
+               self.connectivity)
+
+    def __setstate__(self, state: dict) -> None:
+        """Restore from a saved state (a model file written before schema 3 holds no
+        `scheme` or `connectivity`: they take the defaults, what such files meant)."""
+        defaults = {f.name: f.default for f in fields(self)}
+        for name, value in {**defaults, **state}.items():
+            object.__setattr__(self, name, value)
 
 
 @dataclass(frozen=True)
@@ -402,7 +451,7 @@ def _plain(value):
 
 _ENUMS = {"Mode": Mode, "Channel": Channel, "BlurKind": BlurKind,
           "ThresholdMethod": ThresholdMethod, "BackgroundMethod": BackgroundMethod,
-          "AutoKind": AutoKind}
+          "AutoKind": AutoKind, "CleanupScheme": CleanupScheme}
 
 
 def _build_section(section_cls, section_name, value):

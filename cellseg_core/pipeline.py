@@ -196,7 +196,7 @@ def _nucleus_instances(labels: np.ndarray, params: Params, max_markers: int):
         except TooManyMarkers as err:
             notes = (str(err),)
     if nuclei is None:
-        nuclei = label_objects(nucleus)
+        nuclei = label_objects(nucleus, connectivity=params.cleanup.connectivity // 4)
     if params.mode == Mode.FLUORESCENCE and params.cleanup.min_nucleus_size > 1:
         # Watershed pieces can be smaller than the size filter allowed for whole objects.
         nuclei = filter_by_size(nuclei, params.cleanup.min_nucleus_size)

@@ -6,6 +6,8 @@ from .params import Params
 __all__ = ["PRESETS", "DESCRIPTIONS", "get_preset", "preset_names"]
 
 _LAB02 = {"threshold.t_nuc": 0.3904, "threshold.t_bg": 0.99}
+_LAB03V2 = {**_LAB02, "cleanup.min_nucleus_size": 200, "cleanup.min_cytoplasm_size": 200,
+            "cleanup.fill_holes": True}
 
 #: The fixed fluorescence pipeline the automatic presets fall back to with auto.kind off.
 _FLUORESCENCE = {"mode": "fluorescence", "blur.kind": "gaussian", "blur.sigma": 2.0,
@@ -18,10 +20,14 @@ _VALUES = {
               "Course Lab 01: gray, hand-picked thresholds 0.45 / 0.85, nothing else."),
     "lab02": (_LAB02,
               "Course Lab 02: gray, Bayesian-optimised thresholds 0.3904 / 0.99."),
-    "lab03v2": ({**_LAB02, "cleanup.min_nucleus_size": 200, "cleanup.min_cytoplasm_size": 200,
-                 "cleanup.fill_holes": True},
-                "Course Lab 03-v2: Lab 02 thresholds, then nucleus and cytoplasm pieces "
-                "under 200 px removed and holes in nuclei filled."),
+    "lab03v2": ({**_LAB03V2, "cleanup.scheme": "course"},
+                "Course Lab 03-v2, exactly as the course's code: Lab 02 thresholds, then "
+                "nucleus and cytoplasm pieces under 200 px removed (they become "
+                "background) and holes in nuclei filled."),
+    "lab03v2-plus": (_LAB03V2,
+                     "Lab 03-v2 with our nested clean-up: a nucleus piece under 200 px "
+                     "becomes cytoplasm (it is still inside a cell) instead of background, "
+                     "and cytoplasm pieces are measured with those pieces in them."),
     "auto-cytology": ({"threshold.method": "li", "threshold.background": "peak",
                        "cleanup.min_nucleus_size": 200, "cleanup.min_cytoplasm_size": 200,
                        "cleanup.fill_holes": True, "auto.kind": "detect"},

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage as ndi
 from skimage import filters as skf
 
 from .params import BackgroundMethod, Mode, ThresholdMethod, ThresholdParams
 
 __all__ = ["two_threshold", "object_threshold", "auto_threshold", "background_peak_threshold",
-           "apply_threshold", "AUTO_METHODS"]
+           "apply_threshold", "local_threshold", "AUTO_METHODS", "EXACT_PERCENTILE_WINDOW"]
 
 _GLOBAL = {
     ThresholdMethod.OTSU: skf.threshold_otsu,
@@ -106,21 +107,80 @@ def _cytology_thresholds(channel, params: ThresholdParams):
             return t, t
         t_nuc, t_bg = skf.threshold_multiotsu(channel, classes=3)
         return float(t_nuc), float(t_bg)
-    base = method if method not in (ThresholdMethod.LOCAL, ThresholdMethod.MULTIOTSU) \
-        else ThresholdMethod.OTSU
+    base = method if method not in (ThresholdMethod.LOCAL, ThresholdMethod.PERCENTILE,
+                                    ThresholdMethod.MULTIOTSU) else ThresholdMethod.OTSU
     if background == BackgroundMethod.PEAK:
         t_bg = background_peak_threshold(channel)
     elif background == BackgroundMethod.MANUAL:
         t_bg = params.t_bg
     else:
         t_bg = auto_threshold(channel, base)
-    if method == ThresholdMethod.LOCAL:
-        local = skf.threshold_local(channel, params.block_size, offset=params.offset)
+    if method in (ThresholdMethod.LOCAL, ThresholdMethod.PERCENTILE):
+        local = local_threshold(channel, params.block_size, params.offset,
+                                statistic="mean" if method == ThresholdMethod.LOCAL
+                                else "percentile", percentile=params.percentile)
         return np.minimum(local, t_bg).astype(channel.dtype), t_bg
     foreground = channel[channel < t_bg]
     # multiotsu with a separate background threshold splits the cell in two (Otsu).
     t_nuc = auto_threshold(foreground, base) if foreground.size else t_bg
     return t_nuc, t_bg
+
+
+#: Above this window side the percentile filter runs on a grid subsampled by
+#: ``block_size // EXACT_PERCENTILE_WINDOW`` (a rank filter costs the window's area per
+#: pixel; the background it estimates varies slowly).
+EXACT_PERCENTILE_WINDOW = 31
+
+
+def local_threshold(channel: np.ndarray, block_size: int, offset: float = 0.0, *,
+                    statistic: str = "mean", percentile: float = 50.0) -> np.ndarray:
+    """A per-pixel threshold from each pixel's neighbourhood, minus `offset`.
+
+    Parameters
+    ----------
+    channel : (M, N) ndarray of float
+    block_size : int
+        Side of the (odd) neighbourhood, in pixels.
+    offset : float
+        Subtracted from the local statistic (scikit-image's convention: a negative
+        offset asks the pixel to be that much *above* its neighbourhood).
+    statistic : {'mean', 'percentile'}
+        ``mean``: scikit-image's ``threshold_local`` (Gaussian-weighted mean).
+        ``percentile``: the `percentile`-th percentile of the square window
+        (``scipy.ndimage.percentile_filter``, the fluorescence tutorial's local
+        estimate), exact up to a window of :data:`EXACT_PERCENTILE_WINDOW` pixels,
+        on a subsampled grid above.
+    percentile : float
+        In [0, 100], for ``statistic="percentile"``.
+
+    Returns
+    -------
+    (M, N) ndarray of float
+
+    Examples
+    --------
+    >>> img = np.zeros((5, 5)); img[2, 2] = 1.0
+    >>> t = local_threshold(img, 3, -0.5, statistic="percentile", percentile=50)
+    >>> int((img > t).sum()), float(t[2, 2])
+    (1, 0.5)
+    """
+    if statistic == "mean":
+        return skf.threshold_local(channel, block_size, offset=offset)
+    if statistic != "percentile":
+        raise ValueError(f"`statistic` must be one of ['mean', 'percentile'], got {statistic!r}")
+    if not 0 <= percentile <= 100:
+        raise ValueError(f"`percentile` must be between 0 and 100, got {percentile!r}")
+    channel = np.asarray(channel)
+    step = max(1, block_size // EXACT_PERCENTILE_WINDOW)
+    if step == 1:
+        local = ndi.percentile_filter(channel, percentile, size=block_size, mode="reflect")
+    else:
+        small = ndi.percentile_filter(channel[::step, ::step], percentile,
+                                      size=max(1, block_size // step), mode="reflect")
+        rows = np.minimum(np.arange(channel.shape[0]) // step, small.shape[0] - 1)
+        cols = np.minimum(np.arange(channel.shape[1]) // step, small.shape[1] - 1)
+        local = small[np.ix_(rows, cols)]
+    return local - offset
 
 
 def apply_threshold(channel: np.ndarray, params: ThresholdParams,
@@ -154,8 +214,10 @@ def apply_threshold(channel: np.ndarray, params: ThresholdParams,
         return labels, {"t_nuc": shown_nuc, "t_bg": float(t_bg)}
     if method == ThresholdMethod.MANUAL:
         t = params.t_object
-    elif method == ThresholdMethod.LOCAL:
-        t = skf.threshold_local(channel, params.block_size, offset=params.offset)
+    elif method in (ThresholdMethod.LOCAL, ThresholdMethod.PERCENTILE):
+        t = local_threshold(channel, params.block_size, params.offset,
+                            statistic="mean" if method == ThresholdMethod.LOCAL
+                            else "percentile", percentile=params.percentile)
     elif method == ThresholdMethod.MULTIOTSU:
         raise ValueError("`threshold.method` 'multiotsu' gives two thresholds: use it for "
                          "cytology; fluorescence needs one (e.g. 'otsu')")

@@ -13,7 +13,7 @@ import tempfile
 
 import streamlit as st
 
-from app_support import disk, methods, quotas, runs, sources, state, wording
+from app_support import disk, exports, methods, quotas, runs, sources, state, wording
 from app_support.assets import read_asset
 from app_support.safe_text import md
 from app_support.router import require_frame
@@ -38,7 +38,7 @@ K_TABLE = f"{PAGE}.table"
 K_DOWNLOAD = f"{PAGE}.download"
 
 INPUTS = ("Dataset", "Upload")
-SPLITS = ("all", "test", "train")
+SPLITS = ("all", "test", "train", "lab02-test", "lab02-train")  # lab02-*: split_lab02.json
 METHODS = ("Preset", "Explore (current)", "Saved JSON", "Learned model")
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "npy"]
 
@@ -74,7 +74,9 @@ def _batch_work(run: runs.Run, inputs, method) -> dict:
         disk.check_free(tmp, 0, len(items))
         result = batch.run_batch(items, tmp, method, progress=progress)
         archive = batch.zip_outputs(tmp)
+        page = exports.run_report_bytes(tmp, items)
     return {"images": result.images, "failed": list(result.failed), "zip": archive,
+            "report": page,
             "seconds": result.seconds, "n_objects": len(result.objects)}
 
 
@@ -170,6 +172,7 @@ def _results(run: runs.Run) -> None:
                        mime="application/zip", key=K_DOWNLOAD, type="primary",
                        on_click="ignore",
                        help="labels/ and nuclei/ TIFFs, images.csv, objects.csv, params.json")
+    exports.render_run_report_download(PAGE, res.get("report"), run.config["name"])
     if res["failed"]:
         st.error("Failed images:\n" + "\n".join(f"- **{md(name)}**: {md(message)}"
                                                 for name, message in res["failed"]))

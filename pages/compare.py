@@ -41,7 +41,7 @@ K_TAB = f"{PAGE}.tab"
 K_CACHE = f"{PAGE}.evaluations"      # (dataset key, ids, method key) -> Evaluation
 K_GOTO = f"{PAGE}.goto_explore"
 K_NOTICE = f"{PAGE}.notice"
-SPLITS = ("test", "train", "all")
+SPLITS = ("test", "train", "lab02-test", "lab02-train", "all")
 MAX_CACHED = 64
 #: Summary columns: label shown -> Evaluation.summary key.
 COLUMNS = {
@@ -260,12 +260,23 @@ def _setup():
     ds = sources.pick_dataset(K_DATASET, container=c1, where=lambda d: d.has_masks)
     if ds is None:
         return None
-    splits = [s for s in SPLITS if s == "all" or (ds.split and s in ds.split)]
+    course = ds.kind == "cytology"
+    splits = [s for s in SPLITS if s == "all" or (ds.split and s in ds.split)
+              or (course and s.startswith("lab02-"))]
     if st.session_state.get(K_SPLIT) not in splits:
         st.session_state[K_SPLIT] = splits[0]
     split = c2.radio("Split", splits, key=K_SPLIT, horizontal=True,
-                     help="train / test come from the dataset's split.json")
-    ids = ds.ids if split == "all" else ds.split[split]
+                     help="train / test come from the dataset's split.json; lab02-* is the "
+                          "course's Lab 02 split (no image without nucleus, stratified by "
+                          "nucleus-size quartile)")
+    if split.startswith("lab02-"):
+        try:
+            ids = cache.course_split(ds)[split]
+        except ValueError as err:
+            st.error(f"Cannot split {ds.name}: {err}")
+            return None
+    else:
+        ids = ds.ids if split == "all" else ds.split[split]
     st.file_uploader("Add saved parameter files (JSON)", type=["json"],
                      accept_multiple_files=True, key=K_UPLOAD)
     catalogue = method_catalogue()

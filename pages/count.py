@@ -28,11 +28,13 @@ require_frame()  # a deep link on a fresh server must still go through app.py
 P = "count"
 SEED_SOURCE = "seed image (synthetic)"
 SIDEBAR_SOURCE = "image from the sidebar"
-METHODS = ["manual", "otsu", "li", "yen", "triangle", "isodata", "mean", "minimum", "local"]
+METHODS = ["manual", "otsu", "li", "yen", "triangle", "isodata", "mean", "minimum", "local",
+           "percentile"]
 #: The page's defaults: the seed's operating point plus the watershed split.
 DEFAULTS = {"blur.kind": "gaussian", "blur.sigma": synthetic.SMOOTH_SIGMA, "blur.size": 3,
             "threshold.method": "manual", "threshold.t_object": synthetic.THRESHOLD,
             "threshold.block_size": 51, "threshold.offset": -0.1,
+            "threshold.percentile": 50.0,
             "cleanup.min_nucleus_size": synthetic.MIN_CELL_SIZE, "cleanup.closing_radius": 0,
             "cleanup.fill_holes": True, "watershed.enabled": True,
             "watershed.min_distance": 6, "watershed.footprint": 3}
@@ -83,14 +85,19 @@ def _controls() -> Params:
     st.markdown("**2 · Threshold**")
     method = st.selectbox("Method", METHODS, key=key("threshold.method"),
                           help="manual: the slider; Otsu, Li, …: computed from the image; "
-                               "local: each pixel against its neighbourhood's mean.")
+                               "local: each pixel against its neighbourhood's mean; "
+                               "percentile: against a percentile of its window (the "
+                               "tutorial's percentile filter).")
     if method == "manual":
         st.slider("Object above", key=key("threshold.t_object"), **rng("threshold.t_object"))
-    elif method == "local":
+    elif method in ("local", "percentile"):
         st.slider("Block size (px, odd)", key=key("threshold.block_size"),
                   **rng("threshold.block_size"))
-        st.slider("Offset (negative: above the local mean)", key=key("threshold.offset"),
+        st.slider("Offset (negative: above the local estimate)", key=key("threshold.offset"),
                   **rng("threshold.offset"))
+        if method == "percentile":
+            st.slider("Percentile", key=key("threshold.percentile"),
+                      **rng("threshold.percentile"))
     st.markdown("**3 · Label, remove small objects, close, fill holes**")
     st.number_input("Remove objects under (px)", key=key("cleanup.min_nucleus_size"),
                     **rng("cleanup.min_nucleus_size"))
@@ -279,8 +286,14 @@ def illumination() -> None:
                     key=key("light.t"))
     block = c[2].slider("Local block size (px)", 3, 151, 51, 2, key=key("light.block"))
     offset = c[3].slider("Local offset", -0.3, 0.3, -0.1, 0.01, key=key("light.offset"))
+    estimate = st.radio("Local estimate", ["local", "percentile"], horizontal=True,
+                        key=key("light.estimate"),
+                        format_func={"local": "weighted mean (scikit-image)",
+                                     "percentile": "median, a percentile filter (the "
+                                                   "tutorial's)"}.get)
     r = E.illumination_experiment(g, global_threshold=t, local_values={
-        "threshold.method": "local", "threshold.block_size": block, "threshold.offset": offset})
+        "threshold.method": estimate, "threshold.block_size": block,
+        "threshold.offset": offset, "threshold.percentile": 50.0})
     m = st.columns(4)
     m[0].metric("True cells", r["n_true"])
     m[1].metric("Global threshold", r["n_global"], delta=r["n_global"] - r["n_true"],

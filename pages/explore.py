@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_support import cache, controls, figures, learned, live_plot, state, wording
+from app_support import (cache, controls, exports, figures, learned, live_plot,
+                         object_classes, state, wording)
 from app_support.assets import read_asset
 from app_support.safe_text import md
 from cellseg_core import autoseg
@@ -158,11 +159,12 @@ def _downloads(seg, source) -> None:
         controls.params_download(PAGE)
     st.caption("Labels: 0 background, 1 cytoplasm, 2 nucleus. Load a parameters JSON "
                "under the controls.")
+    exports.render_export_downloads(PAGE, seg, source)
 
 
 #: The sections under the numbers, one shown at a time (see :func:`_sections`).
 SECTIONS = ["Intermediate steps", "Per-cell table", "Error map", "Try all thresholds",
-            "Downloads"]
+            "Downloads", "Classify cells"]
 
 
 def _sections(seg, source, params) -> None:
@@ -192,6 +194,8 @@ def _sections(seg, source, params) -> None:
                 key=f"{PAGE}.errors")
     elif shown == "Try all thresholds":
         _try_all(source, params)
+    elif shown == "Classify cells":
+        object_classes.render_classify_cells(seg, source, params, page=PAGE)
     else:
         _downloads(seg, source)
 

@@ -12,6 +12,7 @@ import numpy as np
 import streamlit as st
 
 from app_support import cache, count_figures
+from app_support.quiz import QUESTIONS, TUTORIAL_PIPELINE, render_question
 from app_support.lessons import Step, choice_question, order_exercise, walk, widget
 from app_support.lessons import value as kept
 from cellseg_core import experiments as E
@@ -25,9 +26,9 @@ require_frame()  # a deep link on a fresh server must still go through app.py
 P = "lesson_count"
 LESSON = "counting"
 DIGEST = "lesson:fluorescence-seed"
-#: The classic pipeline, in the order it runs (for the ordering exercise).
-PIPELINE = ["smooth (Gaussian σs)", "threshold", "label connected objects",
-            "remove small objects", "split touching cells (watershed)", "count the labels"]
+#: The ordering exercise: the tutorial's own step list (from making the image to the
+#: size filter).
+PIPELINE = TUTORIAL_PIPELINE
 
 
 def _params_for(*, sigma_s: float, t: float = S.THRESHOLD, min_size: int = S.MIN_CELL_SIZE,
@@ -87,6 +88,7 @@ def step_smoothing() -> dict:
     c[1].metric("Smoothed peak, measured (mean of the cells)", f"{measured:.4f}",
                 delta=f"{measured - predicted:+.4f}", delta_color="off")
     _steps_figure(current(sigma_s=sigma_s), "steps_smooth")
+    render_question(QUESTIONS["do_the_math"], P)
     return {**_common(), "sigma_s": sigma_s, "peak": predicted, "measured": measured,
             "gap": float(np.abs(peaks["measured_peak"] - peaks["predicted_peak"]).max()),
             "var": S.CELL_SIGMA ** 2 + sigma_s ** 2}
@@ -143,6 +145,7 @@ def step_watershed() -> dict:
     c[2].metric("Predicted merge below (px)", f"{r['merge_distance']:.1f}")
     st.plotly_chart(count_figures.profile_figure(r, height=260), key=f"{P}.profile")
     widget(st.toggle, "Watershed in the pipeline", P, "watershed", True)
+    render_question(QUESTIONS["min_separation"], P)
     return {**_common(), "d": d, "t": r["threshold"], "n_plain": r["n_plain"],
             "n_split": r["n_split"], "midpoint_raw": r["midpoint_raw"],
             "midpoint_predicted": r["midpoint_predicted"],
@@ -167,13 +170,39 @@ def step_noise_floor() -> dict:
          "with size filter": curve.rename(columns={"with_filter": "count"})}, 0, t,
         height=260), key=f"{P}.floor")
     clean = curve[curve["with_filter"] == 0]["threshold"]
-    order_exercise(f"{P}.order", "Put the steps of the counting pipeline in order", PIPELINE)
+    render_question(QUESTIONS["threshold_vs_size"], P)
+    order_exercise(f"{P}.order", "Put these cell-segmentation steps in the correct order",
+                   PIPELINE)
     return {**_common(), "t": t, "sigma_s": sigma_s, "min_size": min_size,
             "without": r["without_filter"], "with": r["with_filter"],
             "predicted_std": r["predicted_std"], "measured_std": r["smoothed_std"],
             "max_noise": r["smoothed_max"],
             "first_clean": float(clean.min()) if len(clean) else float("nan"),
             "peak": float(E.smoothed_peak(S.CELL_BRIGHTNESS, S.CELL_SIGMA, sigma_s))}
+
+
+def step_illumination() -> dict:
+    table = cache.gradient_exercise()
+    shown = table.pivot(index="gradient", columns="method", values="miscounted")
+    st.dataframe(shown, key=f"{P}.gradient")
+    st.caption(f"Images miscounted out of {int(table['n_images'].iloc[0])} seed images "
+               "per gradient G = g·x/size.")
+    by = table.set_index(["gradient", "method"])["miscounted"]
+    g0 = float(E.GRADIENT_LEVELS[0])
+    global_name = f"global {E.TUTORIAL_THRESHOLD:g}"
+    failing = [g for g in E.GRADIENT_LEVELS if by[(float(g), global_name)] > 0]
+    return {**_common(), "g0": g0, "t": E.TUTORIAL_THRESHOLD,
+            "n_images": int(table["n_images"].iloc[0]),
+            "global_g0": int(by[(g0, global_name)]),
+            "first_failing": float(failing[0]) if failing else float("nan"),
+            "global_failing": int(by[(float(failing[0]), global_name)]) if failing else 0,
+            "local_mean_max": int(table[table["method"].str.startswith("local mean")]
+                                  ["miscounted"].max()),
+            "local_pct_max": int(table[table["method"].str.startswith("local percentile")]
+                                 ["miscounted"].max()),
+            "pct_window": E.PERCENTILE_VALUES["threshold.block_size"],
+            "pct": E.PERCENTILE_VALUES["threshold.percentile"],
+            "pct_offset": -E.PERCENTILE_VALUES["threshold.offset"]}
 
 
 STEPS = [
@@ -183,6 +212,7 @@ STEPS = [
     Step("04-label", "Labelling and the size filter", step_label),
     Step("05-watershed", "Minimum separation and the watershed", step_watershed),
     Step("06-noise-floor", "The noise floor", step_noise_floor),
+    Step("07-illumination", "Uneven illumination: global against local", step_illumination),
 ]
 
 st.title("Lesson · Counting cells in fluorescence")

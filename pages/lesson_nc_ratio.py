@@ -14,6 +14,8 @@ import pandas as pd
 import streamlit as st
 
 from app_support import cache, compare_figures, figures, sources
+from app_support.ablation import render_ablation
+from app_support.quiz import QUESTIONS, render_question
 from app_support.lessons import Step, choice_question, order_exercise, walk, widget
 from app_support.lessons import value as kept
 from cellseg_core.params import Params
@@ -66,6 +68,7 @@ def stage2() -> tuple[Params, str]:
 
 def stage3() -> Params:
     return stage2()[0].with_values({
+        "cleanup.scheme": "course",  # opening / closing as the course's full_pipeline
         "blur.kind": "gaussian", "blur.sigma": float(kept(P, "sigma", 1.0)),
         "cleanup.opening_radius": int(kept(P, "opening", 1)),
         "cleanup.closing_radius": int(kept(P, "closing", 1))})
@@ -73,6 +76,7 @@ def stage3() -> Params:
 
 def stage4() -> Params:
     return stage2()[0].with_values({
+        "cleanup.scheme": "course",  # removed pieces as the course's segment_morph
         "cleanup.min_nucleus_size": int(kept(P, "min_nuc", 200)),
         "cleanup.min_cytoplasm_size": int(kept(P, "min_cyto", 200)),
         "cleanup.fill_holes": bool(kept(P, "fill", True))})
@@ -158,6 +162,7 @@ def step_optimise() -> dict:
     c[1].metric("Test mean Dice", f"{ev_test['mean_dice']:.4f}")
     c[2].metric("Surface maximum (train)", f"{surface.best_score:.4f}")
     st.caption(f"Stage 2 uses {origin}.")
+    render_question(QUESTIONS["t_bg"], P)
     return {**_common(ds), "origin": origin, "n_calls": n_calls if run is None else run["n_calls"],
             "ran": "yes" if run else "not yet", "t_nuc": best.threshold.t_nuc,
             "t_bg": best.threshold.t_bg, "train_dice": ev_train["mean_dice"],
@@ -191,6 +196,9 @@ def step_blur() -> dict:
     m[1].metric("Test mean Dice, stage 3", f"{a['mean_dice']:.4f}",
                 delta=f"{a['mean_dice'] - b['mean_dice']:+.4f}")
     m[2].metric("Images changed by > 0.01", f"{int((np.abs(delta) > 0.01).sum())}")
+    render_question(QUESTIONS["stage3"], P)
+    with st.expander("Ablation: which step gives the gain? (each step alone)"):
+        render_ablation(ds, test, base.with_values({"cleanup.scheme": "course"}), P)
     return {**_common(ds), "sigma": params.blur.sigma,
             "opening": params.cleanup.opening_radius, "closing": params.cleanup.closing_radius,
             "test_before": b["mean_dice"], "test_dice": a["mean_dice"],
@@ -228,6 +236,7 @@ def step_cleanup() -> dict:
                 delta=f"{a['mean_dice'] - b['mean_dice']:+.4f}")
     m[2].metric(f"Nuclei in image {image_id}: before → after",
                 f"{seg2.summary['n_nuclei']} → {seg4.summary['n_nuclei']}")
+    render_question(QUESTIONS["failure_modes"], P)
     return {**_common(ds), "min_nuc": params.cleanup.min_nucleus_size,
             "min_cyto": params.cleanup.min_cytoplasm_size,
             "fill": "filled" if params.cleanup.fill_holes else "not filled",
@@ -260,6 +269,7 @@ def step_summary() -> dict:
     st.plotly_chart(fig, key=key("nc"))
     d = table.set_index("stage")["test mean Dice"].to_numpy()
     r2 = fig.layout.meta["r2"]
+    render_question(QUESTIONS["gain"], P)
     return {**_common(ds), "dice1": d[0], "dice2": d[1], "dice3": d[2], "dice4": d[3],
             "gain_total": d[3] - d[0], "gain_opt": d[1] - d[0], "gain_blur": d[2] - d[1],
             "gain_cleanup": d[3] - d[1], "r2_first": list(r2.values())[0],

@@ -40,6 +40,7 @@ K_SURFACE_KIND = f"{PAGE}.surface_kind"
 K_GOTO = f"{PAGE}.goto_explore"
 EXPLORE_START = "explore (current)"
 SPLIT_FILE, SPLIT_HERE = "the dataset's split.json", "a stratified split made here"
+SPLIT_LAB02 = "the course's Lab 02 split"
 
 
 def range_key(name: str) -> str:
@@ -245,18 +246,31 @@ def _setup():
     n_calls = c1.number_input("Number of calls", 1, 500, 50, key=K_CALLS,
                               help="Objective evaluations, the first 10 at random")
     seed = c2.number_input("Seed", 0, 2**31 - 1, 0, key=K_SEED)
-    kinds = [SPLIT_FILE, SPLIT_HERE] if ds.split else [SPLIT_HERE]
+    kinds = ([SPLIT_FILE] if ds.split and "train" in ds.split else []) + [SPLIT_HERE]
+    if ds.kind == "cytology":
+        kinds.insert(len(kinds) - 1, SPLIT_LAB02)
     if st.session_state.get(K_SPLIT_KIND) not in kinds:
         st.session_state[K_SPLIT_KIND] = kinds[0]
-    kind = st.radio("Split", kinds, key=K_SPLIT_KIND, horizontal=True)
+    kind = st.radio("Split", kinds, key=K_SPLIT_KIND, horizontal=True,
+                    help="The course's Lab 02 split (lab02-train / lab02-test): images "
+                         "without nucleus left out, stratified by nucleus-size quartile, "
+                         "20 % test, seed 42")
     if kind == SPLIT_FILE:
         split = ds.split
+    elif kind == SPLIT_LAB02:
+        try:
+            found = cache.course_split(ds)
+        except ValueError as err:
+            st.error(f"Cannot split {ds.name}: {err}")
+            return None
+        split = {"train": found["lab02-train"], "test": found["lab02-test"]}
     else:
         c1, c2, c3 = st.columns(3)
         frac = c1.slider("Test fraction", 0.05, 0.5, 0.2, 0.05, key=K_TEST_FRACTION)
         split_seed = c2.number_input("Split seed", 0, 2**31 - 1, 42, key=K_SPLIT_SEED)
         drop = c3.checkbox("Leave out images without nucleus", key=K_DROP,
-                           help="The course's Lab 02 drops them before splitting")
+                           help="The course's Lab 02 drops them before splitting (the split "
+                                "is stratified by nucleus-size quartile, as the course's)")
         try:
             split = cache.stratified_split(ds, frac, split_seed, drop)
         except ValueError as err:

@@ -19,7 +19,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_support import cache, figures, learned, runs, sources, state, wording
+from app_support import (cache, figures, learned, object_training, runs, sources, state,
+                         wording)
 from cellseg_core import evaluation
 from cellseg_core.learn import (CHANNELS, ESTIMATORS, FeatureSettings, KMeansBaseline,
                                 MeanShiftBaseline, PixelClassifier, ProbabilityEnsemble,
@@ -384,3 +385,5 @@ st.caption("Teach a pixel classifier or a small U-Net on a dataset's masks, or a
 train_section()
 st.divider()
 strokes_section()
+st.divider()
+object_training.render_object_training(PAGE)

@@ -27,7 +27,8 @@ def add_parser(sub) -> None:
                                    "N/C MAE and R2 (and instance F1@0.5 / AP with labels/).",
                        epilog=_EVALUATE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dataset", metavar="DATASET")
-    p.add_argument("--split", default="test", help="train, test or all (default test)")
+    p.add_argument("--split", default="test", help="train, test, all (default test), or lab02-test / lab02-train: the "
+                        "course's Lab 02 split (split_lab02.json, else derived)")
     add_method_options(p)
     p.add_argument("--json", action="store_true", help="print JSON (summary and per image)")
     p.set_defaults(func=run)

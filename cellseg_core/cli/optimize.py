@@ -91,6 +91,9 @@ def add_parser(sub) -> None:
                    help='e.g. "threshold.t_nuc=0.1:0.7,cleanup.fill_holes=true|false"')
     p.add_argument("--calls", type=int, default=50, help="evaluations (default 50)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--split", default="", metavar="NAME",
+                   help="search on NAME-train and check on NAME-test, e.g. lab02 (the "
+                        "course's Lab 02 split); default: split.json's train / test")
     p.add_argument("--out", metavar="FILE.json", help="where to save the best params (default: stdout)")
     add_method_options(p, model=False)
     p.set_defaults(func=run)
@@ -104,7 +107,13 @@ def run(args) -> int:
     if not dataset.has_masks:
         raise UsageError(f"{args.dataset}: has no masks to optimise against")
     space = parse_space(args.params_space, base) if args.params_space else DEFAULT_SPACE
-    train = split_ids(dataset, "train") if dataset.split else list(dataset.ids)
+    name = args.split[:-len("-train")] if args.split.endswith("-train") else args.split
+    prefix = f"{name}-" if name else ""
+    if name:
+        train, test = (split_ids(dataset, f"{prefix}train"), split_ids(dataset, f"{prefix}test"))
+    else:
+        train = split_ids(dataset, "train") if dataset.split else list(dataset.ids)
+        test = list((dataset.split or {}).get("test") or [])
     bar = progress_bar(args.calls, "optimize", unit="call")
 
     def callback(info):
@@ -125,8 +134,7 @@ def run(args) -> int:
     changed = {k: v for k, v in best.flat().items() if base.flat().get(k) != v}
     say(f"best train score {result.best_score:.4f} after {args.calls} calls; "
          f"changed: {json.dumps(changed)}")
-    if dataset.split and dataset.split.get("test"):
-        test = list(dataset.split["test"])
+    if test:
         scored = evaluate(dataset, test, best).summary
         say(f"test split ({len(test)} images): mean Dice {scored['mean_dice']:.4f}")
     if args.out:

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import argparse
 
-from ..batch import run_batch
+from ..batch import find_inputs, run_batch
+from ..export import EXPORTS, export_run, parse_exports
+from ..io import write_bytes_atomic
+from ..report import run_report
 from ._common import (EXIT_FAILED, EXIT_OK, UsageError, add_method_options, method_from_args,
                       progress_bar, say)
 
@@ -23,6 +26,15 @@ writes:
                           when a mask with the same stem sits in a sibling masks/ folder
   OUT/objects.csv         per nucleus and its cell: areas, N/C, intensity, centroid, shape
   OUT/params.json         exactly what ran and the cellseg version
+with --export (any of geojson,imagej,binary), beside them:
+  OUT/geojson/<stem>.geojson   QuPath GeoJSON: cells (with nucleusGeometry) or nuclei,
+                               objects.csv's numbers as measurements
+  OUT/rois/<stem>.zip          ImageJ ROI set of the nucleus outlines (Fiji's ROI Manager)
+  OUT/binary/<stem>_{nucleus,cytoplasm,cell}.png   0/255 masks
+with --report: OUT/report.html, a one-page printable report of the run
+With --object-classifier FILE (from `cellseg train --method objects` or Explore's
+"Classify cells"), objects.csv gets two more columns after the others: class (the
+predicted cell class) and class_probability (the forest's vote for it, 0-1).
 An OUT folder that holds a run's outputs is refused unless --resume (continue it: its
 earlier images stay in the tables) or --overwrite (remove them first) is given.
 An image with more objects than CELLSEG_MAX_OBJECTS (default 20000) gets its TIFFs and
@@ -49,6 +61,15 @@ def add_parser(sub) -> None:
                         "method), add new ones; earlier rows of the tables are kept")
     p.add_argument("--overwrite", action="store_true",
                    help="remove the outputs of an earlier run in --out first")
+    p.add_argument("--export", metavar="LIST", default=None,
+                   help=f"also write other tools' formats, comma-separated: {','.join(EXPORTS)}"
+                        " (QuPath GeoJSON, ImageJ ROI zip, 0/255 PNG masks)")
+    p.add_argument("--report", action="store_true",
+                   help="also write report.html: a one-page printable report of the run")
+    p.add_argument("--object-classifier", metavar="FILE",
+                   help="an object classifier file (cellseg train --method objects, or "
+                        "the app's Classify cells): adds class and class_probability "
+                        "columns to objects.csv")
     p.set_defaults(func=run)
 
 
@@ -56,6 +77,10 @@ def run(args) -> int:
     method = method_from_args(args)
     if args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    try:
+        exports = parse_exports(args.export) if args.export is not None else []
+    except ValueError as err:
+        raise UsageError(f"--export: {err}") from None
     bar = None
 
     def progress(done, total, name):
@@ -68,7 +93,8 @@ def run(args) -> int:
     try:
         result = run_batch(args.inputs, args.out, method, jobs=args.jobs,
                            dask_address=args.dask, resume=args.resume,
-                           overwrite=args.overwrite, progress=progress)
+                           overwrite=args.overwrite, progress=progress,
+                           object_classifier=getattr(args, "object_classifier", None))
     finally:
         if bar is not None:
             bar.close()
@@ -85,6 +111,7 @@ def run(args) -> int:
                  f" a mask (cytoplasm {scored['dice_cytoplasm'].mean():.4f}, nucleus "
                  f"{scored['dice_nucleus'].mean():.4f})")
     say(line)
+    _extras(args, exports)
     warned = images[images["warnings"].notna()]
     for name, message in zip(warned["image"], warned["warnings"]):
         say(f"WARNING {name}: {message}")
@@ -94,3 +121,21 @@ def run(args) -> int:
         say(f"{len(result.failed)} image(s) failed; rerun with --resume after fixing them")
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _extras(args, exports) -> None:
+    """The --export files and the --report page, from the run's output folder."""
+    pixel_size = getattr(args, "pixel_size", None)
+    if exports:
+        written, skipped = export_run(args.out, exports, pixel_size=pixel_size)
+        say(f"exports ({', '.join(exports)}): {len(written)} files in {args.out}")
+        for stem, reason in skipped:
+            say(f"WARNING {stem}: not exported: {reason}")
+    if args.report:
+        try:
+            found = {item.stem: item.image for item in find_inputs(args.inputs, masks=False)}
+        except ValueError:
+            found = {}
+        path = write_bytes_atomic(f"{args.out}/report.html",
+                                  run_report(args.out, images=found).encode("utf-8"))
+        say(f"report: {path}")

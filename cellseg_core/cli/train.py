@@ -8,6 +8,7 @@ from ..data import dataset_from_spec, split_ids
 from ..evaluation import evaluate
 from ..learn import (CHANNELS, ESTIMATORS, FeatureSettings, PixelClassifier,
                      ProbabilityEnsemble, UNetModel, train_on_dataset)
+from . import train_objects
 from ._common import EXIT_OK, say
 
 
@@ -23,7 +24,8 @@ def add_parser(sub) -> None:
     parser.add_argument("--out", required=True, metavar="FILE",
                         help="where to write the model file (use it with --model)")
     parser.add_argument("--split", default="train",
-                        help="train (default), test or all: the images to train on")
+                        help="train (default), test, all, lab02-train or lab02-test: the images "
+                             "to train on")
     parser.add_argument("--limit", type=int, metavar="N",
                         help="train on the first N images of the split only")
     parser.add_argument("--features", default=",".join(FeatureSettings().channels),
@@ -42,10 +44,14 @@ def add_parser(sub) -> None:
                              "also sees features of the first one's probabilities (better "
                              "Dice, about 1.7x the training time; --method pixel only)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--method", choices=("pixel", "unet", "ensemble"), default="pixel",
+    parser.add_argument("--method", choices=("pixel", "unet", "ensemble", "objects"),
+                        default="pixel",
                         help="pixel: the pixel classifier (default); unet: the small U-Net; "
                              "ensemble: both, their probabilities averaged, in one file "
-                             "(unet and ensemble need the deep extra: pip install .[deep])")
+                             "(unet and ensemble need the deep extra: pip install .[deep]); "
+                             "objects: an object classifier (cell classes) from the "
+                             "dataset's classes/<stem>.csv files (label,class), for "
+                             "`cellseg segment --object-classifier`")
     parser.add_argument("--epochs", type=int, default=60, metavar="N",
                         help="U-Net training epochs (default 60; --method unet or "
                              "ensemble)")
@@ -62,6 +68,8 @@ def run(args) -> int:
     dataset without masks) reaches :func:`cellseg_core.cli.main`, which exits with 2.
     """
     method = getattr(args, "method", "pixel")
+    if method == "objects":
+        return train_objects.run(args)
     if method == "unet":
         model = UNetModel(scale=args.scale, epochs=args.epochs)
     else:

@@ -12,8 +12,9 @@ synthetic  images with exact ground truth (the seed's fluorescence, cytology)
 from .catalog import available_datasets, dataset_from_spec
 from .datasets import Dataset, open_dataset, resolve_id
 from .demo import DEMO_SPLIT_SEED, demo_datasets
-from .splits import nc_ratios, split_ids, stratified_split
+from .splits import COURSE_SPLITS, course_split, nc_ratios, split_ids, stratified_split
 
 __all__ = ["Dataset", "open_dataset", "resolve_id", "demo_datasets", "DEMO_SPLIT_SEED",
            "available_datasets", "dataset_from_spec", "split_ids", "stratified_split",
+           "course_split", "COURSE_SPLITS",
            "nc_ratios"]

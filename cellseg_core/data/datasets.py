@@ -181,7 +181,7 @@ class Dataset:
         labels = {k: v for k, v in _list_files(root / "labels").items() if k in images}
         ids = sorted(images, key=_natural_key)
         kind = "fluorescence" if labels and not masks else "cytology"
-        split = _read_split(root / "split.json", ids)
+        split = _read_splits(root, ids)
 
         def image(id):
             return read_image(images[id])
@@ -209,7 +209,7 @@ class Dataset:
             raise ValueError(f"{root}: no X/*.npy images")
         masks = {k: v for k, v in _list_files(root / "y").items() if k in images}
         ids = sorted(images, key=_natural_key)
-        split = _read_split(root / "split.json", ids)
+        split = _read_splits(root, ids)
 
         def image(id):
             return read_image(images[id])
@@ -245,6 +245,21 @@ class Dataset:
 def _safe_name(name: str) -> str:
     cleaned = _SAFE_NAME.sub("-", str(name)).strip("-.")
     return cleaned or "dataset"
+
+
+def _read_splits(root: Path, ids: list) -> dict | None:
+    """``split.json`` and every named ``split_<name>.json`` next to it (the course's
+    ``split_lab02.json``): the named files' parts appear as ``<name>-<part>``
+    (``lab02-train``, ``lab02-test``)."""
+    split = _read_split(root / "split.json", ids)
+    for path in sorted(root.glob("split_*.json")):
+        name = path.stem[len("split_"):]
+        if not name or _SAFE_NAME.search(name):
+            continue
+        named = _read_split(path, ids) or {}
+        split = {**(split or {}), **{f"{name}-{part}": members
+                                     for part, members in named.items()}}
+    return split
 
 
 def _read_split(path: Path, ids: list) -> dict | None:

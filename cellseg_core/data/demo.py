@@ -37,7 +37,7 @@ def _demo() -> dict[str, Dataset]:
         "demo-cytology", ids_c, "cytology", source="demo:cytology",
         image=lambda id: cyto()[int(id)].image, mask=lambda id: cyto()[int(id)].mask,
         mask_ids=ids_c,
-        split_factory=lambda ds: stratified_split(ds, 0.25, DEMO_SPLIT_SEED))
+        split_factory=lambda ds: stratified_split(ds, 0.25, DEMO_SPLIT_SEED, by="nc"))
     fluorescence = Dataset(
         "demo-fluorescence", ids_f, "fluorescence", source="demo:fluorescence",
         image=lambda id: fluo()[int(id)].image, instances=lambda id: fluo()[int(id)].labels,

@@ -17,6 +17,8 @@ unet       :class:`UNetModel`: the course's Lab 06 U-Net (optional PyTorch)
 ensemble   :class:`ProbabilityEnsemble`: the mean of several models' probabilities
 nuclei     :class:`NucleusModel`: the built-in nucleus U-Net (ONNX, onnxruntime, no
            PyTorch): interior/boundary classes, instances by marker watershed
+objects    :class:`ObjectClassifier`, :func:`object_features`, :func:`class_counts`:
+           cell classes from per-nucleus features (QuPath's object classifier)
 modelfile  the model-file format (:data:`FORMAT_VERSION`, no-code payloads)
 registry   :func:`load_model`: any model file, by kind
 training   :func:`train_on_dataset`
@@ -29,6 +31,7 @@ from .ensemble import ProbabilityEnsemble
 from .features import CHANNELS, FeatureSettings, pixel_features
 from .nuclei import BUILTIN_MODEL, NucleusModel
 from .modelfile import FORMAT, FORMAT_VERSION, PICKLE_ENV, pickle_models_allowed
+from .objects import ObjectClassifier, class_counts, object_features
 from .pixel import ESTIMATORS, PixelClassifier
 from .registry import load_model
 from .training import train_on_dataset
@@ -39,4 +42,4 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "PICKLE_ENV", "CHANNELS", "ESTIMATORS", "
            "KMeansBaseline", "MeanShiftBaseline", "UNetModel", "ProbabilityEnsemble",
            "MissingDeepExtra", "INSTALL_HINT", "torch_available", "train_on_dataset",
            "load_model", "pickle_models_allowed", "uncertainty", "NucleusModel",
-           "BUILTIN_MODEL"]
+           "BUILTIN_MODEL", "ObjectClassifier", "object_features", "class_counts"]

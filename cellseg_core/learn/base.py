@@ -39,7 +39,8 @@ def _learned_segmentation(probabilities, labels_raw, cleanup, method: str) -> Se
     channel, and `method` (the model's kind) recorded."""
     labels = clean_labels(labels_raw, cleanup)
     nucleus_p = probabilities[..., 2].astype(np.float32)
-    return Segmentation(labels=labels, nuclei=label_objects(labels == 2),
+    return Segmentation(labels=labels,
+                        nuclei=label_objects(labels == 2, connectivity=cleanup.connectivity // 4),
                         channel=nucleus_p, blurred=nucleus_p, raw=labels_raw,
                         thresholds={}, params=Params(cleanup=cleanup), method=method)
 

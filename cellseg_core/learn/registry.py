@@ -56,6 +56,13 @@ def load_model(source, *, trust_pickle: bool = False):
     return reader(header, payload, name, trust_pickle=trust_pickle)
 
 
+def _object_classifier(header, payload, name, **_):
+    """Object classifiers label cells, they do not segment: read by their own loader."""
+    raise ValueError(f"{name}: this is an object classifier (cell classes), not a "
+                     "segmentation model; use it with `cellseg segment --object-classifier` "
+                     "or Explore's 'Classify cells' (ObjectClassifier.load)")
+
+
 #: Model kind -> reader ``(header, payload, name, *, trust_pickle)`` of its files. The
 #: U-Net's imports PyTorch only when a file is read; an ensemble's members are model
 #: files, each read (and checked) by :func:`load_model` as it would be alone.
@@ -63,4 +70,5 @@ READERS = {
     "PixelClassifier": PixelClassifier._read,
     "UNetModel": _load_unet,
     "ProbabilityEnsemble": partial(_load_ensemble, load_member=load_model),
+    "ObjectClassifier": _object_classifier,
 }

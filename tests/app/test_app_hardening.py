@@ -27,6 +27,7 @@ from app_support import controls
 if "test.params_json" in st.session_state:
     upload = io.BytesIO(st.session_state.pop("test.params_json"))
     upload.name = "params.json"
+    upload.size = len(upload.getvalue())
     st.session_state["explore.params_upload"] = upload
     controls._on_params_upload("explore")
     del st.session_state["explore.params_upload"]
@@ -103,6 +104,7 @@ _LAYOUTS = [
     {"blur.kind": "median"},
     {"mode": "fluorescence"},
     {"threshold.method": "local", "threshold.background": "manual"},
+    {"threshold.method": "percentile"},
 ]
 
 
@@ -120,6 +122,14 @@ def test_every_control_takes_its_range_from_the_parameter_model(monkeypatch):
             low, high, step = CONTROL_RANGES[name]
             assert (widget.min, widget.max, widget.step) == (low, high, step), name
             seen.add(name)
+        # A numeric parameter with a few allowed values (cleanup.connectivity: 4 or 8) is
+        # a radio: its options lie inside the range.
+        for widget in at.radio:
+            name = (widget.key or "").removeprefix("explore.p.")
+            if name in CONTROL_RANGES:
+                low, high, _ = CONTROL_RANGES[name]
+                assert all(low <= int(str(o).split()[0]) <= high for o in widget.options), name
+                seen.add(name)
     # The automatic method's section (auto.*) has no control on Explore: its presets set it.
     assert seen == {name for name in CONTROL_RANGES if not name.startswith("auto.")}
 
@@ -152,3 +162,17 @@ def test_a_run_sends_back_only_the_values_it_changed(explore):
     at = run(at.selectbox(key=state.preset_key()).set_value("lab01"))
     assert at.slider(key=key).value == 0.45
     assert at.slider(key=key).proto.set_value  # the preset's value, sent
+
+
+def test_an_oversized_parameters_file_is_refused_unread(explore, monkeypatch):
+    """A "params JSON" of megabytes is not read (the callback runs before any limit)."""
+    from app_support import controls, state as app_state
+
+    read = []
+    monkeypatch.setattr(app_state, "apply_json", lambda *a, **k: read.append(a))
+    padding = " " * (controls.MAX_PARAMS_FILE_BYTES + 10)
+    explore.session_state["test.params_json"] = ('{"mode": "cytology"' + padding + "}").encode()
+    explore.run()
+    assert not explore.exception
+    assert read == []
+    assert any("a parameters file is a few kB" in e for e in _errors(explore)), _errors(explore)

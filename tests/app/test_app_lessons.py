@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from app_support import lessons  # noqa: E402
+from app_support import lessons, quiz  # noqa: E402
 from cellseg_core import experiments as E  # noqa: E402
 from cellseg_core import evaluation
 from cellseg_core.data import synthetic  # noqa: E402
@@ -96,12 +96,14 @@ def _walk_nc(at, ds) -> AppTest:
     assert _metric(at, "Surface maximum (train)") == f"{surface.best_score:.4f}"
 
     at = _next(at, NC)                                           # 3 blur
-    stage3 = best.with_values({"blur.kind": "gaussian", "blur.sigma": 1.0,
+    # Stages 3 and 4 clean up as the course's code does (issue 20: scheme "course").
+    stage3 = best.with_values({"cleanup.scheme": "course", "blur.kind": "gaussian",
+                               "blur.sigma": 1.0,
                                "cleanup.opening_radius": 1, "cleanup.closing_radius": 1})
     stage3_dice = evaluation.evaluate(ds, test, stage3).summary["mean_dice"]
     assert _metric(at, "Test mean Dice, stage 3") == f"{stage3_dice:.4f}"
     at = _next(at, NC)                                           # 4 clean-up
-    stage4 = best.with_values({"cleanup.min_nucleus_size": 200,
+    stage4 = best.with_values({"cleanup.scheme": "course", "cleanup.min_nucleus_size": 200,
                                "cleanup.min_cytoplasm_size": 200, "cleanup.fill_holes": True})
     stage4_dice = evaluation.evaluate(ds, test, stage4).summary["mean_dice"]
     assert _metric(at, "Test mean Dice, stage 4") == f"{stage4_dice:.4f}"
@@ -162,9 +164,7 @@ def test_counting_lesson():
     assert at.session_state[lessons.step_key(COUNT)] == 5
     floor = E.noise_floor(0.05, synthetic.seed_params().with_values({"blur.sigma": 3.0}))
     assert _metric(at, "False cells, no size filter") == str(floor["without_filter"])
-    at.multiselect(key=f"{COUNT}.order").set_value(
-        ["smooth (Gaussian σs)", "threshold", "label connected objects",
-         "remove small objects", "split touching cells (watershed)", "count the labels"])
+    at.multiselect(key=f"{COUNT}.order").set_value(list(quiz.TUTORIAL_PIPELINE))
     at = _run(at)
     assert at.success and "→" in at.success[-1].value
     at = _run(at.button(key=f"{COUNT}.prev").click())

@@ -51,11 +51,12 @@ def test_readme_holds_the_column_dictionary_the_pages_use(tables):
 def test_download_name_says_image_method_content_date():
     day = datetime.date(2026, 3, 4)
     assert wording.download_name("labels", "tif", image="voced-007", method="lab03v2",
-                                 when=day) == "voced-007_lab03v2_labels_2026-03-04.tif"
-    # odd characters in an uploaded file's name become dashes, nothing is empty
+                                 when=day) == "voced-007_lab03v2_2026-03-04_labels.tif"
+    # odd characters in an uploaded file's name become underscores, nothing is empty
     assert wording.download_name("cells", "csv", image="my cell (1)", method="",
-                                 when=day) == "my-cell-1_cells_2026-03-04.csv"
-    assert wording.download_name("x", "csv").endswith(f"_{datetime.date.today()}.csv")
+                                 when=day) == "my_cell_1_2026-03-04_cells.csv"
+    today = datetime.datetime.now(datetime.timezone.utc).date()
+    assert wording.download_name("x", "csv") == f"{today}_x.csv"
 
 
 @pytest.mark.parametrize("names, expected", [

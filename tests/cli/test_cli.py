@@ -303,13 +303,14 @@ def test_uploaded_bytes_and_duplicate_stems(dataset, tmp_path):
 
 
 # --- other commands --------------------------------------------------------------------------
-def test_presets_lists_all_six(capsys):
+def test_presets_lists_all_seven(capsys):
     assert main(["presets"]) == 0
     out = capsys.readouterr().out
-    for name in ("lab01", "lab02", "lab03v2", "auto-cytology", "auto-fluorescence",
-                 "auto-nuclei"):
+    for name in ("lab01", "lab02", "lab03v2", "lab03v2-plus", "auto-cytology",
+                 "auto-fluorescence", "auto-nuclei"):
         assert name in out
-    assert len(out.strip().splitlines()) == len(PRESETS) == 6
+    # seven since issue 20: lab03v2-plus keeps the nested clean-up lab03v2 had before
+    assert len(out.strip().splitlines()) == len(PRESETS) == 7
     assert main(["presets", "--json"]) == 0
     assert set(json.loads(capsys.readouterr().out)) == set(PRESETS)
 

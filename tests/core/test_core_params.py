@@ -116,7 +116,8 @@ def test_flat_get_with_values():
     flat = p.flat()
     assert flat["threshold.t_nuc"] == 0.45 and flat["mode"] == "cytology"
     assert flat["blur.kind"] == "none"  # enums flatten to their JSON value
-    assert len(flat) == 2 + 3 + 7 + 5 + 3 + 2
+    # schema 3: threshold + percentile, cleanup + scheme and connectivity
+    assert len(flat) == 2 + 3 + 8 + 7 + 3 + 2
     assert p.get("cleanup.fill_holes") is False
     q = p.with_values({"threshold.t_nuc": 0.4, "blur.kind": "gaussian", "mode": "fluorescence"})
     assert q.threshold.t_nuc == 0.4 and q.blur.kind is BlurKind.GAUSSIAN
@@ -169,7 +170,10 @@ def test_golden_params_v1_file_keeps_loading():
         watershed=WatershedParams(enabled=True, min_distance=7, footprint=3),
     )
     assert p == expected
-    assert p == get_preset("lab03v2").with_values({
+    # Saved as lab03v2 in 0.1, whose clean-up was the nested one: since issue 20 `lab03v2`
+    # is the course's exact code (scheme "course") and the nested variant is lab03v2-plus.
+    assert p.cleanup.scheme == "nested" and p.cleanup.connectivity == 4
+    assert p == get_preset("lab03v2-plus").with_values({
         "channel": "hematoxylin", "blur.kind": "median", "blur.size": 5,
         "cleanup.opening_radius": 1, "watershed.enabled": True, "watershed.min_distance": 7})
 
@@ -214,3 +218,19 @@ def test_import_does_not_import_streamlit():
     root = Path(__file__).resolve().parents[2]
     done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_schema_3_cleanup_scheme_and_connectivity():
+    """Issue 20: `cleanup.scheme` and `cleanup.connectivity`, older files load with the
+    values they meant (nested, 4)."""
+    p = Params().with_values({"cleanup.scheme": "course", "cleanup.connectivity": 8})
+    assert Params.from_json(p.to_json()) == p
+    assert p.to_dict()["cleanup"]["connectivity"] == 8
+    v2 = Params.from_dict({"schema_version": 2, "cleanup": {"min_nucleus_size": 5}})
+    assert v2.cleanup.scheme == "nested" and v2.cleanup.connectivity == 4
+    for bad, match in ((6, "must be 4 or 8"), (9, "must be between 4 and 8"),
+                       (True, "must be an integer")):
+        with pytest.raises(ValueError, match=match):
+            Params().with_values({"cleanup.connectivity": bad})
+    with pytest.raises(ValueError, match=r"`cleanup.scheme` must be one of \['nested', 'course'\]"):
+        Params().with_values({"cleanup.scheme": "lab"})

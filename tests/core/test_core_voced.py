@@ -74,5 +74,5 @@ def test_lab03v2_and_auto_cytology_are_not_worse_than_lab01(voced, voced_split):
                                read_mask(voced / "masks" / f"{i:03d}.png"))["mean_dice"]
                   for i in voced_split["test"]]
         means[name] = float(np.mean(scores))
-    assert means["lab03v2"] > 0.795, means          # measured 0.805
+    assert means["lab03v2"] > 0.795, means          # measured 0.7999 (the course's code)
     assert means["auto-cytology"] >= 0.779, means   # measured 0.784 (0.779 before issue 17)

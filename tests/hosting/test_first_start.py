@@ -40,3 +40,19 @@ def test_a_fresh_clone_starts_without_a_warning(tmp_path):
         stop_streamlit(proc)
     assert "You can now view your Streamlit app" in log, log
     assert "WARNING" not in log.upper().replace("WARNINGS", ""), log
+
+
+def test_the_browser_keeps_cached_messages_longer_than_a_burst_of_fragment_runs():
+    """Issue 21 point 7: at Streamlit's default (2 runs) a slow full rerun could refer to
+    a figure the browser had already dropped after a few fragment runs ("Cached
+    ForwardMsg MISS", a frozen page). The project's config raises the age; the server
+    sends it to the browser in every new session."""
+    import tomllib
+
+    from streamlit import config
+
+    settings = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
+    assert settings["global"]["maxCachedMessageAge"] >= 20
+    config.get_config_options(force_reparse=True, options_from_flags={})
+    assert config.get_option("global.maxCachedMessageAge") == settings["global"][
+        "maxCachedMessageAge"]
