@@ -20,6 +20,7 @@ import pandas as pd
 import streamlit as st
 
 from cellseg_core import evaluation
+from cellseg_core.color import brightest_channel as _brightest_channel
 from cellseg_core import experiments as E
 from cellseg_core.methods import ModelMethod, load_method
 from cellseg_core.data import course_split as _course_split_core
@@ -42,7 +43,7 @@ __all__ = ["preprocessed", "segmentation", "histograms", "scores", "try_all_meth
            "noise_floor_curve", "touching", "dataset_evaluation", "dataset_surface",
            "optimise_thresholds", "dataset_item", "stratified_split", "course_split",
            "ablation", "gradient_exercise", "stroke_prediction", "builtin_method",
-           "cell_features"]
+           "instance_scores", "brightest_channel", "cell_features"]
 
 
 def _read_only(*arrays):
@@ -160,6 +161,26 @@ def image_uri(digest: str, image: np.ndarray, step: int) -> str:
 
 
 # --- the Count page and the counting lesson: the seed's image and experiments -------------
+@st.cache_data(max_entries=16, show_spinner=False)
+def _instance_scores(digest: str, params_json: str, _nuclei, _truth) -> dict:
+    return {**match_instances(_nuclei, _truth), "ap": average_precision(_nuclei, _truth)}
+
+
+def instance_scores(digest: str, params: Params, seg: Segmentation, truth) -> dict:
+    """``match_instances`` of ``seg.nuclei`` against the true instances, plus the DSB
+    average precision (``"ap"``), cached on (image digest, params JSON)."""
+    return _instance_scores(digest, params.to_json(indent=None), seg.nuclei, truth)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _brightest(digest: str, _image) -> str:
+    return _brightest_channel(_image).value
+
+
+def brightest_channel(digest: str, image: np.ndarray) -> str:
+    """:func:`cellseg_core.color.brightest_channel` of an image, cached: its value."""
+    return _brightest(digest, image)
+
 @st.cache_data(max_entries=2, show_spinner=False)
 def seed_sample():
     """The seed's synthetic fluorescence image: ``(image, labels, n_cells)``."""

@@ -14,18 +14,23 @@ from pathlib import PurePath
 
 import streamlit as st
 
-from cellseg_core.params import (CONNECTIVITIES, CONTROL_RANGES, BackgroundMethod, BlurKind,
-                                 Channel, CleanupScheme, Mode, ThresholdMethod)
+from cellseg_core.params import (CONNECTIVITIES, CONTROL_RANGES, AutoKind, BackgroundMethod,
+                                 BlurKind, Channel, CleanupScheme, Mode, ThresholdMethod)
+from cellseg_core.pipeline import is_automatic
 from cellseg_core.presets import DESCRIPTIONS, get_preset, preset_names
 
 from . import methods, quotas, state, wording
 from .safe_text import md
 
 __all__ = ["preset_picker", "parameter_controls", "layout_signature", "params_download",
-           "params_file_controls", "control_range"]
+           "params_file_controls", "control_range", "auto_controls", "fixed_steps_ignored"]
 
 _CHANNEL_LABELS = {"gray": "gray", "red": "R", "green": "G", "blue": "B",
                    "hematoxylin": "hematoxylin (colour deconvolution)"}
+_AUTO_LABELS = {"off": "off (the fixed steps below)", "detect": "detect the kind of image",
+                "fluorescence": "fluorescence (bright nuclei on dark)",
+                "stained": "stained bright-field (H&E, Pap, IHC)",
+                "brightfield": "gray bright-field / phase"}
 _METHOD_LABELS = {"manual": "manual (sliders)", "multiotsu": "multi-Otsu (3 classes)",
                   "local": "local (adaptive)",
                   "percentile": "local percentile (adaptive)"}
@@ -61,7 +66,8 @@ def layout_signature(page: str = "explore") -> tuple:
     the same, the drawn controls are still right after a change."""
     p = state.current_params()
     return (p.mode, p.blur.kind, p.threshold.method, p.threshold.background,
-            p.watershed.enabled, tuple(_changed(p)), state.PARAMS_ERROR in st.session_state)
+            p.watershed.enabled, p.auto.kind, tuple(_changed(p)),
+            state.PARAMS_ERROR in st.session_state)
 
 
 def _changed(params) -> list:
@@ -100,6 +106,41 @@ def _preset_flat(name: str) -> dict:
     return get_preset(name).flat()
 
 
+def fixed_steps_ignored(params) -> bool:
+    """True when the automatic method replaces every fixed step (channel, blur,
+    thresholds, clean-up, split) for `params`: in fluorescence mode, or with the kind
+    forced to fluorescence. In cytology mode on a bright-field image the cells still
+    come from those steps (:func:`cellseg_core.segment`)."""
+    return is_automatic(params) and (Mode(params.mode) == Mode.FLUORESCENCE
+                                     or AutoKind(params.auto.kind) == AutoKind.FLUORESCENCE)
+
+
+def auto_controls(page: str = "explore", rerun=None) -> None:
+    """The automatic method's overrides: the kind of image (or "detect") and the
+    nucleus diameter (0 = estimated from the image), with a line saying what the
+    automatic method does with the fixed steps below."""
+    wg = functools.partial(_w, rerun=rerun)
+    p = state.current_params()
+    st.markdown("**0 · Automatic nuclei**")
+    wg(st.selectbox, "Kind of image", "auto.kind", page, options=[k.value for k in AutoKind],
+       format_func=lambda k: _AUTO_LABELS.get(k, k),
+       help="The automatic presets read the kind of image and the nucleus size off the "
+            "image; override either here. Off: the fixed steps below.")
+    if not is_automatic(p):
+        return
+    wg(st.number_input, "Nuclei ≈ N px across (0 = estimate)", "auto.diameter", page,
+       help="The typical nucleus diameter every size is derived from (blur, minimum "
+            "size, marker spacing); 0 reads it off the image (at least 3 px when given).")
+    if fixed_steps_ignored(p):
+        st.caption("The automatic method chooses the channel, blur, threshold, clean-up and "
+                   "split for this image: the fixed steps below do not apply (set the kind "
+                   "to off to use them).")
+    else:
+        st.caption("Cytology: the cells come from the steps below; the nuclei are the darker "
+                   "part of each cell, pieces under half a typical nucleus removed (on an "
+                   "immunostain, the automatic nuclei inside the cells).")
+
+
 def parameter_controls(page: str = "explore", rerun=None) -> None:
     """Every engine parameter, in pipeline order: mode, channel, blur, thresholds,
     clean-up, watershed.
@@ -110,13 +151,15 @@ def parameter_controls(page: str = "explore", rerun=None) -> None:
     that alters the controls: the default rerun (the whole app, or the fragment the
     controls are drawn in).
     """
-    wg = functools.partial(_w, rerun=rerun)  # a parameter widget
     p = state.current_params()
     if state.PARAMS_ERROR in st.session_state:
         st.error(st.session_state[state.PARAMS_ERROR])
-    wg(st.radio, "Image type", "mode", page, options=[m.value for m in Mode],
+    _w(st.radio, "Image type", "mode", page, rerun, options=[m.value for m in Mode],
        horizontal=True, help="Cytology: dark nucleus, cytoplasm, bright background "
        "(labels 0/1/2). Fluorescence: bright nuclei on dark (labels 0/2).")
+    auto_controls(page, rerun)
+    # A step the automatic method replaces stays on screen, greyed (the line above says why).
+    wg = functools.partial(_w, rerun=rerun, disabled=fixed_steps_ignored(p))
 
     st.markdown("**1 · Channel**")
     wg(st.selectbox, "Channel", "channel", page, options=[c.value for c in Channel],

@@ -6,9 +6,10 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .figures import boundaries, instance_rgb, png_data_uri, to_rgb8
+from .figures import boundaries, display_step, instance_rgb, png_data_uri, to_rgb8
 
-__all__ = ["MATCH_COLORS", "instance_overlay_rgb", "instance_figure", "steps_figure",
+__all__ = ["MATCH_COLORS", "instance_overlay_rgb", "label_centroids", "instance_figure",
+           "steps_figure",
            "size_histogram", "sweep_figure", "profile_figure", "pair_sweep_figure",
            "count_curve_figure", "dim_bright_figure"]
 
@@ -57,12 +58,53 @@ def _image_axes(fig, height):
     fig.update_layout(height=height, margin=_M, dragmode="pan", uirevision="keep")
 
 
+def _image_trace(rgb: np.ndarray, step: int) -> go.Image:
+    """An RGB image drawn at 1/`step` scale on full-resolution pixel axes."""
+    offset = (step - 1) / 2
+    return go.Image(source=png_data_uri(rgb), hoverinfo="skip", x0=offset, dx=step,
+                    y0=offset, dy=step)
+
+
+def label_centroids(instances: np.ndarray) -> pd.DataFrame:
+    """``label``, ``nucleus_area``, ``centroid_row`` and ``centroid_col`` of every
+    instance, by pixel counts alone (no per-object table: the overlay is drawn first).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> label_centroids(np.array([[1, 1, 0], [0, 0, 2]])).to_dict("list")
+    {'label': [1, 2], 'nucleus_area': [2, 1], 'centroid_row': [0.0, 1.0], 'centroid_col': [0.5, 2.0]}
+    """
+    instances = np.asarray(instances)
+    flat = instances.ravel()
+    n = int(flat.max(initial=0)) + 1
+    area = np.bincount(flat, minlength=n)
+    rows, cols = np.indices(instances.shape)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        row = np.bincount(flat, rows.ravel(), minlength=n) / area
+        col = np.bincount(flat, cols.ravel(), minlength=n) / area
+    present = np.flatnonzero(area[1:]) + 1
+    return pd.DataFrame({"label": present, "nucleus_area": area[present],
+                         "centroid_row": row[present], "centroid_col": col[present]})
+
+
 def instance_figure(image, instances, objects: pd.DataFrame | None = None, *, truth=None,
-                    match=None, height: int = 520, numbers: bool = True) -> go.Figure:
-    """Instance overlay with each object's number at its centroid."""
-    fig = go.Figure(go.Image(source=png_data_uri(instance_overlay_rgb(
-        image, instances, truth=truth, match=match)), hoverinfo="skip"))
-    if numbers and objects is not None and len(objects):
+                    match=None, height: int = 520, numbers: bool = True,
+                    max_side: int | None = None) -> go.Figure:
+    """Instance overlay with each object's number at its centroid (from `objects`, the
+    per-object table, or :func:`label_centroids` when None).
+
+    `max_side`: the overlay is drawn at most this many pixels a side (every
+    ``display_step``-th pixel) on axes that stay in full-resolution pixels; None:
+    full resolution."""
+    step = 1 if max_side is None else display_step(np.shape(instances), max_side)
+    cut = (slice(None, None, step),) * 2
+    fig = go.Figure(_image_trace(instance_overlay_rgb(
+        np.asarray(image)[cut], np.asarray(instances)[cut],
+        truth=None if truth is None else np.asarray(truth)[cut], match=match), step))
+    if numbers and objects is None:
+        objects = label_centroids(instances)
+    if numbers and len(objects):
         fig.add_trace(go.Scatter(x=objects["centroid_col"], y=objects["centroid_row"],
                                  mode="text", text=objects["label"].astype(int).astype(str),
                                  textfont=dict(color="white", size=11), hoverinfo="text",
@@ -79,18 +121,24 @@ def instance_figure(image, instances, objects: pd.DataFrame | None = None, *, tr
     return fig
 
 
-def steps_figure(seg, *, height: int = 300) -> go.Figure:
-    """blurred | threshold | cleaned | distance map with markers (``seg.markers``) | instances."""
+def steps_figure(seg, *, height: int = 300, max_side: int | None = None) -> go.Figure:
+    """blurred | threshold | cleaned | distance map with markers (``seg.markers``) | instances.
+
+    `max_side`: each panel at most this many pixels a side (axes in full-resolution
+    pixels); None: full resolution."""
     distance, peaks = seg.markers
+    step = 1 if max_side is None else display_step(seg.labels.shape, max_side)
+    cut = (slice(None, None, step),) * 2
     titles = ["1 blurred", "2 threshold", "3 cleaned", "4 distance + markers", "5 instances"]
     fig = make_subplots(rows=1, cols=5, subplot_titles=titles, horizontal_spacing=0.01)
-    dist = np.asarray(distance, np.float64)
-    panels = [to_rgb8(_stretch(seg.blurred)), to_rgb8((seg.raw > 0).astype(np.float32)),
-              to_rgb8((seg.labels > 0).astype(np.float32)),
-              to_rgb8(dist / dist.max() if dist.max() > 0 else dist),
-              instance_rgb(seg.nuclei)]
+    dist = np.asarray(distance, np.float64)[cut]
+    top = float(np.asarray(distance).max(initial=0))
+    panels = [to_rgb8(_stretch(seg.blurred[cut])), to_rgb8((seg.raw[cut] > 0).astype(np.float32)),
+              to_rgb8((seg.labels[cut] > 0).astype(np.float32)),
+              to_rgb8(dist / top if top > 0 else dist),
+              instance_rgb(seg.nuclei[cut])]
     for col, rgb in enumerate(panels, start=1):
-        fig.add_trace(go.Image(source=png_data_uri(rgb), hoverinfo="skip"), row=1, col=col)
+        fig.add_trace(_image_trace(rgb, step), row=1, col=col)
     if len(peaks):
         fig.add_trace(go.Scatter(x=peaks[:, 1], y=peaks[:, 0], mode="markers", name="markers",
                                  marker=dict(color="red", size=6), showlegend=False),

@@ -64,15 +64,18 @@ def export_files(seg, source, method: dict, *, pixel_size: float | None = None) 
     }
 
 
-def render_export_downloads(page: str, seg, source, *, pixel_size: float | None = None) -> None:
+def render_export_downloads(page: str, seg, source, *, pixel_size: float | None = None,
+                            method: dict | None = None) -> None:
     """Download buttons for the exports of the current segmentation (Explore).
 
     Above the object ceiling the outlines (GeoJSON, ROIs) are off, with the reason;
-    the masks and the report stay.
+    the masks and the report stay. `method`: the provenance block of what made `seg`
+    (a learned model's ``describe()``); default the parameters in force.
     """
     if pixel_size is None:
         pixel_size = getattr(source, "pixel_size", None)
-    method = methods.current_method().describe()
+    if method is None:
+        method = methods.current_method().describe()
     files = export_files(seg, source, method, pixel_size=pixel_size)
     too_many = seg.too_many_objects
     st.markdown("**For other tools**")

@@ -18,7 +18,8 @@ from PIL import Image
 __all__ = [
     "CLASS_NAMES", "CLASS_COLORS", "CONFUSION_COLORS", "display_step", "to_rgb8",
     "png_data_uri", "palette_png_uri", "jpeg_data_uri", "label_png_uri", "label_rgba",
-    "boundaries", "overlay_rgb", "overlay_figure", "steps_figure", "class_histograms", "histogram_figure", "error_map_rgb",
+    "boundaries", "overlay_rgb", "overlay_figure", "steps_figure", "class_histograms",
+    "histogram_scale", "histogram_figure", "error_map_rgb",
     "error_map_figure", "instance_rgb", "BARE_TEMPLATE", "CHART_OPTIONS",
 ]
 
@@ -378,12 +379,80 @@ _HIST_COLORS = {"background": "rgb(120,120,120)", "cytoplasm": "rgb(0,200,83)",
                 "nucleus": "rgb(213,0,249)", "all pixels": "rgb(60,60,60)"}
 
 
+#: A curve's peak this many times above every other curve's highest point is a spike
+#: (the bright glass, or the dark of a fluorescence slide): the axis is cut above the
+#: others and the spike marked, so the classes whose crossing the thresholds sit on
+#: keep their height.
+SPIKE_RATIO = 2.5
+_SPIKE_SHOULDER = 2
+
+
+def histogram_scale(counts: dict) -> tuple[float | None, tuple | None]:
+    """Where to cut the count axis of class histograms dominated by one spike.
+
+    Parameters
+    ----------
+    counts : dict
+        Name -> (bins,) counts, as :func:`class_histograms` returns them.
+
+    Returns
+    -------
+    top : float or None
+        The axis' upper end (1.15 × the highest point of everything but the spike), or
+        None when no curve towers over the others (the axis fits every curve).
+    spike : (name, bin, count) or None
+        The curve and bin that were cut, and its true height.
+
+    With several curves the spike is the tallest curve's peak, compared with the
+    other curves; with one curve, its peak compared with the curve outside the run
+    of bins around the peak that stay above half of it (and two bins either side:
+    the blur spreads the spike's edge into its neighbours).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> top, spike = histogram_scale({"all pixels": np.array([5, 9, 8, 2, 0, 30, 400])})
+    >>> round(top, 2), spike
+    (10.35, ('all pixels', 6, 400))
+    >>> histogram_scale({"all pixels": np.array([5, 9, 8])})
+    (None, None)
+    """
+    curves = {name: np.asarray(c, np.float64) for name, c in counts.items()
+              if np.asarray(c).size}
+    if not curves:
+        return None, None
+    name = max(curves, key=lambda n: curves[n].max())
+    tall = curves[name]
+    peak_bin = int(tall.argmax())
+    peak = float(tall[peak_bin])
+    if len(curves) > 1:
+        rest = max(float(c.max()) for n, c in curves.items() if n != name)
+    else:
+        high = tall > peak / 2
+        lo = hi = peak_bin
+        while lo > 0 and high[lo - 1]:
+            lo -= 1
+        while hi < tall.size - 1 and high[hi + 1]:
+            hi += 1
+        lo, hi = max(lo - _SPIKE_SHOULDER, 0), hi + _SPIKE_SHOULDER  # its blurred shoulders
+        outside = np.concatenate([tall[:lo], tall[hi + 1:]])
+        rest = float(outside.max()) if outside.size else 0.0
+    if rest <= 0 or peak <= SPIKE_RATIO * rest:
+        return None, None
+    return 1.15 * rest, (name, peak_bin, int(peak))
+
+
 def histogram_figure(hist: dict, thresholds: dict, *, height: int = 280,
                      log: bool = False) -> go.Figure:
     """Per-class histogram curves with vertical lines at the current thresholds.
 
     `thresholds` maps a name (``t_nuc``, ``t_bg``, ``t_object``) to a value; NaN
-    (a per-pixel local threshold) draws no line.
+    (a per-pixel local threshold) draws no line. A spike that towers over the other
+    classes (the bright background of a cytology slide) is cut at the top of the
+    axis and marked with its height (:func:`histogram_scale`), so the cytoplasm and
+    nucleus curves, and where they cross, stay readable; `log` shows every curve
+    whole on a log axis instead. The threshold labels sit inside the plot, the legend
+    above it, clear of the axis titles.
     """
     edges = hist["edges"]
     centres = (edges[:-1] + edges[1:]) / 2
@@ -391,28 +460,46 @@ def histogram_figure(hist: dict, thresholds: dict, *, height: int = 280,
              "line": {"color": _HIST_COLORS.get(name), "width": 2}}
             for name, counts in hist["counts"].items()]
     shapes, notes = [], []
-    for name, value in thresholds.items():
-        if value is None or not np.isfinite(value):
-            continue
-        shapes.append({"type": "line", "x0": float(value), "x1": float(value), "y0": 0,
+    shown = sorted((float(v), k) for k, v in thresholds.items()
+                   if v is not None and np.isfinite(v))
+    for i, (value, name) in enumerate(shown):
+        shapes.append({"type": "line", "x0": value, "x1": value, "y0": 0,
                        "y1": 1, "xref": "x", "yref": "paper",
                        "line": {"color": "black", "dash": "dash", "width": 1.5}})
-        notes.append({"x": float(value), "y": 1, "xref": "x", "yref": "paper",
+        # Inside the plot: beside the line, on the side with room, staggered downwards.
+        right = value > 0.5
+        notes.append({"x": value, "y": 1 - 0.12 * i, "xref": "x", "yref": "paper",
                       "text": f"{name} = {value:.3f}", "showarrow": False,
-                      "yanchor": "bottom", "font": {"size": 11}})
-    title = "channel histogram" + (" per true class" if len(hist["counts"]) > 1 else "")
+                      "xanchor": "right" if right else "left", "xshift": -4 if right else 4,
+                      "yanchor": "top", "font": {"size": 11},
+                      "bgcolor": "rgba(255,255,255,0.8)"})
+    yaxis = {"title": {"text": "pixels"}, "type": "log" if log else "linear",
+             "automargin": True}
+    top, spike = (None, None) if log else histogram_scale(hist["counts"])
+    if top is not None:
+        name, b, count = spike
+        yaxis["range"] = [0, top]
+        notes.append({"x": float(centres[b]), "y": top, "xref": "x", "yref": "y",
+                      "text": f"{name} peak {count:,} px<br>(off the scale)",
+                      # Below the threshold labels, which sit at the top.
+                      "showarrow": True, "arrowhead": 2, "ax": -30 if centres[b] > 0.5 else 30,
+                      "ay": 64, "xanchor": "right" if centres[b] > 0.5 else "left",
+                      "font": {"size": 11, "color": _HIST_COLORS.get(name, "black")},
+                      "bgcolor": "rgba(255,255,255,0.8)"})
+    several = len(hist["counts"]) > 1
     # Same curves -> same datarevision: when only a threshold moves, Plotly.react
     # redraws the lines and labels instead of recomputing every trace.
     revision = hashlib.blake2b(b"".join(np.asarray(c, np.int64).tobytes()
                                         for c in hist["counts"].values()),
                                digest_size=8).hexdigest()
-    layout = {"height": height, "margin": {"l": 0, "r": 0, "t": 50, "b": 0},
-              "xaxis": {"title": {"text": "channel value"}, "range": [0, 1], "automargin": True},
-              "yaxis": {"title": {"text": "pixels"}, "type": "log" if log else "linear",
-                        "automargin": True},
-              "legend": {"orientation": "h", "x": 1, "xanchor": "right", "y": -0.25,
-                         "yanchor": "top"},
-              "title": {"text": title, "font": {"size": 13}},
+    layout = {"height": height, "margin": {"l": 0, "r": 0, "t": 36, "b": 0},
+              "xaxis": {"title": {"text": "channel value" + (" · one curve per true class"
+                                                             if several else "")},
+                        "range": [0, 1], "automargin": True},
+              "yaxis": yaxis,
+              "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": 1.02,
+                         "yanchor": "bottom"},
+              "showlegend": True,
               "shapes": shapes, "annotations": notes, "datarevision": revision,
               "uirevision": "keep-zoom"}
     return _figure(data, layout)

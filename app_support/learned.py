@@ -13,18 +13,23 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from cellseg_core.io import tiff_bytes
 from cellseg_core.learn import IGNORE, load_model, pickle_models_allowed, uncertainty
+from cellseg_core.params import Mode
 
 from . import cache, figures, methods, quotas, runs, worker
 from .safe_text import md
 
-__all__ = ["PARAMS_CHOICE", "model_upload", "model_picker", "picked_model", "segmentation",
-           "probabilities", "show_model_results", "uncertainty_rgb", "points_to_pixels",
+__all__ = ["PARAMS_CHOICE", "NO_CONTROLS", "model_upload", "model_picker", "picked_model",
+           "segmentation", "model_segmentation", "probabilities", "show_model_results", "uncertainty_rgb", "points_to_pixels",
            "add_stroke", "stroke_counts"]
 
 #: The picker's entry that means "no model: the parameters".
 PARAMS_CHOICE = "parameters (presets)"
+#: What a page shows in place of the parameter controls while a model is chosen
+#: (``{name}``: the model's name, markdown-escaped).
+NO_CONTROLS = ("The learned model **{name}** segments the image by itself: the presets and "
+               "parameter controls do not apply (its clean-up is stored in the model). "
+               f"Choose “{PARAMS_CHOICE}” above to use them again.")
 
 
 def model_upload(page: str) -> None:
@@ -130,38 +135,37 @@ def uncertainty_rgb(unc: np.ndarray) -> np.ndarray:
     return (low + t * (high - low)).astype(np.uint8)
 
 
-def show_model_results(source, name: str, model, *, page: str, max_side: int = 1024) -> None:
-    """Overlay, scores against the truth, uncertainty and a labels download for a model."""
+def model_segmentation(source, name: str, model):
+    """The model's cached segmentation of `source`, or None after an ``st.error``."""
     try:
-        seg = segmentation(source.digest, source.image, name, model)
+        return segmentation(source.digest, source.image, name, model)
     except ValueError as err:
         st.error(f"{md(name)} cannot segment this image: {md(err)}")
+        return None
+
+
+def show_model_results(source, name: str, model, *, page: str, max_side: int = 1024) -> None:
+    """Overlay and uncertainty of a model's segmentation; the numbers, per-cell table
+    and downloads are the page's own, as for parameters."""
+    seg = model_segmentation(source, name, model)
+    if seg is None:
         return
     st.markdown(f"{md(source.name)} · learned model **{md(name)}**")
     step = figures.display_step(source.shape, max_side)
+    fluorescence = Mode(seg.params.mode) == Mode.FLUORESCENCE
     fig = figures.overlay_figure(source.image, seg.labels, truth=source.mask,
                                  instances=seg.nuclei, opacity=0.4, max_side=max_side,
+                                 fluorescence=fluorescence,
                                  image_uri=cache.image_uri(source.digest, source.image, step))
     st.plotly_chart(fig, key=f"{page}.model_overlay", config={"scrollZoom": True},
                     **figures.CHART_OPTIONS)
-    st.caption(figures.overlay_key(truth=source.mask is not None))
-    scores = cache.scores(seg, source.mask)
-    c = st.columns(4)
-    if scores:
-        c[0].metric("Mean Dice", f"{scores['mean_dice']:.4f}")
-        c[1].metric("Dice cytoplasm", f"{scores['dice_cytoplasm']:.4f}")
-        c[2].metric("Dice nucleus", f"{scores['dice_nucleus']:.4f}")
-    c[3].metric("Nuclei", f"{seg.summary['n_nuclei']:,}")
+    st.caption(figures.overlay_key(truth=source.mask is not None, fluorescence=fluorescence))
     proba = probabilities(source.digest, source.image, name, model)
     if proba is not None:
         unc = uncertainty(proba)
         st.image(uncertainty_rgb(unc[::step, ::step]),
                  caption=f"Uncertainty (1 − max probability), mean {unc.mean():.3f}: "
                          "bright where the model hesitates")
-    stem = (source.image_id or source.name).replace("/", "_").replace(" ", "_")
-    st.download_button("Labels (uint8 TIFF)", lambda: tiff_bytes(seg.labels),
-                       file_name=f"{stem}_labels.tif", mime="image/tiff",
-                       key=f"{page}.model_dl", on_click="ignore")
 
 
 # --- strokes -------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from cellseg_core.io import as_float_image, read_image, read_mask
 from . import quotas, state
 from .safe_text import md
 
-__all__ = ["ImageSource", "SOURCE_KINDS", "SAMPLES", "datasets", "image_source_sidebar",
+__all__ = ["ImageSource", "SOURCE_KINDS", "SAMPLES", "datasets", "first_dataset", "image_source_sidebar",
            "select_dataset_image", "shared_sidebar"]
 
 SOURCE_KINDS = ("Dataset", "Upload", "Synthetic", "Sample")
@@ -102,6 +102,13 @@ def datasets() -> dict:
     return _datasets(_env_key())
 
 
+def first_dataset(usable: dict) -> str:
+    """The name a picker opens on: the first configured (real) dataset, else the first
+    demo one (issue 22 point 4: a server with real data does not open on demo data)."""
+    names = list(usable)
+    return next((n for n in names if not usable[n].source.startswith("demo:")), names[0])
+
+
 def pick_dataset(key: str, *, container=st, where=None, empty: str = "No dataset with "
                  "ground truth is configured: set CELLSEG_DATA to a dataset folder."):
     """A dataset selectbox (label "Dataset") over the datasets that pass `where`.
@@ -115,8 +122,7 @@ def pick_dataset(key: str, *, container=st, where=None, empty: str = "No dataset
         return None
     names = list(usable)
     if st.session_state.get(key) not in usable:
-        st.session_state[key] = next(
-            (n for n in names if not usable[n].source.startswith("demo:")), names[0])
+        st.session_state[key] = first_dataset(usable)
     return usable[container.selectbox("Dataset", names, key=key)]
 
 
@@ -251,7 +257,7 @@ def _dataset_source() -> ImageSource | None:
     all_ds = datasets()
     names = list(all_ds)
     if st.session_state.get(state.SOURCE_DATASET) not in all_ds:
-        st.session_state[state.SOURCE_DATASET] = names[0]
+        st.session_state[state.SOURCE_DATASET] = first_dataset(all_ds)
     st.selectbox("Dataset", names, key=state.SOURCE_DATASET, on_change=_on_dataset_change,
                  help="Demo datasets are built in; add folders with the CELLSEG_DATA "
                       "environment variable (see the Help in the page).")
@@ -306,8 +312,21 @@ def _upload_source() -> ImageSource | None:
                                      image.shape[:2])
         except ValueError as err:
             st.error(f"Cannot use this mask: {md(err)}")
-    kind = "fluorescence" if image.ndim == 2 and float(np.median(image)) < 0.3 else "cytology"
-    return ImageSource(name=up.name, image=image, mask=mask, digest=digest, kind=kind)
+    return ImageSource(name=up.name, image=image, mask=mask, digest=digest,
+                       kind=_upload_kind(digest, image))
+
+
+def upload_kind(image: np.ndarray) -> str:
+    """"fluorescence" or "cytology" for an uploaded image: fluorescence when the
+    background is dark, the median of each pixel's brightest channel under 0.3 (so an
+    RGB DAPI export counts too, as a gray one always did: issue 22 point 5)."""
+    brightest = image if image.ndim == 2 else image.max(axis=-1)
+    return "fluorescence" if float(np.median(brightest)) < 0.3 else "cytology"
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _upload_kind(digest: str, _image: np.ndarray) -> str:
+    return upload_kind(_image)
 
 
 def _synthetic_source() -> ImageSource | None:

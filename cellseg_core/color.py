@@ -7,7 +7,7 @@ from skimage.color import hed2rgb, rgb2hed
 from .params import Channel
 
 __all__ = ["gray", "hematoxylin", "hematoxylin_only", "optical_density", "extract_channel",
-           "HEMATOXYLIN_MAX"]
+           "brightest_channel", "HEMATOXYLIN_MAX"]
 
 #: Hematoxylin optical density that maps to 1 (the darkest nucleus); measured as the
 #: 99.9th percentile of ``rgb2hed`` on Pap/H&E cytology images.
@@ -139,3 +139,45 @@ def extract_channel(image: np.ndarray, channel: Channel | str = Channel.GRAY) ->
     if channel == Channel.HEMATOXYLIN:
         return hematoxylin(image)
     return image[..., _RGB_INDEX[channel]]
+
+
+def brightest_channel(image: np.ndarray) -> Channel:
+    """The RGB channel that carries a fluorescence image's signal.
+
+    An RGB export of a DAPI or Hoechst image holds the nuclei in one channel (blue,
+    usually) and little in the others; gray would dilute them (blue weighs 0.114).
+    The channel chosen is the one whose bright pixels stand highest above its
+    background: the largest 99.5th percentile minus median.
+
+    Parameters
+    ----------
+    image : (M, N[, 3]) ndarray
+        A gray image gives ``Channel.GRAY``.
+
+    Returns
+    -------
+    Channel
+        ``red``, ``green`` or ``blue`` (``gray`` for a gray image).
+
+    Raises
+    ------
+    ValueError
+        When `image` is neither (M, N) nor (M, N, 3).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rgb = np.zeros((10, 10, 3)); rgb[2:5, 2:5, 2] = 0.8; rgb[..., 0] = 0.3
+    >>> brightest_channel(rgb).value
+    'blue'
+    >>> brightest_channel(np.zeros((4, 4))).value
+    'gray'
+    """
+    image = np.asarray(image)
+    if image.ndim == 2:
+        return Channel.GRAY
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"`image` must be (M, N) or (M, N, 3), got shape {image.shape}")
+    flat = image.reshape(-1, 3).astype(np.float32, copy=False)
+    high, middle = np.percentile(flat, [99.5, 50], axis=0)
+    return (Channel.RED, Channel.GREEN, Channel.BLUE)[int(np.argmax(high - middle))]

@@ -4,23 +4,29 @@ Widgets → a fluorescence ``Params`` (this page's own, under ``count.*`` keys, 
 cytology params of Explore are left alone) → cached ``segment`` → display. The
 experiments are functions of :mod:`cellseg_core.experiments`; each section is an
 ``st.fragment``, so its widgets rerun only that section.
+
+The pipeline has Explore's design (issue 22 point 5): a control change that leaves
+the controls as drawn reruns only :func:`overlay_part` (the count's overlay, drawn at
+display size and redrawn in place by ``live_plot``); once the browser has drawn it,
+:func:`analysis_part` follows with the numbers, steps, sizes and table. An RGB image
+(a DAPI export) is counted in its brightest channel, or the one the user picks.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_support import cache, controls, count_figures, state, wording
+from app_support import cache, controls, count_figures, live_plot, state, wording
 from app_support.assets import read_asset
 from app_support.sources import ImageSource
 from cellseg_core import experiments as E
 from cellseg_core.data import synthetic
 from cellseg_core.io import tiff_bytes
-from cellseg_core.metrics import average_precision, match_instances
-from cellseg_core.params import Params
+from cellseg_core.params import Channel, Params
 from app_support.router import require_frame
 
 require_frame()  # a deep link on a fresh server must still go through app.py
@@ -28,6 +34,14 @@ require_frame()  # a deep link on a fresh server must still go through app.py
 P = "count"
 SEED_SOURCE = "seed image (synthetic)"
 SIDEBAR_SOURCE = "image from the sidebar"
+#: The two result fragments (``st.rerun`` keys) and what links them in the session.
+OVERLAY, ANALYSIS = f"{P}.overlay_part", f"{P}.analysis_part"
+ANALYSIS_VERSION = f"{P}.analysis_version"  # image and params the numbers are for
+BROWSER_REPORTS = f"{P}.browser_reports"  # the browser reports drawn overlays
+LAYOUT_DRAWN = f"{P}.layout_drawn"  # which widgets the controls drew
+MAX_DISPLAY = 768  # the overlay is drawn 520 px high: 1024² shows at 512², zoomable
+#: The channel of an RGB image: its brightest (read off the image) or one picked.
+CHANNEL_KEY, BRIGHTEST = f"{P}.rgb_channel", "brightest"
 METHODS = ["manual", "otsu", "li", "yen", "triangle", "isodata", "mean", "minimum", "local",
            "percentile"]
 #: The page's defaults: the seed's operating point plus the watershed split.
@@ -53,12 +67,16 @@ def _fmt(value, digits: int = 3) -> str:
 def _source() -> ImageSource:
     shared = st.session_state.get(state.SOURCE_CURRENT)
     options = [SEED_SOURCE]
-    if shared is not None and shared.kind == "fluorescence" and shared.image.ndim == 2:
+    if shared is not None and shared.kind == "fluorescence":
         options.insert(0, SIDEBAR_SOURCE)
+        if st.session_state.get(key("sidebar_seen")) != shared.digest:
+            st.session_state[key("source")] = SIDEBAR_SOURCE  # a new image: count it
+        st.session_state[key("sidebar_seen")] = shared.digest
     if st.session_state.get(key("source")) not in options:
         st.session_state[key("source")] = options[0]
     choice = st.radio("Image", options, key=key("source"), horizontal=True,
-                      help="The sidebar's image is offered when it is a fluorescence image.")
+                      help="The sidebar's image is offered when it is a fluorescence image "
+                           "(gray, or RGB: counted in one channel).")
     if choice == SIDEBAR_SOURCE:
         return shared
     image, labels, _ = cache.seed_sample()
@@ -68,14 +86,53 @@ def _source() -> ImageSource:
 
 
 # --- the pipeline ---------------------------------------------------------------------
-def _controls() -> Params:
-    """The lesson's steps as widgets; returns the fluorescence params they spell."""
+def _channel(source: ImageSource) -> str:
+    """The channel counted: gray for a gray image; for RGB the one picked, or the
+    brightest (:func:`cellseg_core.color.brightest_channel`)."""
+    if source.image.ndim == 2:
+        return Channel.GRAY.value
+    picked = st.session_state.get(CHANNEL_KEY, BRIGHTEST)
+    return cache.brightest_channel(source.digest, source.image) if picked == BRIGHTEST \
+        else picked
+
+
+def _params(source: ImageSource) -> Params:
+    """The fluorescence params the controls hold (ValueError when invalid)."""
+    values = {name: st.session_state.get(key(name), value) for name, value in DEFAULTS.items()}
+    return synthetic.seed_params().with_values({**values, "channel": _channel(source)})
+
+
+def _layout() -> tuple:
+    """Which widgets the controls show: while it stays the same, a change needs only
+    the results redrawn."""
+    return tuple(st.session_state.get(key(n))
+                 for n in ("blur.kind", "threshold.method", "watershed.enabled"))
+
+
+def _on_change() -> None:
+    """A control's callback: the results alone when the controls stay as drawn and
+    the browser reports drawn overlays (else the whole app, as Explore)."""
+    if st.session_state.get(BROWSER_REPORTS) and \
+            st.session_state.get(LAYOUT_DRAWN) == _layout():
+        st.rerun(OVERLAY)
+
+
+def _controls(source: ImageSource) -> None:
+    """The lesson's steps as widgets (their values: :func:`_params`)."""
     for name, value in DEFAULTS.items():
         st.session_state.setdefault(key(name), value)
 
     def rng(name):  # the parameter model's range (one place: controls.control_range)
-        return controls.control_range(name, st.session_state[key(name)])
+        return {**controls.control_range(name, st.session_state[key(name)]),
+                "on_change": _on_change}
 
+    if source.image.ndim == 3:
+        st.markdown("**0 · Channel**")
+        brightest = cache.brightest_channel(source.digest, source.image)
+        st.selectbox("Channel", [BRIGHTEST, "red", "green", "blue"], key=CHANNEL_KEY,
+                     format_func=lambda c: f"brightest ({brightest})" if c == BRIGHTEST else c,
+                     help="An RGB fluorescence image (a DAPI export) holds its nuclei in "
+                          "one channel: the brightest is read off the image.")
     st.markdown("**1 · Blur**")
     kind = st.selectbox("Blur", ["gaussian", "mean", "median", "none"], key=key("blur.kind"))
     if kind == "gaussian":
@@ -103,7 +160,7 @@ def _controls() -> Params:
                     **rng("cleanup.min_nucleus_size"))
     st.number_input("Closing radius (px)", key=key("cleanup.closing_radius"),
                     **rng("cleanup.closing_radius"))
-    st.checkbox("Fill holes", key=key("cleanup.fill_holes"))
+    st.checkbox("Fill holes", key=key("cleanup.fill_holes"), on_change=_on_change)
     st.markdown("**4 · Split touching nuclei (watershed)**")
     st.toggle("Watershed", key=key("watershed.enabled"))
     if st.session_state[key("watershed.enabled")]:
@@ -114,13 +171,7 @@ def _controls() -> Params:
         c2.number_input("Footprint (px)", key=key("watershed.footprint"),
                         help="a marker is the maximum of this square",
                         **rng("watershed.footprint"))
-    values = {name: st.session_state[key(name)] for name in DEFAULTS}
-    return synthetic.seed_params().with_values(values)
-
-
-def _truth_scores(seg, truth) -> dict:
-    match = match_instances(seg.nuclei, truth)
-    return {**match, "ap": average_precision(seg.nuclei, truth)}
+    st.session_state[LAYOUT_DRAWN] = _layout()
 
 
 def _downloads(seg, source) -> None:
@@ -136,56 +187,108 @@ def _downloads(seg, source) -> None:
                          key=key("dl_tiff"), on_click="ignore")
 
 
-@st.fragment
-def pipeline(source: ImageSource) -> None:
-    """Controls, steps, overlay, count, sizes, table, downloads, ground truth."""
-    ctrl, result = st.columns([1, 3], gap="medium")
-    with ctrl:
-        try:
-            params = _controls()
-        except ValueError as err:
-            st.error(f"Invalid parameters: {err}")
-            return
-    with result:
-        try:
-            seg = cache.segmentation(source.digest, source.image, params)
-        except ValueError as err:
-            st.error(f"Cannot segment with these parameters: {err}")
-            return
-        shown = ", ".join(f"{k} = {_fmt(v) if not math.isnan(v) else 'per pixel'}"
-                          for k, v in seg.thresholds.items())
-        st.caption(f"{source.name} · {params.threshold.method.value} threshold: {shown}")
-        for warning in seg.warnings:
-            st.warning(warning)
-        try:
-            st.plotly_chart(count_figures.steps_figure(seg), key=key("steps"))
-        except ValueError as err:  # too many watershed markers to draw: noise, not nuclei
-            st.warning(f"Steps not shown: {err}")
-        truth = source.instances
-        scores = _truth_scores(seg, truth) if truth is not None else None
-        c = st.columns(5)
-        c[0].metric("Nuclei counted", f"{int(seg.nuclei.max())}")
-        if scores is not None:
-            c[1].metric("True nuclei", f"{scores['n_true']}")
-            c[2].metric("Precision (IoU 0.5)", _fmt(scores["precision"]))
-            c[3].metric("Recall (IoU 0.5)", _fmt(scores["recall"]))
-            c[4].metric("F1 · mean AP (DSB)", f"{_fmt(scores['f1'])} · {_fmt(scores['ap'])}")
-        left, right = st.columns([3, 2])
-        with left:
-            st.plotly_chart(count_figures.instance_figure(
-                source.image, seg.nuclei, seg.objects, truth=truth, match=scores),
-                key=key("overlay"))
-            if scores is not None:
-                st.caption("Green: matched a true nucleus (IoU > 0.5); red: false "
-                           "detection; blue outline: missed true nucleus.")
-        with right:
-            if len(seg.objects):
-                st.plotly_chart(count_figures.size_histogram(seg.objects), key=key("sizes"))
+def _result(source: ImageSource):
+    """(params, segmentation, instance scores or None), or None after an error."""
+    try:
+        params = _params(source)
+    except ValueError as err:
+        st.error(f"Invalid parameters: {err}")
+        return None
+    try:
+        seg = cache.segmentation(source.digest, source.image, params)
+    except ValueError as err:
+        st.error(f"Cannot segment with these parameters: {err}")
+        return None
+    truth = source.instances
+    scores = None if truth is None else cache.instance_scores(source.digest, params, seg, truth)
+    return params, seg, scores
+
+
+def _version(source, params) -> str:
+    """Names an (image, parameters) pair."""
+    return hashlib.sha1(f"{source.digest}{params.to_json(indent=None)}".encode()).hexdigest()
+
+
+def _analysis_done() -> None:
+    """The overlay of new parameters is on screen: now the numbers and the rest."""
+    st.session_state[BROWSER_REPORTS] = True
+    st.rerun(ANALYSIS)
+
+
+@st.fragment(key=OVERLAY)
+def overlay_part(source: ImageSource) -> None:
+    """The threshold line and the counted overlay: what a control change reruns first
+    (see ``pages/explore.py``'s ``overlay_part``)."""
+    found = _result(source)
+    if found is None:
+        return
+    params, seg, scores = found
+    shown = ", ".join(f"{k} = {_fmt(v) if not math.isnan(v) else 'per pixel'}"
+                      for k, v in seg.thresholds.items())
+    channel = "" if source.image.ndim == 2 else f" · {params.channel.value} channel"
+    st.caption(f"{source.name}{channel} · {params.threshold.method.value} threshold: {shown}")
+    version = _version(source, params)
+    notify = (version if st.session_state.get(ANALYSIS_VERSION) != version
+              else None if st.session_state.get(BROWSER_REPORTS) else "hello")
+    live_plot.plotly_chart(count_figures.instance_figure(  # numbers without the table
+        source.image, seg.nuclei, None, truth=source.instances, match=scores,
+        max_side=MAX_DISPLAY), key=key("overlay"), config={"scrollZoom": True},
+        notify=notify, on_drawn=_analysis_done)
+    if scores is not None:
+        st.caption("Green: matched a true nucleus (IoU > 0.5); red: false "
+                   "detection; blue outline: missed true nucleus.")
+
+
+@st.fragment(key=ANALYSIS)
+def analysis_part(source: ImageSource) -> None:
+    """Count and scores, the steps strip, sizes, table and downloads."""
+    found = _result(source)
+    if found is None:
+        return
+    params, seg, scores = found
+    st.session_state[ANALYSIS_VERSION] = _version(source, params)
+    for warning in seg.warnings:
+        st.warning(warning)
+    c = st.columns(5)
+    c[0].metric("Nuclei counted", f"{int(seg.nuclei.max())}")
+    if scores is not None:
+        c[1].metric("True nuclei", f"{scores['n_true']}")
+        c[2].metric("Precision (IoU 0.5)", _fmt(scores["precision"]))
+        c[3].metric("Recall (IoU 0.5)", _fmt(scores["recall"]))
+        c[4].metric("F1 · mean AP (DSB)", f"{_fmt(scores['f1'])} · {_fmt(scores['ap'])}")
+    try:
+        live_plot.plotly_chart(count_figures.steps_figure(seg, max_side=384),
+                               key=key("steps"))
+    except ValueError as err:  # too many watershed markers to draw: noise, not nuclei
+        st.warning(f"Steps not shown: {err}")
+    left, right = st.columns([3, 2])
+    with left:
         table = seg.objects[["label", "nucleus_area", "mean_intensity", "centroid_row",
                              "centroid_col", "equivalent_diameter", "eccentricity"]]
-        st.dataframe(wording.readable(table),
-                     hide_index=True, key=key("objects"))
-        _downloads(seg, source)
+        st.dataframe(wording.readable(table), hide_index=True, key=key("objects"),
+                     height=300)
+    with right:
+        if len(seg.objects):
+            live_plot.plotly_chart(count_figures.size_histogram(seg.objects),
+                                   key=key("sizes"))
+    _downloads(seg, source)
+
+
+def pipeline(source: ImageSource) -> None:
+    """Controls (left), overlay then numbers, steps, sizes, table, downloads (right).
+
+    The controls are not in a fragment: a change that alters them (blur kind,
+    method, watershed, channel) reruns the whole app; a value change reruns
+    :func:`overlay_part`, then :func:`analysis_part` once the browser drew it."""
+    ctrl, result = st.columns([1, 3], gap="medium")
+    with ctrl:
+        _controls(source)
+    with result:
+        top, bottom = st.container(), st.container()
+    with bottom:  # first: a full run draws the numbers for the parameters it shows
+        analysis_part(source)
+    with top:
+        overlay_part(source)
 
 
 # --- experiments ----------------------------------------------------------------------

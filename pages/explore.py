@@ -22,7 +22,9 @@ from app_support.assets import read_asset
 from app_support.safe_text import md
 from cellseg_core import autoseg
 from cellseg_core.io import tiff_bytes
+from cellseg_core.methods import ModelMethod
 from cellseg_core.params import Mode, ThresholdMethod
+from cellseg_core.pipeline import is_automatic
 from app_support.router import require_frame
 
 require_frame()  # a deep link on a fresh server must still go through app.py
@@ -78,7 +80,8 @@ def _table(values: dict) -> str:
 
 def _numbers(seg, source, params, hist) -> dict:
     """Scores against the ground truth (when there is one), then class areas, N/C and
-    counts beside the per-class histogram. Returns the scores."""
+    counts beside the per-class histogram (none for a learned model: `hist` None).
+    Returns the scores."""
     summary = seg.summary
     fluo = params.mode == Mode.FLUORESCENCE
     scores = cache.scores(seg, source.mask, source.instances if fluo else None)
@@ -113,12 +116,18 @@ def _numbers(seg, source, params, hist) -> dict:
         if not fluo:
             st.caption("N/C ratio = nucleus pixels / cytoplasm pixels.")
     with right:
-        live_plot.plotly_chart(figures.histogram_figure(hist, seg.thresholds),
-                               key=f"{PAGE}.histogram")
+        if hist is not None:
+            live_plot.plotly_chart(figures.histogram_figure(hist, seg.thresholds),
+                                   key=f"{PAGE}.histogram")
     return scores
 
 
 def _try_all(source, params) -> None:
+    if is_automatic(params):
+        st.info("The automatic method chooses its own threshold for each image, so trying "
+                "every threshold method does not apply: set the kind of image (0 · "
+                "Automatic nuclei) to off to try them on the fixed steps.")
+        return
     st.caption("Every automatic method on this image, the other parameters kept"
                + (", ranked by mean Dice." if source.mask is not None else "."))
     if not st.button("Run all methods", key=f"{PAGE}.try_all"):
@@ -141,8 +150,8 @@ def _try_all(source, params) -> None:
                                           opacity=0.45), caption=title)
 
 
-def _downloads(seg, source) -> None:
-    names = controls.download_names(source)  # image, method, content, date
+def _downloads(seg, source, model: str | None = None) -> None:
+    names = controls.download_names(source, method=model)  # image, method, content, date
     c = st.columns(4)
     c[0].download_button("Labels (uint8 TIFF)", lambda: tiff_bytes(seg.labels),
                          file_name=names("labels", "tif"), mime="image/tiff",
@@ -155,11 +164,15 @@ def _downloads(seg, source) -> None:
     c[2].download_button("Per-cell table (CSV)", lambda: seg.objects.to_csv(index=False),
                          file_name=names("cells", "csv"), mime="text/csv",
                          key=f"{PAGE}.dl_csv", on_click="ignore")
-    with c[3]:
-        controls.params_download(PAGE)
-    st.caption("Labels: 0 background, 1 cytoplasm, 2 nucleus. Load a parameters JSON "
-               "under the controls.")
-    exports.render_export_downloads(PAGE, seg, source)
+    if model is None:
+        with c[3]:
+            controls.params_download(PAGE)
+    st.caption("Labels: 0 background, 1 cytoplasm, 2 nucleus."
+               + (f" Made by the learned model {md(model)}." if model else
+                  " Load a parameters JSON under the controls."))
+    picked = learned.picked_model(PAGE) if model is not None else None
+    exports.render_export_downloads(PAGE, seg, source, method=None if picked is None else
+                                    ModelMethod(picked[1], name=picked[0]).describe())
 
 
 #: The sections under the numbers, one shown at a time (see :func:`_sections`).
@@ -167,16 +180,24 @@ SECTIONS = ["Intermediate steps", "Per-cell table", "Error map", "Try all thresh
             "Downloads", "Classify cells"]
 
 
-def _sections(seg, source, params) -> None:
+#: What a learned model's result has no use for: it has no steps and no threshold.
+NOT_FOR_MODELS = ("Intermediate steps", "Try all thresholds")
+
+
+def _sections(seg, source, params, model: str | None = None) -> None:
     """The chosen section: the steps strip, the per-cell table, the error map, every
     automatic threshold, or the downloads.
 
     Only the chosen one is computed (the per-cell table needs every nucleus's cell,
     about a second at 2048², so it is not the default). A segmented control rather
     than ``st.tabs``: the tabs re-render twice more after every render of the page,
-    on every slider move.
+    on every slider move. A learned `model`'s result offers no steps strip and no
+    threshold methods.
     """
-    shown = st.segmented_control("Show", SECTIONS, default=SECTIONS[0], required=True,
+    offered = [s for s in SECTIONS if model is None or s not in NOT_FOR_MODELS]
+    if st.session_state.get(f"{PAGE}.tab") not in offered:
+        st.session_state[f"{PAGE}.tab"] = offered[0]
+    shown = st.segmented_control("Show", offered, required=True,
                                  key=f"{PAGE}.tab", label_visibility="collapsed")
     if shown == "Intermediate steps":
         live_plot.plotly_chart(figures.steps_figure(seg), key=f"{PAGE}.steps")
@@ -197,7 +218,7 @@ def _sections(seg, source, params) -> None:
     elif shown == "Classify cells":
         object_classes.render_classify_cells(seg, source, params, page=PAGE)
     else:
-        _downloads(seg, source)
+        _downloads(seg, source, model)
 
 
 def _overlay_figure(source, seg, params):
@@ -275,7 +296,14 @@ def analysis_part(source) -> None:
     st.session_state[ANALYSIS_VERSION] = _version(source, params)
     # After the overlay: a new URL re-renders the whole page in the browser.
     state.sync_query(params, state.current_preset(), source.dataset, source.image_id)
-    if learned.picked_model(PAGE) is not None:
+    model = learned.picked_model(PAGE)
+    if model is not None:  # a learned model: the same numbers, table and downloads
+        seg = learned.model_segmentation(source, *model)
+        if seg is not None:
+            for warning in seg.warnings:
+                st.warning(warning)
+            _numbers(seg, source, seg.params, hist=None)
+            _sections(seg, source, seg.params, model=model[0])
         return
     seg = _segmentation(source, params)
     if seg is None:
@@ -310,13 +338,17 @@ def explore(source) -> None:
     with ctrl:
         with st.expander("Learned model file"):
             learned.model_upload(PAGE)  # registers a good file before the picker
-        learned.model_picker(PAGE)
-        controls.preset_picker(PAGE)
-        controls.parameter_controls(PAGE, rerun=_rerun_on_change)
-        with st.expander("Load parameters"):
-            controls.params_file_controls(PAGE)
+        model = learned.model_picker(PAGE)
+        if model is not None:  # issue 22 point 2: no controls that do nothing
+            st.info(learned.NO_CONTROLS.format(name=md(model[0])))
+        else:
+            controls.preset_picker(PAGE)
+            controls.parameter_controls(PAGE, rerun=_rerun_on_change)
+            with st.expander("Load parameters"):
+                controls.params_file_controls(PAGE)
     with result:
-        _mode_hint(source, state.current_params())
+        if model is None:
+            _mode_hint(source, state.current_params())
         top, bottom = st.container(), st.container()
     with bottom:  # first: a full run draws the numbers for the parameters it shows
         analysis_part(source)

@@ -15,10 +15,11 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from app_support import cache, compare_figures, runs, sources, state, wording
+from app_support import cache, compare_figures, learned, runs, sources, state, wording
 from app_support.assets import read_asset
 from cellseg_core import evaluation
 from cellseg_core.params import BlurKind, Mode, Params, ThresholdMethod
+from cellseg_core.pipeline import is_automatic
 from cellseg_core.presets import PRESETS
 from app_support.router import require_frame
 
@@ -75,9 +76,16 @@ def prepared_base(start: Params, names: list) -> tuple[Params, list]:
     """The params the search varies from: `start` with what the searched names need.
 
     Searching the thresholds needs the manual method; searching the blur sigma needs
-    a gaussian blur. Returns the base and notes saying what was changed.
+    a gaussian blur; and every search needs the fixed pipeline, since an automatic
+    preset (``auto.kind`` not off) sets its own threshold, sizes and split per image
+    and would ignore every searched value. Returns the base and notes saying what
+    was changed.
     """
     changes, notes = {}, []
+    if is_automatic(start):
+        changes["auto.kind"] = "off"
+        notes.append(f"auto.kind {start.auto.kind.value} → off (an automatic preset chooses "
+                     "its settings per image: the search varies the fixed steps)")
     if ({"threshold.t_nuc", "threshold.t_bg", "threshold.t_object"} & set(names)
             and start.threshold.method != ThresholdMethod.MANUAL):
         changes["threshold.method"] = "manual"
@@ -142,9 +150,29 @@ def _optimise(run: runs.Run, dataset, train: list, test: list, space: dict, base
 
 
 # --- display ------------------------------------------------------------------------------
-def _use_in_explore(params_json: str) -> None:
+def explore_image(dataset: str, train: list, test: list) -> str | None:
+    """The image "Use in Explore" opens: the sidebar's, when it is already an image of
+    the optimised `dataset`, else the first train image (then test), else None."""
+    if st.session_state.get(state.SOURCE_KIND) == "Dataset" and \
+            st.session_state.get(state.SOURCE_DATASET) == dataset and \
+            st.session_state.get(state.SOURCE_ID) in {*train, *test}:
+        return st.session_state[state.SOURCE_ID]
+    return next(iter([*train, *test]), None)
+
+
+def _use_in_explore(params_json: str, dataset: str, train: list, test: list) -> None:
+    """Callback: the best parameters, on an image of the dataset they were optimised on
+    (issue 22 point 4: not whatever the sidebar held), with the parameters (not a
+    learned model) chosen in Explore."""
+    image = explore_image(dataset, train, test)
+    if image is not None:
+        try:
+            sources.select_dataset_image(dataset, image)
+        except ValueError:  # the dataset went away: the parameters alone
+            pass
     params = Params.from_json(params_json)
     state.set_params(params, page="explore")
+    st.session_state["explore.model"] = learned.PARAMS_CHOICE
     st.session_state[K_GOTO] = True
 
 
@@ -191,7 +219,9 @@ def _results(run: runs.Run) -> None:
                        + "; ".join(config["base_notes"]))
         b1, b2 = st.columns(2)
         b1.button("Use in Explore", key=K_USE, type="primary", on_click=_use_in_explore,
-                  args=(best.to_json(indent=None),))
+                  args=(best.to_json(indent=None), config["dataset"], list(config["train"]),
+                        list(config["test"])),
+                  help=f"Opens {config['dataset']} in Explore with these parameters.")
         b2.download_button("Download JSON", best.to_json(),
                            file_name=wording.download_name(
                                "best-params", "json", image=config["dataset"],

@@ -195,3 +195,56 @@ def test_histogram_datarevision_changes_with_the_curves_not_the_thresholds():
     other = figures.histogram_figure(figures.class_histograms(channel ** 2),
                                      {"t_nuc": 0.3}).layout.datarevision
     assert a == b and a != other
+
+
+# --- issue 22 point 1: a histogram whose class curves can be read -------------------------
+def _voced_histograms(with_truth: bool):
+    from cellseg_core import read_image, read_mask
+    from cellseg_core.pipeline import segment
+    from cellseg_core.presets import get_preset
+    from tests._support.data import shared_set
+
+    voced = shared_set("voced")
+    image = read_image(voced / "images" / "007.png")
+    seg = segment(image, get_preset("lab02"))
+    truth = read_mask(voced / "masks" / "007.png") if with_truth else None
+    return figures.class_histograms(seg.blurred, truth), seg.thresholds
+
+
+@pytest.mark.parametrize("with_truth", [True, False])
+def test_histogram_classes_have_visible_height_under_the_background_spike(with_truth):
+    hist, thresholds = _voced_histograms(with_truth)
+    fig = figures.histogram_figure(hist, thresholds)
+    low, top = fig.layout.yaxis.range
+    assert low == 0
+    if with_truth:  # both cell classes reach at least half the axis' height
+        for name in ("cytoplasm", "nucleus"):
+            assert hist["counts"][name].max() / top >= 0.5, name
+        spike = hist["counts"]["background"].max()
+    else:  # the cell part of the one curve (below t_bg) fills most of the axis
+        counts = hist["counts"]["all pixels"]
+        centres = (hist["edges"][:-1] + hist["edges"][1:]) / 2
+        assert counts[centres < thresholds["t_bg"] - 0.05].max() / top >= 0.5
+        spike = counts.max()
+    assert spike > 10 * top  # the spike was what set the scale before
+    marked = [a for a in fig.layout.annotations if "off the scale" in a.text]
+    assert len(marked) == 1 and f"{spike:,} px" in marked[0].text
+
+
+def test_histogram_labels_inside_the_plot_and_legend_clear_of_the_axis_title():
+    hist = figures.class_histograms(np.linspace(0, 1, 100).reshape(10, 10))
+    fig = figures.histogram_figure(hist, {"t_nuc": 0.39, "t_bg": 0.99})
+    labels = [a for a in fig.layout.annotations if a.text.startswith("t_")]
+    assert len(labels) == 2
+    for a in labels:  # anchored at the top, inside the paper, on the side with room
+        assert a.yref == "paper" and 0 < a.y <= 1 and a.yanchor == "top"
+        assert a.xanchor == ("right" if a.x > 0.5 else "left")
+    assert fig.layout.legend.y >= 1 and fig.layout.legend.yanchor == "bottom"
+    # An even histogram has no spike: the axis fits every curve.
+    assert fig.layout.yaxis.range is None
+
+
+def test_histogram_log_axis_shows_every_curve_whole():
+    hist, thresholds = _voced_histograms(True)
+    fig = figures.histogram_figure(hist, thresholds, log=True)
+    assert fig.layout.yaxis.type == "log" and fig.layout.yaxis.range is None

@@ -105,6 +105,7 @@ _LAYOUTS = [
     {"mode": "fluorescence"},
     {"threshold.method": "local", "threshold.background": "manual"},
     {"threshold.method": "percentile"},
+    {"preset": "auto-cytology"},  # the automatic method's overrides (auto.*)
 ]
 
 
@@ -130,8 +131,8 @@ def test_every_control_takes_its_range_from_the_parameter_model(monkeypatch):
                 low, high, _ = CONTROL_RANGES[name]
                 assert all(low <= int(str(o).split()[0]) <= high for o in widget.options), name
                 seen.add(name)
-    # The automatic method's section (auto.*) has no control on Explore: its presets set it.
-    assert seen == {name for name in CONTROL_RANGES if not name.startswith("auto.")}
+    # Every numeric parameter has its control, the automatic method's (auto.*) included.
+    assert seen == set(CONTROL_RANGES)
 
 
 def test_the_count_page_takes_its_ranges_from_the_parameter_model(monkeypatch):

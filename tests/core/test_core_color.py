@@ -72,3 +72,26 @@ def test_hematoxylin_nucleus_darker_than_background_on_voced(voced):
         nucleus, cytoplasm, background = (np.median(h[mask == c]) for c in (2, 1, 0))
         assert nucleus < cytoplasm < background + 1e-6
         assert background - nucleus > 0.1
+
+
+# --- brightest_channel: the signal of an RGB fluorescence export (issue 22 point 5) -------
+@pytest.mark.parametrize("index, name", [(0, "red"), (1, "green"), (2, "blue")])
+def test_brightest_channel_finds_the_nuclei_channel(index, name):
+    from cellseg_core.color import brightest_channel
+    from cellseg_core.data import synthetic
+
+    nuclei = np.clip(synthetic.fluorescence_image().image, 0, 1)
+    rgb = np.zeros((*nuclei.shape, 3), np.float32)
+    rgb[..., index] = nuclei
+    rgb[..., (index + 1) % 3] = 0.35  # an even haze: bright, but no objects
+    before = rgb.copy()
+    assert brightest_channel(rgb).value == name
+    np.testing.assert_array_equal(rgb, before)  # input untouched
+
+
+def test_brightest_channel_of_gray_and_bad_shapes():
+    from cellseg_core.color import brightest_channel
+
+    assert brightest_channel(np.zeros((3, 3))).value == "gray"
+    with pytest.raises(ValueError, match=r"`image` must be \(M, N\) or \(M, N, 3\)"):
+        brightest_channel(np.zeros((3, 3, 4)))
