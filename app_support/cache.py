@@ -125,7 +125,9 @@ def _try_all(digest: str, params_json: str, has_truth: bool, _image, _truth):
             rows.append({"method": method.value, "error": str(err)})
             continue
         row = {"method": method.value, **{k: v for k, v in seg.thresholds.items()},
-               "nc_ratio": seg.summary["nc_ratio"], "n_nuclei": seg.summary["n_nuclei"]}
+               "nc_ratio": seg.summary["nc_ratio"],
+               "nucleus_cell_ratio": seg.summary["nucleus_cell_ratio"],
+               "n_nuclei": seg.summary["n_nuclei"]}
         if has_truth:
             s = score_labels(seg.labels, _truth)
             row.update(mean_dice=s["mean_dice"], dice_cytoplasm=s["dice_cytoplasm"],

@@ -41,13 +41,20 @@ def download_name(source, method: dict, what: str, ext: str, *, date=None) -> st
                                  method=method.get("preset") or "custom-params", when=date)
 
 
-def export_files(seg, source, method: dict, *, pixel_size: float | None = None) -> dict:
-    """label -> (file name, mime type, callable returning the bytes) of each download."""
+def export_files(seg, source, method: dict, *, pixel_size: float | None = None,
+                 objects=None) -> dict:
+    """label -> (file name, mime type, callable returning the bytes) of each download.
+
+    `objects`: a callable returning the per-cell table to export (e.g. with the µm²
+    columns and ratio flags of :func:`app_support.pathology.cell_table`); default
+    ``seg.objects``. Called only when a file is made.
+    """
     name = source.image_id or source.name
+    cells = objects if callable(objects) else (lambda: seg.objects)
     return {
         "Cells and nuclei (QuPath GeoJSON)": (
             download_name(source, method, "cells", "geojson"), "application/geo+json",
-            lambda: geojson_bytes(to_geojson(seg.labels, seg.nuclei, seg.objects,
+            lambda: geojson_bytes(to_geojson(seg.labels, seg.nuclei, cells(),
                                              pixel_size=pixel_size, name=str(name)))),
         "Nucleus outlines (ImageJ ROI zip)": (
             download_name(source, method, "nucleus_rois", "zip"), "application/zip",
@@ -58,14 +65,14 @@ def export_files(seg, source, method: dict, *, pixel_size: float | None = None) 
         "Report (HTML, printable)": (
             download_name(source, method, "report", "html"), "text/html",
             lambda: image_report(source.image, seg.labels, seg.nuclei,
-                                 None if seg.too_many_objects else seg.objects,
+                                 None if seg.too_many_objects else cells(),
                                  name=source.name, summary=seg.summary, method=method,
                                  pixel_size=pixel_size, warnings=seg.warnings).encode("utf-8")),
     }
 
 
 def render_export_downloads(page: str, seg, source, *, pixel_size: float | None = None,
-                            method: dict | None = None) -> None:
+                            method: dict | None = None, objects=None) -> None:
     """Download buttons for the exports of the current segmentation (Explore).
 
     Above the object ceiling the outlines (GeoJSON, ROIs) are off, with the reason;
@@ -76,7 +83,7 @@ def render_export_downloads(page: str, seg, source, *, pixel_size: float | None 
         pixel_size = getattr(source, "pixel_size", None)
     if method is None:
         method = methods.current_method().describe()
-    files = export_files(seg, source, method, pixel_size=pixel_size)
+    files = export_files(seg, source, method, pixel_size=pixel_size, objects=objects)
     too_many = seg.too_many_objects
     st.markdown("**For other tools**")
     row = st.columns(len(files))

@@ -71,6 +71,9 @@ class ImageSource:
         What the image looks like, to suggest a preset.
     dataset, image_id : str or None
         Set for a dataset image (mirrored in the URL).
+    pixel_size : float or None
+        Micrometres per pixel in force on the page (Explore sets it:
+        :func:`app_support.pathology.with_pixel_size`); None: unknown, pixels.
     """
 
     name: str
@@ -81,6 +84,7 @@ class ImageSource:
     kind: str = "cytology"
     dataset: str | None = None
     image_id: str | None = None
+    pixel_size: float | None = None
 
     @property
     def shape(self) -> tuple:

@@ -7,7 +7,8 @@ The command line (``cellseg segment``) and the app's Batch page both call
     nuclei/<stem>.tif     uint16 (uint32 above 65535 objects) nucleus instances
     images.csv            one row per image, sorted by image name
     objects.csv           one row per nucleus / cell, sorted by image then label
-    params.json           exactly what ran, with the cellseg version
+    params.json           exactly what ran, with the cellseg version (and, under
+                          ``measurements``, the pixel size given and the ratio cut-offs)
     .parts/<stem>.json    per-image rows, the marker that an image is done (``--resume``)
 
 Every file is written through a temporary file and a rename, so an interrupted run
@@ -33,17 +34,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .flags import FLAG_COLUMNS, RatioFlags, flag_cells
 from .io import IMAGE_SUFFIXES, read_image, read_mask, tiff_bytes, write_bytes_atomic
 from .learn.objects import CLASS_COLUMNS, ObjectClassifier
-from .measure import OBJECT_COLUMNS
+from .nuclear import CELL_COLUMNS
 from .methods import ModelMethod, ParamsMethod, Segmenter, as_segmenter
 from .measure import max_objects as default_max_objects
 from .metrics import score_labels
 from .params import Params
+from .units import (check_pixel_size, dataset_pixel_size, read_pixel_size, resolve_pixel_size,
+                    with_units)
 
 __all__ = [
     "IMAGE_COLUMNS",
     "OBJECTS_COLUMNS",
+    "CELL_CSV_COLUMNS",
+    "cell_rows",
     "BatchItem",
     "BatchResult",
     "find_inputs",
@@ -53,20 +59,35 @@ __all__ = [
 ]
 
 _SCORE_COLUMNS = ["mean_dice", "dice_cytoplasm", "dice_nucleus", "iou_cytoplasm",
-                  "iou_nucleus", "mean_iou", "pixel_accuracy", "nc_true", "nc_error"]
+                  "iou_nucleus", "mean_iou", "pixel_accuracy", "nc_true", "nc_error",
+                  "nucleus_cell_ratio_true", "nucleus_cell_ratio_error"]
 
 #: Columns of ``images.csv``, in order; the score columns are empty without a mask;
 #: ``warnings`` holds the segmentation's messages (e.g. the object ceiling), "; "-joined.
-IMAGE_COLUMNS = ["image", "file", "status", "height", "width", "background_area",
-                 "cytoplasm_area", "nucleus_area", "nc_ratio", "n_nuclei", "n_cells",
-                 "t_nuc", "t_bg", "t_object", "has_mask", *_SCORE_COLUMNS, "warnings"]
+#: ``pixel_size_um`` (µm per pixel) and where it came from (``pixel_size_source``:
+#: user, dataset.json, image file, unknown); the ``_um2`` areas are empty without it.
+#: ``nc_ratio`` = nucleus / cytoplasm, ``nucleus_cell_ratio`` = nucleus / (nucleus +
+#: cytoplasm); ``n_flag_*``: cells at or above each cut-off (:mod:`cellseg_core.flags`).
+IMAGE_COLUMNS = ["image", "file", "status", "height", "width", "pixel_size_um",
+                 "pixel_size_source", "background_area", "background_area_um2",
+                 "cytoplasm_area", "cytoplasm_area_um2", "nucleus_area", "nucleus_area_um2",
+                 "nc_ratio", "nucleus_cell_ratio", "n_nuclei", "n_cells", "n_flag_atypia",
+                 "n_flag_high_grade", "t_nuc", "t_bg", "t_object", "has_mask",
+                 *_SCORE_COLUMNS, "warnings"]
+
+#: Columns of the per-cell table in ``objects.csv`` (after ``image``): the cell table
+#: (:data:`cellseg_core.nuclear.CELL_COLUMNS`) with ``_um2`` / ``_um`` twins of its
+#: areas and lengths (:func:`cellseg_core.units.with_units`), then the flags.
+CELL_CSV_COLUMNS = [*with_units(pd.DataFrame(columns=CELL_COLUMNS), None).columns,
+                    *FLAG_COLUMNS]
 
 #: Columns of ``objects.csv``, in order.
-OBJECTS_COLUMNS = ["image", *OBJECT_COLUMNS]
+OBJECTS_COLUMNS = ["image", *CELL_CSV_COLUMNS]
 
 _PARTS = ".parts"
 _INT_COLUMNS = ["height", "width", "background_area", "cytoplasm_area", "nucleus_area",
-                "n_nuclei", "n_cells", "label", "cell_area"]
+                "n_nuclei", "n_cells", "label", "cell_area", "n_flag_atypia",
+                "n_flag_high_grade"]
 
 
 # --- inputs --------------------------------------------------------------------------
@@ -81,6 +102,7 @@ class BatchItem:
     image: object
     mask: object = None
     name: str = ""
+    pixel_size: float | None = None  # µm/px from the dataset's dataset.json
 
     @property
     def label(self) -> str:
@@ -124,13 +146,15 @@ def find_inputs(inputs, *, masks: bool = True) -> list[BatchItem]:
 
     Returns
     -------
-    list of BatchItem, sorted by stem
+    list of BatchItem, sorted by stem; an image of a dataset folder carries the
+    ``pixel_size_um`` of its ``dataset.json`` (:func:`cellseg_core.units.dataset_pixel_size`).
 
     Raises
     ------
     ValueError
-        When an input does not exist, a folder holds no image, nothing is given, or
-        two inputs share a stem (their outputs would overwrite each other).
+        When an input does not exist, a folder holds no image, nothing is given, two
+        inputs share a stem (their outputs would overwrite each other), or a
+        ``dataset.json`` is unreadable.
     """
     items = []
     for source in inputs:
@@ -148,9 +172,11 @@ def find_inputs(inputs, *, masks: bool = True) -> list[BatchItem]:
             found = [path]
         else:
             raise ValueError(f"{path}: no such file or folder")
+        root = found[0].parent.parent if found[0].parent.name == "images" else found[0].parent
+        size = dataset_pixel_size(root)
         for image in found:
             items.append(BatchItem(image.stem, image, _mask_for(image) if masks else None,
-                                   str(image)))
+                                   str(image), size))
     if not items:
         raise ValueError("no input images given")
     items.sort(key=lambda item: item.stem)
@@ -188,8 +214,31 @@ def _plain(value):
     return value
 
 
+def cell_rows(objects: pd.DataFrame, pixel_size: float | None = None,
+              flags: RatioFlags | None = None) -> pd.DataFrame:
+    """A segmentation's per-cell table as ``objects.csv`` holds it (:data:`CELL_CSV_COLUMNS`).
+
+    Areas and lengths get their µm² / µm twins (NaN without `pixel_size`), and every
+    cell its ratio flags (:func:`cellseg_core.flags.flag_cells`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cellseg_core.nuclear import cell_table
+    >>> t = cell_table(np.array([[1, 1, 0]]), np.array([[1, 1, 1]]),
+    ...                np.array([[2, 2, 1]], np.uint8), np.array([[0.2, 0.2, 0.8]]))
+    >>> rows = cell_rows(t, 0.5)
+    >>> rows[["cell_area", "cell_area_um2", "nucleus_cell_ratio", "flag_atypia",
+    ...       "flag_high_grade"]].values.tolist()
+    [[3.0, 0.75, 0.6666666666666666, True, False]]
+    """
+    return flag_cells(with_units(objects, pixel_size), flags)[CELL_CSV_COLUMNS]
+
+
 def process_image(image, method=None, *, mask=None, name: str | None = None,
-                  max_objects: int | None = None, object_classifier=None):
+                  max_objects: int | None = None, pixel_size: float | None = None,
+                  dataset_pixel_size: float | None = None, flags: RatioFlags | None = None,
+                  object_classifier=None):
     """Segment one image and measure it: everything a batch writes for it.
 
     Parameters
@@ -205,6 +254,11 @@ def process_image(image, method=None, *, mask=None, name: str | None = None,
         Object ceiling (default ``CELLSEG_MAX_OBJECTS`` or 20,000). Above it the
         image still gets its labels, instances and row (``n_cells`` empty, the reason
         in ``warnings``), but no object rows.
+    pixel_size : float, optional
+        The user's µm per pixel: wins over `dataset_pixel_size` (a dataset.json's),
+        which wins over what the image file records (:mod:`cellseg_core.units`).
+    flags : RatioFlags, optional
+        Cut-offs of the per-cell ratio flags (default 0.5 and 0.7).
     object_classifier : ObjectClassifier, optional
         Adds :data:`~cellseg_core.learn.objects.CLASS_COLUMNS` (``class``,
         ``class_probability``) to every object row.
@@ -240,12 +294,19 @@ def process_image(image, method=None, *, mask=None, name: str | None = None,
         if truth.shape != labels.shape:
             raise ValueError(f"mask shape {truth.shape} does not match the image shape {labels.shape}")
     summary = seg.summary
-    objects = seg.objects
+    from_file = None if isinstance(image, np.ndarray) else read_pixel_size(image)
+    size, origin = resolve_pixel_size(pixel_size, dataset_pixel_size, from_file)
+    objects = cell_rows(seg.objects, size, flags)
     n_cells = None if seg.too_many_objects else int((objects["cytoplasm_area"] > 0).sum())
+    n_flags = ({} if seg.too_many_objects else
+               {f"n_{c}": int(objects[c].sum()) for c in FLAG_COLUMNS})
     row = {column: None for column in IMAGE_COLUMNS}
     row.update(image=name, file=file, status="ok", height=labels.shape[0], width=labels.shape[1],
-               n_cells=n_cells, has_mask=truth is not None, **summary,
+               n_cells=n_cells, has_mask=truth is not None, **summary, **n_flags,
+               pixel_size_um=size, pixel_size_source=origin,
                warnings="; ".join(seg.warnings) or None)
+    for column in ("background_area", "cytoplasm_area", "nucleus_area"):
+        row[f"{column}_um2"] = summary[column] * size ** 2 if size else None
     for key in ("t_nuc", "t_bg", "t_object"):
         row[key] = seg.thresholds.get(key)
     if truth is not None:
@@ -253,8 +314,8 @@ def process_image(image, method=None, *, mask=None, name: str | None = None,
         row.update({k: scores[k] for k in _SCORE_COLUMNS})
     row = {k: _plain(row[k]) for k in IMAGE_COLUMNS}
     # Column lists -> rows: .tolist() gives Python numbers, far cheaper than to_dict.
-    columns = [objects[c].tolist() for c in OBJECT_COLUMNS]
-    object_rows = [{"image": name, **dict(zip(OBJECT_COLUMNS, values))}
+    columns = [objects[c].tolist() for c in CELL_CSV_COLUMNS]
+    object_rows = [{"image": name, **dict(zip(CELL_CSV_COLUMNS, values))}
                    for values in zip(*columns)]
     if object_classifier is not None:
         _add_classes(object_rows, object_classifier, array, seg)
@@ -291,7 +352,8 @@ def _write_outputs(out_dir: Path, stem: str, labels_tif: bytes, nuclei_tif: byte
                        json.dumps({"image": row, "objects": objects}).encode())
 
 
-def _work(chunk, method, out_dir=None, max_objects=None, object_classifier=None):
+def _work(chunk, method, out_dir=None, max_objects=None, object_classifier=None,
+          measure=None):
     """Worker: process a list of items (never raises for a bad image).
 
     With `out_dir` (a local worker) it writes each image's files itself and returns
@@ -299,13 +361,17 @@ def _work(chunk, method, out_dir=None, max_objects=None, object_classifier=None)
     for the client to write. Either way the bytes are those of :func:`tiff_bytes`.
     """
     out = []
+    measure = measure or {}
     for item in chunk:
         try:
             labels, nuclei, row, objects = process_image(
                 item.image, method, mask=item.mask, name=item.stem, max_objects=max_objects,
-                object_classifier=object_classifier)
+                pixel_size=measure.get("pixel_size"), dataset_pixel_size=item.pixel_size,
+                flags=measure.get("flags"), object_classifier=object_classifier)
             row["file"] = item.file  # the same whether the worker got a path or bytes
-            labels_tif, nuclei_tif = tiff_bytes(labels), tiff_bytes(nuclei)
+            size = row["pixel_size_um"]  # recorded in the TIFFs, so they carry it along
+            labels_tif = tiff_bytes(labels, pixel_size=size)
+            nuclei_tif = tiff_bytes(nuclei, pixel_size=size)
             if out_dir is not None:
                 _write_outputs(out_dir, item.stem, labels_tif, nuclei_tif, row, objects)
                 labels_tif = nuclei_tif = None
@@ -445,17 +511,18 @@ def _chunks(items, n_workers):
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def _results_local(chunks, method, jobs, out_dir, max_objects, object_classifier=None):
+def _results_local(chunks, method, jobs, out_dir, max_objects, object_classifier=None,
+                   measure=None):
     if jobs <= 1:
         for chunk in chunks:
-            yield from _work(chunk, method, out_dir, max_objects, object_classifier)
+            yield from _work(chunk, method, out_dir, max_objects, object_classifier, measure)
         return
     # fork: workers inherit the imported modules, so they start in milliseconds.
     methods = mp.get_all_start_methods()
     context = mp.get_context("fork" if "fork" in methods and sys.platform != "darwin" else None)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = [pool.submit(_work, chunk, method, out_dir, max_objects, object_classifier)
-                   for chunk in chunks]
+        futures = [pool.submit(_work, chunk, method, out_dir, max_objects, object_classifier,
+                               measure) for chunk in chunks]
         try:
             for future in as_completed(futures):
                 yield from future.result()
@@ -465,7 +532,7 @@ def _results_local(chunks, method, jobs, out_dir, max_objects, object_classifier
             raise
 
 
-def _results_dask(chunks, method, address, max_objects, object_classifier=None):
+def _results_dask(chunks, method, address, max_objects, object_classifier=None, measure=None):
     try:
         import distributed
     except ImportError:
@@ -479,12 +546,12 @@ def _results_dask(chunks, method, address, max_objects, object_classifier=None):
     # Remote workers may not see this machine's files: send the bytes.
     remote = []
     for chunk in chunks:
-        remote.append([BatchItem(it.stem, _as_bytes(it.image), _as_bytes(it.mask), it.name)
-                       for it in chunk])
+        remote.append([BatchItem(it.stem, _as_bytes(it.image), _as_bytes(it.mask), it.name,
+                                 it.pixel_size) for it in chunk])
     try:
         [method_future] = client.scatter([method], broadcast=True)
         futures = [client.submit(_work, chunk, method_future, None, max_objects,
-                                 object_classifier, pure=False) for chunk in remote]
+                                 object_classifier, measure, pure=False) for chunk in remote]
         try:
             for future in distributed.as_completed(futures):
                 yield from future.result()
@@ -508,7 +575,8 @@ def _as_bytes(source):
 def run_batch(inputs, out_dir, method=None, *, jobs: int = 1, dask_address=None,
               resume: bool = False, overwrite: bool = False, progress=None,
               preset: str | None = None, model_path=None,
-              max_objects: int | None = None, object_classifier=None) -> BatchResult:
+              max_objects: int | None = None, object_classifier=None,
+              pixel_size: float | None = None, flags: RatioFlags | None = None) -> BatchResult:
     """Segment many images and write labels, instances, tables and params to `out_dir`.
 
     Parameters
@@ -542,6 +610,11 @@ def run_batch(inputs, out_dir, method=None, *, jobs: int = 1, dask_address=None,
         Adds ``class`` and ``class_probability`` to ``objects.csv`` (after its other
         columns); ``params.json`` records it under ``object_classifier`` (its file and
         SHA-256 when a path is given).
+    pixel_size : float, optional
+        µm per pixel for every image (else each image's dataset.json or file
+        metadata, else none), written into the TIFFs and the ``_um2`` columns.
+    flags : RatioFlags, optional
+        Cut-offs of the ``flag_atypia`` / ``flag_high_grade`` columns (0.5, 0.7).
 
     Returns
     -------
@@ -572,7 +645,11 @@ def run_batch(inputs, out_dir, method=None, *, jobs: int = 1, dask_address=None,
     if resume and overwrite:
         raise ValueError("give either --resume (continue the run in the folder) or "
                          "--overwrite (replace it), not both")
-    description = method.describe()
+    flags = RatioFlags() if flags is None else flags
+    pixel_size = check_pixel_size(pixel_size)
+    measure = {"pixel_size": pixel_size, "flags": flags}
+    description = {**method.describe(),
+                   "measurements": {"pixel_size_um": pixel_size, "ratio_flags": flags.to_dict()}}
     object_classifier, classifier_block = _object_classifier(object_classifier)
     if classifier_block is not None:
         description["object_classifier"] = classifier_block
@@ -588,8 +665,11 @@ def run_batch(inputs, out_dir, method=None, *, jobs: int = 1, dask_address=None,
         except (OSError, json.JSONDecodeError):
             before = None
         keys = ("params", "model", "model_sha256", "object_classifier")
-        if before is None or any(before.get(k) != description.get(k) for k in keys):
-            raise ValueError(f"{out_dir} holds results of other parameters (see its params.json); "
+        if before is None or any(before.get(k) != description.get(k) for k in keys) or (
+                before.get("measurements", description["measurements"])
+                != description["measurements"]):
+            raise ValueError(f"{out_dir} holds results of other parameters, pixel size or "
+                             "ratio cut-offs (see its params.json); "
                              "use another --out folder or run without --resume")
     out_dir.mkdir(parents=True, exist_ok=True)
     _remove_stale_temp(out_dir)
@@ -613,10 +693,10 @@ def run_batch(inputs, out_dir, method=None, *, jobs: int = 1, dask_address=None,
             if hasattr(dask_address, "nthreads"):
                 n_workers = max(1, sum(dask_address.nthreads().values()))
             results = _results_dask(_chunks(todo, max(n_workers, 2)), method, dask_address,
-                                    limit, object_classifier)
+                                    limit, object_classifier, measure)
         else:
             results = _results_local(_chunks(todo, jobs), method, jobs, out_dir, limit,
-                                     object_classifier)
+                                     object_classifier, measure)
         by_stem = {item.stem: item for item in todo}
         for stem, labels_tif, nuclei_tif, row, objects, error in results:
             if error is None:

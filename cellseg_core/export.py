@@ -639,7 +639,7 @@ def export_run(out_dir, exports, *, pixel_size: float | None = None, stems=None)
         Names from :data:`EXPORTS`.
     pixel_size : float, optional
         Micrometres per pixel, for images whose ``images.csv`` row has no
-        ``pixel_size`` of its own.
+        ``pixel_size_um`` of its own.
     stems : iterable of str, optional
         Only these images (default: every image whose status is ``ok``).
 
@@ -660,9 +660,10 @@ def export_run(out_dir, exports, *, pixel_size: float | None = None, stems=None)
     groups = {} if objects is None or "image" not in objects else {
         str(k): g.drop(columns="image") for k, g in objects.groupby("image", sort=False)}
     sizes = {}
-    if "pixel_size" in ok:
+    column = "pixel_size_um" if "pixel_size_um" in ok else "pixel_size"  # images.csv's
+    if column in ok:
         sizes = {str(k): float(v) for k, v in zip(ok["image"], pd.to_numeric(
-            ok["pixel_size"], errors="coerce")) if np.isfinite(v) and v > 0}
+            ok[column], errors="coerce")) if np.isfinite(v) and v > 0}
     written, skipped = [], []
     for stem in ok["image"].astype(str):
         if wanted is not None and stem not in wanted:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from skimage.morphology import convex_hull_image
 
-from .metrics import nc_ratio
+from .metrics import nc_ratio, nucleus_cell_ratio
 
 __all__ = ["image_summary", "object_table", "region_stats", "solidity", "max_objects",
            "too_many_objects", "OBJECT_COLUMNS", "REGION_COLUMNS", "DEFAULT_MAX_OBJECTS",
@@ -26,7 +26,7 @@ __all__ = ["image_summary", "object_table", "region_stats", "solidity", "max_obj
 
 #: Columns of :func:`object_table`, in order.
 OBJECT_COLUMNS = ["label", "nucleus_area", "cytoplasm_area", "cell_area", "nc_ratio",
-                  "centroid_row", "centroid_col", "mean_intensity", "equivalent_diameter",
+                  "nucleus_cell_ratio", "centroid_row", "centroid_col", "mean_intensity", "equivalent_diameter",
                   "eccentricity", "solidity"]
 
 #: Columns of :func:`region_stats`, in order (bounding box as in scikit-image: the
@@ -338,8 +338,11 @@ def object_table(nuclei: np.ndarray, cells: np.ndarray, labels: np.ndarray,
 
     Returns
     -------
-    pandas.DataFrame with :data:`OBJECT_COLUMNS`, sorted by label; per-cell N/C is NaN
-    for a cell without cytoplasm. ``attrs["warnings"]`` is a tuple of messages.
+    pandas.DataFrame with :data:`OBJECT_COLUMNS`, sorted by label. Two ratios per cell:
+    ``nc_ratio`` = nucleus / cytoplasm (the course's; NaN for a cell without
+    cytoplasm) and ``nucleus_cell_ratio`` = nucleus / (nucleus + cytoplasm) (The
+    Paris System's and QuPath's; 1.0 for a cell without cytoplasm).
+    ``attrs["warnings"]`` is a tuple of messages.
 
     Examples
     --------
@@ -351,6 +354,8 @@ def object_table(nuclei: np.ndarray, cells: np.ndarray, labels: np.ndarray,
     >>> t[["label", "nucleus_area", "cytoplasm_area", "nc_ratio", "solidity"]]
        label  nucleus_area  cytoplasm_area  nc_ratio  solidity
     0      1           1.0               2       0.5       1.0
+    >>> round(float(t["nucleus_cell_ratio"][0]), 4)
+    0.3333
     """
     nuclei = _check_labels(nuclei, "nuclei")
     if not nuclei.any():
@@ -367,6 +372,7 @@ def object_table(nuclei: np.ndarray, cells: np.ndarray, labels: np.ndarray,
     table = pd.DataFrame({
         "label": ids, "nucleus_area": area, "cytoplasm_area": cytoplasm.astype(np.int64),
         "cell_area": area + cytoplasm, "nc_ratio": ratio,
+        "nucleus_cell_ratio": area / (area + cytoplasm),  # area >= 1: 1.0 without cytoplasm
         "centroid_row": stats["centroid_row"], "centroid_col": stats["centroid_col"],
         "mean_intensity": stats["mean_intensity"],
         "equivalent_diameter": stats["equivalent_diameter"],
@@ -377,9 +383,19 @@ def object_table(nuclei: np.ndarray, cells: np.ndarray, labels: np.ndarray,
 
 
 def image_summary(labels: np.ndarray, nuclei: np.ndarray) -> dict:
-    """Per-image numbers: class areas, N/C ratio, nucleus count.
+    """Per-image numbers: class areas, both N/C ratios, nucleus count.
 
     `nuclei` must be numbered 1..n, as every instance function of the engine returns.
+    ``nc_ratio`` is nucleus / cytoplasm pixels (:func:`~cellseg_core.metrics.nc_ratio`),
+    ``nucleus_cell_ratio`` nucleus / (nucleus + cytoplasm) pixels
+    (:func:`~cellseg_core.metrics.nucleus_cell_ratio`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> s = image_summary(np.array([[0, 1, 1, 2]], np.uint8), np.array([[0, 0, 0, 1]]))
+    >>> s["nc_ratio"], round(s["nucleus_cell_ratio"], 4), s["n_nuclei"]
+    (0.5, 0.3333, 1)
     """
     counts = np.bincount(labels.ravel(), minlength=3)
     return {
@@ -387,5 +403,6 @@ def image_summary(labels: np.ndarray, nuclei: np.ndarray) -> dict:
         "cytoplasm_area": int(counts[1]),
         "nucleus_area": int(counts[2]),
         "nc_ratio": nc_ratio(labels),
+        "nucleus_cell_ratio": nucleus_cell_ratio(labels),
         "n_nuclei": int(nuclei.max(initial=0)),  # instances are numbered 1..n
     }

@@ -5,6 +5,7 @@ import numpy as np
 
 __all__ = [
     "dice", "iou", "mean_dice", "pixel_accuracy", "confusion_matrix", "nc_ratio",
+    "nucleus_cell_ratio",
     "nc_errors", "r2_identity", "score_labels", "match_instances", "average_precision",
     "DSB_IOU_THRESHOLDS",
 ]
@@ -78,6 +79,27 @@ def nc_ratio(labels) -> float:
     return float("nan") if cytoplasm == 0 else int((labels == 2).sum()) / cytoplasm
 
 
+def nucleus_cell_ratio(labels) -> float:
+    """Nucleus pixels / (nucleus + cytoplasm) pixels, between 0 and 1.
+
+    The N/C ratio of The Paris System and QuPath's "Nucleus/Cell area ratio", where
+    :func:`nc_ratio` is the course's nucleus / cytoplasm. 1.0 when there are nuclei but
+    no cytoplasm; NaN when there is neither. The two convert into each other:
+    ``r = n / (1 + n)`` and ``n = r / (1 - r)``.
+
+    Examples
+    --------
+    >>> nucleus_cell_ratio([[0, 1, 1, 2]])
+    0.3333333333333333
+    >>> nucleus_cell_ratio([[0, 2, 2]]), nucleus_cell_ratio([[0, 0]])
+    (1.0, nan)
+    """
+    labels = np.asarray(labels)
+    nucleus = int((labels == 2).sum())
+    cell = nucleus + int((labels == 1).sum())
+    return float("nan") if cell == 0 else nucleus / cell
+
+
 def r2_identity(pred, truth) -> float:
     """R² against the identity line: 1 − Σ(pred − true)² / Σ(true − mean true)².
 
@@ -107,7 +129,9 @@ def score_labels(pred, truth) -> dict:
     Returns
     -------
     dict with dice_cytoplasm, dice_nucleus, mean_dice, iou_cytoplasm, iou_nucleus,
-    mean_iou, pixel_accuracy, nc_pred, nc_true, nc_error.
+    mean_iou, pixel_accuracy, nc_pred, nc_true, nc_error (nucleus / cytoplasm, see
+    :func:`nc_ratio`), nucleus_cell_ratio_pred, nucleus_cell_ratio_true,
+    nucleus_cell_ratio_error (nucleus / cell, see :func:`nucleus_cell_ratio`).
     """
     pred, truth = _check_pair(pred, truth)
     counts = confusion_matrix(pred, truth)
@@ -123,6 +147,10 @@ def score_labels(pred, truth) -> dict:
     out["nc_pred"] = nc_ratio(pred)
     out["nc_true"] = nc_ratio(truth)
     out["nc_error"] = out["nc_pred"] - out["nc_true"]
+    out["nucleus_cell_ratio_pred"] = nucleus_cell_ratio(pred)
+    out["nucleus_cell_ratio_true"] = nucleus_cell_ratio(truth)
+    out["nucleus_cell_ratio_error"] = (out["nucleus_cell_ratio_pred"]
+                                       - out["nucleus_cell_ratio_true"])
     return {k: float(v) for k, v in out.items()}
 
 

@@ -14,9 +14,10 @@ from .imagekind import resolve_kind
 from .instances import (TooManyMarkers, assign_cells, filter_by_size, label_objects,
                         split_touching, watershed_markers)
 from .io import as_float_image
-from .measure import OBJECT_COLUMNS, image_summary, object_table, too_many_objects
+from .measure import image_summary, too_many_objects
 from .measure import max_objects as _default_max_objects
 from .morphology import clean_labels
+from .nuclear import CELL_COLUMNS, cell_table
 from .params import AutoKind, BlurKind, Channel, Mode, Params
 from .scale import estimate_diameter
 from .threshold import apply_threshold
@@ -92,18 +93,19 @@ class Segmentation:
 
     @cached_property
     def objects(self) -> pd.DataFrame:
-        """Per-nucleus table: areas, per-cell N/C, centroid, intensity, shape.
+        """Per-nucleus table: areas, both per-cell N/C ratios, centroid, intensity, shape,
+        nuclear features (:func:`cellseg_core.nuclear.cell_table`, :data:`CELL_COLUMNS`).
 
         Empty (same columns) when there are more nuclei than the object ceiling;
         ``objects.attrs["warnings"]`` holds the table's own messages.
         """
         if self.too_many_objects:
-            table = pd.DataFrame({c: pd.Series(dtype=float) for c in OBJECT_COLUMNS})
+            table = pd.DataFrame({c: pd.Series(dtype=float) for c in CELL_COLUMNS})
             table.attrs["warnings"] = (self.too_many_objects,)
             return table
         # Cells only count cytoplasm pixels: without any (fluorescence), skip their watershed.
         cells = self.cells if (self.labels == 1).any() else self.nuclei
-        return object_table(self.nuclei, cells, self.labels, self.channel)
+        return cell_table(self.nuclei, cells, self.labels, self.channel)
 
     @property
     def warnings(self) -> tuple:

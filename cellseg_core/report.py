@@ -42,7 +42,24 @@ DEFINITIONS = {
     "nc_ratio": "N/C = nucleus area / cytoplasm area (the course's definition, 0 to ∞); "
                 "per cell, empty for a cell without cytoplasm",
     "nucleus_cell_ratio": "nucleus area / (nucleus + cytoplasm) area: The Paris System's "
-                          "N/C and QuPath's Nucleus/Cell area ratio (0 to 1)",
+                          "N/C and QuPath's Nucleus/Cell area ratio (0 to 1); per cell, 1.0 "
+                          "for a cell without cytoplasm",
+    "flag_atypia": "the cell's nucleus/cell ratio is at or above the atypia cut-off "
+                   "(default 0.5, The Paris System's); for review, not a diagnosis",
+    "flag_high_grade": "the cell's nucleus/cell ratio is at or above the high-grade cut-off "
+                       "(default 0.7, The Paris System's); for review, not a diagnosis",
+    "n_flag_atypia": "cells at or above the atypia cut-off",
+    "n_flag_high_grade": "cells at or above the high-grade cut-off",
+    "pixel_size_um": "micrometres per pixel (the user's, dataset.json's or the image file's)",
+    "nucleus_od": "mean optical density −ln(I / glass) of the nucleus",
+    "cytoplasm_od": "mean optical density of the cell's own cytoplasm",
+    "od_ratio": "nucleus_od / cytoplasm_od: above 1, a nucleus darker than its cytoplasm "
+                "(hyperchromasia)",
+    "convexity_deficit": "1 − solidity: 0 for a convex nucleus, more for an irregular contour",
+    "glcm_contrast": "chromatin texture: contrast of the nucleus's gray-level co-occurrence "
+                     "matrix (16 levels, distance 1)",
+    "glcm_entropy": "chromatin texture: entropy of the nucleus's gray-level co-occurrence "
+                    "matrix",
     "mean_intensity": "mean of the segmented channel inside the nucleus (0 to 1)",
     "equivalent_diameter": "diameter of the disc with the nucleus's area",
     "eccentricity": "eccentricity of the nucleus's ellipse of inertia (0 circle, 1 line)",

@@ -10,6 +10,7 @@ per-image table (``images.csv``), the failed images and one download button.
 from __future__ import annotations
 
 import tempfile
+from pathlib import Path
 
 import streamlit as st
 
@@ -17,7 +18,7 @@ from app_support import disk, exports, methods, quotas, runs, sources, state, wo
 from app_support.assets import read_asset
 from app_support.safe_text import md
 from app_support.router import require_frame
-from cellseg_core import batch
+from cellseg_core import batch, units
 from cellseg_core.presets import PRESETS
 
 require_frame()  # a deep link on a fresh server must still go through app.py
@@ -55,10 +56,12 @@ def _batch_work(run: runs.Run, inputs, method) -> dict:
         _, ds, ids = inputs
         n = len(ids)
         items = []
+        # The dataset's dataset.json pixel size (µm²-columns, TIFF tags); none for demo sets.
+        size = units.dataset_pixel_size(ds.source) if Path(ds.source).is_dir() else None
         for i, image_id in enumerate(ids):
             run.progress(i, 2 * n, f"reading {image_id}")
             items.append(batch.BatchItem(image_id, ds.image(image_id), ds.mask(image_id),
-                                         image_id))
+                                         image_id, size))
         offset = n
     else:
         items = batch.find_inputs(inputs[1])

@@ -47,7 +47,8 @@ MAX_CACHED = 64
 COLUMNS = {
     "mean Dice": "mean_dice", "Dice cytoplasm": "dice_cytoplasm",
     "Dice nucleus": "dice_nucleus", "pooled Dice": "pooled_dice", "mean IoU": "mean_iou",
-    "N/C MAE": "nc_mae", "N/C R²": "nc_r2", "s / image": "seconds_per_image",
+    "N/C MAE": "nc_mae", "N/C R²": "nc_r2", "nucleus/cell MAE": "nucleus_cell_ratio_mae",
+    "s / image": "seconds_per_image",
 }
 
 
@@ -158,6 +159,10 @@ def _results(run: runs.Run) -> None:
              "exactly from cached per-class histograms, without segmenting.")
     fmt["N/C R²"] = st.column_config.NumberColumn(
         "N/C R²", format="%.3f", help="R² of predicted vs true N/C against the identity line")
+    fmt["nucleus/cell MAE"] = st.column_config.NumberColumn(
+        "nucleus/cell MAE", format="%.4f",
+        help="Mean absolute error of nucleus / (nucleus + cytoplasm), The Paris System's "
+             "N/C ratio (0 to 1); N/C is nucleus / cytoplasm, the course's")
     fmt["pooled Dice"] = st.column_config.NumberColumn(
         "pooled Dice", format="%.4f",
         help="Each class's Dice over all pixels of all images, averaged: the number the "
@@ -237,7 +242,9 @@ def _worst_cases(ds, config: dict, results: dict) -> None:
         head, button = st.columns([4, 1], vertical_alignment="bottom")
         head.markdown(f"**{i + 1}. image {row.id}** · mean Dice {row.mean_dice:.3f} "
                       f"(cytoplasm {row.dice_cytoplasm:.3f}, nucleus {row.dice_nucleus:.3f}) · "
-                      f"N/C {_fmt(row.nc_pred)} predicted vs {_fmt(row.nc_true)} true")
+                      f"N/C {_fmt(row.nc_pred)} predicted vs {_fmt(row.nc_true)} true · "
+                      f"nucleus/cell {_fmt(row.nucleus_cell_ratio_pred)} vs "
+                      f"{_fmt(row.nucleus_cell_ratio_true)}")
         button.button("Open in Explore", key=f"{PAGE}.open.{row.id}",
                       on_click=_open_in_explore,
                       args=(ds.name, row.id, method, params_json),

@@ -17,7 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from app_support import (cache, controls, exports, figures, learned, live_plot,
-                         object_classes, state, wording)
+                         object_classes, pathology, state, wording)
 from app_support.assets import read_asset
 from app_support.safe_text import md
 from cellseg_core import autoseg
@@ -101,6 +101,7 @@ def _numbers(seg, source, params, hist) -> dict:
                          "N/C predicted": _fmt(scores["nc_pred"], 3),
                          "N/C true": _fmt(scores["nc_true"], 3),
                          "N/C error": _fmt(scores["nc_error"], 3),
+                         **pathology.agreement_numbers(scores),
                          "Pixel accuracy": _fmt(scores["pixel_accuracy"])}
         st.markdown("**Agreement with the ground truth**\n\n" + _table(agreement))
         if not fluo:
@@ -108,13 +109,10 @@ def _numbers(seg, source, params, hist) -> dict:
                        "N/C error = predicted N/C − true N/C.")
     left, right = st.columns([2, 3], gap="medium")
     with left:
-        counts = {} if fluo else {"N/C ratio": _fmt(summary["nc_ratio"], 3),
-                                  "Cytoplasm (px)": f"{summary['cytoplasm_area']:,}"}
-        counts.update({"Nucleus (px)": f"{summary['nucleus_area']:,}",
-                       "Nuclei": f"{summary['n_nuclei']:,}"})
-        st.markdown("**Segmentation**\n\n" + _table(counts))
+        rows = pathology.segmentation_numbers(summary, source, fluorescence=fluo)
+        st.markdown("**Segmentation**\n\n" + "\n\n".join(_table(row) for row in rows))
         if not fluo:
-            st.caption("N/C ratio = nucleus pixels / cytoplasm pixels.")
+            st.caption(pathology.ratio_caption(source))
     with right:
         if hist is not None:
             live_plot.plotly_chart(figures.histogram_figure(hist, seg.thresholds),
@@ -153,15 +151,19 @@ def _try_all(source, params) -> None:
 def _downloads(seg, source, model: str | None = None) -> None:
     names = controls.download_names(source, method=model)  # image, method, content, date
     c = st.columns(4)
-    c[0].download_button("Labels (uint8 TIFF)", lambda: tiff_bytes(seg.labels),
+    size = pathology.pixel_size(source)[0]  # recorded in the TIFFs
+    c[0].download_button("Labels (uint8 TIFF)",
+                         lambda: tiff_bytes(seg.labels, pixel_size=size),
                          file_name=names("labels", "tif"), mime="image/tiff",
                          key=f"{PAGE}.dl_labels", on_click="ignore")
     c[1].download_button("Nucleus instances (uint16 TIFF)",
                          lambda: tiff_bytes(seg.nuclei.astype(np.uint16)
-                                            if seg.nuclei.max() < 65536 else seg.nuclei),
+                                            if seg.nuclei.max() < 65536 else seg.nuclei,
+                                            pixel_size=size),
                          file_name=names("nuclei", "tif"), mime="image/tiff",
                          key=f"{PAGE}.dl_nuclei", on_click="ignore")
-    c[2].download_button("Per-cell table (CSV)", lambda: seg.objects.to_csv(index=False),
+    c[2].download_button("Per-cell table (CSV)",
+                         lambda: pathology.cell_table(seg, source).to_csv(index=False),
                          file_name=names("cells", "csv"), mime="text/csv",
                          key=f"{PAGE}.dl_csv", on_click="ignore")
     if model is None:
@@ -172,12 +174,14 @@ def _downloads(seg, source, model: str | None = None) -> None:
                   " Load a parameters JSON under the controls."))
     picked = learned.picked_model(PAGE) if model is not None else None
     exports.render_export_downloads(PAGE, seg, source, method=None if picked is None else
-                                    ModelMethod(picked[1], name=picked[0]).describe())
+                                    ModelMethod(picked[1], name=picked[0]).describe(),
+                                    pixel_size=size,
+                                    objects=lambda: pathology.cell_table(seg, source))
 
 
 #: The sections under the numbers, one shown at a time (see :func:`_sections`).
-SECTIONS = ["Intermediate steps", "Per-cell table", "Error map", "Try all thresholds",
-            "Downloads", "Classify cells"]
+SECTIONS = ["Intermediate steps", "Per-cell table", pathology.REVIEW, "Error map",
+            "Try all thresholds", "Downloads", "Classify cells"]
 
 
 #: What a learned model's result has no use for: it has no steps and no threshold.
@@ -202,10 +206,13 @@ def _sections(seg, source, params, model: str | None = None) -> None:
     if shown == "Intermediate steps":
         live_plot.plotly_chart(figures.steps_figure(seg), key=f"{PAGE}.steps")
     elif shown == "Per-cell table":
-        table = seg.objects
+        table = pathology.cell_table(seg, source)
         st.caption(f"{len(table)} nuclei; N/C per cell = nucleus area / the cytoplasm "
-                   "nearest to that nucleus.")
+                   "nearest to that nucleus; nucleus / cell = nucleus / (nucleus + that "
+                   "cytoplasm). Definitions of every column under “How to read this page”.")
         st.dataframe(wording.readable(table), hide_index=True, key=f"{PAGE}.objects")
+    elif shown == pathology.REVIEW:
+        pathology.render_review(seg, source)
     elif shown == "Error map":
         if source.mask is None:
             st.info("No ground truth for this image.")
@@ -360,6 +367,7 @@ st.title("Explore")
 st.caption("Open an image and see its segmentation change as you move each parameter.")
 with st.expander("How to read this page"):
     st.markdown(read_asset("explore.md"))
+    pathology.render_help()
 
 state.init_from_query(PAGE)
 state.ensure_widgets(PAGE)
@@ -370,4 +378,4 @@ source = st.session_state.get(state.SOURCE_CURRENT)
 if source is None:
     st.info("Choose an image in the sidebar.")
 else:
-    explore(source)
+    explore(pathology.with_pixel_size(source))

@@ -256,7 +256,8 @@ def stage_table(ds) -> tuple[pd.DataFrame, dict]:
              "test pooled Dice": ev.summary["pooled_dice"],
              "Dice nucleus": ev.summary["dice_nucleus"],
              "Dice cytoplasm": ev.summary["dice_cytoplasm"],
-             "N/C MAE": ev.summary["nc_mae"], "N/C R²": ev.summary["nc_r2"]}
+             "N/C MAE": ev.summary["nc_mae"], "N/C R²": ev.summary["nc_r2"],
+             "nucleus/cell MAE": ev.summary["nucleus_cell_ratio_mae"]}
             for name, ev in evs.items()]
     return pd.DataFrame(rows), {name: ev.per_image for name, ev in evs.items()}
 
@@ -274,7 +275,8 @@ def step_summary() -> dict:
             "gain_total": d[3] - d[0], "gain_opt": d[1] - d[0], "gain_blur": d[2] - d[1],
             "gain_cleanup": d[3] - d[1], "r2_first": list(r2.values())[0],
             "r2_last": list(r2.values())[-1],
-            "mae_last": float(table["N/C MAE"].iloc[-1])}
+            "mae_last": float(table["N/C MAE"].iloc[-1]),
+            "ncr_mae_last": float(table["nucleus/cell MAE"].iloc[-1])}
 
 
 def step_next() -> dict:

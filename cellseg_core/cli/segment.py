@@ -5,6 +5,7 @@ import argparse
 
 from ..batch import find_inputs, run_batch
 from ..export import EXPORTS, export_run, parse_exports
+from ..flags import RatioFlags
 from ..io import write_bytes_atomic
 from ..report import run_report
 from ._common import (EXIT_FAILED, EXIT_OK, UsageError, add_method_options, method_from_args,
@@ -22,10 +23,16 @@ examples:
 writes:
   OUT/labels/<stem>.tif   uint8 classes: 0 background, 1 cytoplasm, 2 nucleus
   OUT/nuclei/<stem>.tif   uint16 (uint32 above 65535) nucleus instances, plain TIFF
-  OUT/images.csv          per image: areas, N/C ratio, counts, thresholds, Dice/IoU
-                          when a mask with the same stem sits in a sibling masks/ folder
-  OUT/objects.csv         per nucleus and its cell: areas, N/C, intensity, centroid, shape
+  OUT/images.csv          per image: areas (px, and µm² with a pixel size), both N/C
+                          ratios, counts, flagged cells, thresholds, Dice/IoU when a
+                          mask with the same stem sits in a sibling masks/ folder
+  OUT/objects.csv         per nucleus and its cell: areas, both N/C ratios, ratio flags,
+                          intensity, centroid, shape, nuclear features
   OUT/params.json         exactly what ran and the cellseg version
+nc_ratio = nucleus / cytoplasm area (the course's); nucleus_cell_ratio = nucleus /
+(nucleus + cytoplasm) area (The Paris System's, QuPath's). Pixel size: --pixel-size, else
+a dataset folder's dataset.json {"pixel_size_um": ...}, else the TIFF's own metadata; the
+label TIFFs record it. Flags and features are measurements for review, not a diagnosis.
 with --export (any of geojson,imagej,binary), beside them:
   OUT/geojson/<stem>.geojson   QuPath GeoJSON: cells (with nucleusGeometry) or nuclei,
                                objects.csv's numbers as measurements
@@ -52,6 +59,12 @@ def add_parser(sub) -> None:
                    help="image files or folders (a dataset folder's images/ is used)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     add_method_options(p)
+    p.add_argument("--pixel-size", type=float, default=None, metavar="UM",
+                   help="micrometres per pixel for every image (default: a dataset.json's "
+                        "pixel_size_um, else the TIFF's metadata, else none: pixels only)")
+    p.add_argument("--flag-cutoffs", default="0.5,0.7", metavar="ATYPIA,HIGH",
+                   help="nucleus/cell ratio cut-offs of the flag_atypia and flag_high_grade "
+                        "columns (default 0.5,0.7, The Paris System's)")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="worker processes on this machine (default 1)")
     p.add_argument("--dask", metavar="ADDRESS",
@@ -77,6 +90,13 @@ def run(args) -> int:
     method = method_from_args(args)
     if args.jobs < 1:
         raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.pixel_size is not None and not (args.pixel_size > 0 and args.pixel_size < 1e6):
+        raise UsageError(f"--pixel-size must be a positive number of µm per pixel, "
+                         f"got {args.pixel_size}")
+    try:
+        flags = RatioFlags.parse(args.flag_cutoffs)
+    except (TypeError, ValueError) as err:
+        raise UsageError(f"--flag-cutoffs: {err}") from None
     try:
         exports = parse_exports(args.export) if args.export is not None else []
     except ValueError as err:
@@ -94,6 +114,7 @@ def run(args) -> int:
         result = run_batch(args.inputs, args.out, method, jobs=args.jobs,
                            dask_address=args.dask, resume=args.resume,
                            overwrite=args.overwrite, progress=progress,
+                           pixel_size=args.pixel_size, flags=flags,
                            object_classifier=getattr(args, "object_classifier", None))
     finally:
         if bar is not None:

@@ -65,7 +65,8 @@ def scores_from_confusion(counts: np.ndarray) -> dict:
     Returns
     -------
     dict of (...) float64 arrays with dice_cytoplasm, dice_nucleus, mean_dice,
-    iou_cytoplasm, iou_nucleus, mean_iou, pixel_accuracy, nc_pred, nc_true, nc_error;
+    iou_cytoplasm, iou_nucleus, mean_iou, pixel_accuracy, nc_pred, nc_true, nc_error,
+    nucleus_cell_ratio_pred, nucleus_cell_ratio_true, nucleus_cell_ratio_error;
     identical (bit for bit) to ``score_labels`` image by image.
     """
     counts = np.asarray(counts, dtype=np.int64)
@@ -85,7 +86,13 @@ def scores_from_confusion(counts: np.ndarray) -> dict:
         true_c, true_n = counts[..., 1, :].sum(-1), counts[..., 2, :].sum(-1)
         out["nc_pred"] = np.where(pred_c == 0, np.nan, pred_n / pred_c)
         out["nc_true"] = np.where(true_c == 0, np.nan, true_n / true_c)
+        out["nucleus_cell_ratio_pred"] = np.where(pred_c + pred_n == 0, np.nan,
+                                                  pred_n / (pred_n + pred_c))
+        out["nucleus_cell_ratio_true"] = np.where(true_c + true_n == 0, np.nan,
+                                                  true_n / (true_n + true_c))
     out["nc_error"] = out["nc_pred"] - out["nc_true"]
+    out["nucleus_cell_ratio_error"] = (out["nucleus_cell_ratio_pred"]
+                                       - out["nucleus_cell_ratio_true"])
     return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
 
 
@@ -112,11 +119,12 @@ class Evaluation:
     ----------
     per_image : DataFrame
         One row per id: id, mean_dice, dice_cytoplasm, dice_nucleus, iou_cytoplasm,
-        iou_nucleus, mean_iou, pixel_accuracy, nc_pred, nc_true, nc_error, seconds.
+        iou_nucleus, mean_iou, pixel_accuracy, nc_pred, nc_true, nc_error,
+        nucleus_cell_ratio_pred, nucleus_cell_ratio_true, nucleus_cell_ratio_error, seconds.
     summary : dict
         mean_dice, dice_cytoplasm, dice_nucleus, mean_iou (means over images),
         pooled_dice (each class's Dice over all pixels together, averaged), nc_mae,
-        nc_r2, seconds_per_image, n_images, exact_path (True when the two-threshold
+        nc_r2, nucleus_cell_ratio_mae, nucleus_cell_ratio_r2, seconds_per_image, n_images, exact_path (True when the two-threshold
         shortcut was used).
     confusion : (n, 3, 3) ndarray
         Per-image confusion matrices (true class, predicted class).
@@ -128,7 +136,8 @@ class Evaluation:
 
 
 _COLUMNS = ["mean_dice", "dice_cytoplasm", "dice_nucleus", "iou_cytoplasm", "iou_nucleus",
-            "mean_iou", "pixel_accuracy", "nc_pred", "nc_true", "nc_error"]
+            "mean_iou", "pixel_accuracy", "nc_pred", "nc_true", "nc_error",
+            "nucleus_cell_ratio_pred", "nucleus_cell_ratio_true", "nucleus_cell_ratio_error"]
 
 
 def _confusion_two_threshold(per_class, t_nuc, t_bg) -> np.ndarray:
@@ -260,6 +269,8 @@ def evaluate(dataset: Dataset, ids, method, *, cache=None, progress=None) -> Eva
         "mean_iou": float(scores["mean_iou"].mean()),
         "pooled_dice": _pooled_dice(confusion, fluorescence),
         **nc_errors(scores["nc_pred"], scores["nc_true"]),
+        **{f"nucleus_cell_ratio_{k[3:]}": v for k, v in nc_errors(
+            scores["nucleus_cell_ratio_pred"], scores["nucleus_cell_ratio_true"]).items()},
         "seconds_per_image": (time.perf_counter() - start) / n,
         "n_images": n,
         "exact_path": bool(exact),

@@ -39,6 +39,14 @@ def test_course_numbers_on_the_voced_test_split(app_voced):
     assert (table["images"] == 40).all()
     # Lab 02's pooled Dice is the course's published "about 0.81".
     assert 0.80 <= table.loc["lab02", "pooled Dice"] <= 0.83
+    # Both N/C definitions (issue 19): the nucleus/cell ratio's error beside the N/C one.
+    run = at.session_state["compare.run"]
+    for method in ("lab01", "lab02"):
+        per_image = run.result[method].per_image
+        ok = per_image[["nucleus_cell_ratio_pred", "nucleus_cell_ratio_true"]].notna().all(axis=1)
+        mae = (per_image["nucleus_cell_ratio_pred"] - per_image["nucleus_cell_ratio_true"]
+               )[ok].abs().mean()
+        assert table.loc[method, "nucleus/cell MAE"] == pytest.approx(mae)
     # Every view draws without an exception; the worst cases are the lowest Dice.
     for tab in TABS:
         at.session_state["compare.tab"] = tab

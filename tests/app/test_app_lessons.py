@@ -105,12 +105,18 @@ def _walk_nc(at, ds) -> AppTest:
     at = _next(at, NC)                                           # 4 clean-up
     stage4 = best.with_values({"cleanup.scheme": "course", "cleanup.min_nucleus_size": 200,
                                "cleanup.min_cytoplasm_size": 200, "cleanup.fill_holes": True})
-    stage4_dice = evaluation.evaluate(ds, test, stage4).summary["mean_dice"]
+    stage4_ev = evaluation.evaluate(ds, test, stage4)
+    stage4_dice = stage4_ev.summary["mean_dice"]
     assert _metric(at, "Test mean Dice, stage 4") == f"{stage4_dice:.4f}"
     at = _next(at, NC)                                           # 5 table + N/C scatter
     table = at.dataframe[0].value
     assert list(table["test mean Dice"]) == pytest.approx(
         [stage1_dice, best_test, stage3_dice, stage4_dice])
+    # Both N/C definitions (issue 19): the nucleus/cell ratio's error beside the N/C one.
+    assert table["nucleus/cell MAE"].iloc[-1] == pytest.approx(
+        stage4_ev.summary["nucleus_cell_ratio_mae"])
+    assert f"{stage4_ev.summary['nucleus_cell_ratio_mae']:.3f} at stage 4" in " ".join(
+        m.value for m in at.markdown)
     at = _next(at, NC)                                           # 6 what comes next
     ceiling = evaluation.dice_surface(ds, test, stage1).best_score
     assert _metric(at, "Best any gray threshold pair could do on the test split") == \

@@ -22,7 +22,7 @@ from PIL import Image
 from cellseg_core.batch import run_batch, zip_outputs
 from cellseg_core.cli import main
 from cellseg_core.io import write_bytes_atomic
-from cellseg_core.measure import OBJECT_COLUMNS
+from cellseg_core.batch import CELL_CSV_COLUMNS
 from cellseg_core.presets import get_preset
 
 from tests.cli.test_cli import STEMS, _tree, dataset  # noqa: F401  (dataset: a fixture)
@@ -55,7 +55,7 @@ def test_cli_writes_labels_and_row_with_the_warning(tmp_path, monkeypatch, capsy
                                "wrong preset; per-object measurements are off (limit 1,000, "
                                "set CELLSEG_MAX_OBJECTS to change it)")
     objects = pd.read_csv(out / "objects.csv")
-    assert len(objects) == 0 and list(objects.columns)[1:] == OBJECT_COLUMNS
+    assert len(objects) == 0 and list(objects.columns)[1:] == CELL_CSV_COLUMNS
     err = capsys.readouterr().err
     assert f"{n} nuclei (0 measured)" in err
     assert f"WARNING noise: this segmentation has {n:,} objects" in err

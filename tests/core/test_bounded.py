@@ -17,6 +17,7 @@ from cellseg_core.io import read_image
 from cellseg_core.measure import (DEFAULT_MAX_OBJECTS, HULL_MAX_OBJECTS, OBJECT_COLUMNS,
                                   REGION_COLUMNS, max_objects, object_table, region_stats,
                                   solidity, too_many_objects)
+from cellseg_core.nuclear import CELL_COLUMNS
 from cellseg_core.pipeline import segment
 from cellseg_core.presets import get_preset
 from cellseg_core.data.synthetic import fluorescence_set
@@ -42,13 +43,14 @@ def regionprops_object_table(nuclei, cells, labels, intensity) -> pd.DataFrame:
     with np.errstate(divide="ignore", invalid="ignore"):
         table["nc_ratio"] = np.where(cytoplasm > 0,
                                      table["nucleus_area"] / np.maximum(cytoplasm, 1), np.nan)
+    table["nucleus_cell_ratio"] = table["nucleus_area"] / table["cell_area"]
     return table[OBJECT_COLUMNS]
 
 
 # Exact up to rounding for counts and centroids; moments (eigenvalues of a 2x2 tensor)
 # 1e-6; the mean intensity differs by float32 summation in regionprops (~1e-7).
 _TOLERANCE = {"label": 0, "nucleus_area": 0, "cytoplasm_area": 0, "cell_area": 0,
-              "nc_ratio": 1e-12, "centroid_row": 1e-9, "centroid_col": 1e-9,
+              "nc_ratio": 1e-12, "nucleus_cell_ratio": 1e-12, "centroid_row": 1e-9, "centroid_col": 1e-9,
               "mean_intensity": 1e-6, "equivalent_diameter": 1e-9, "eccentricity": 1e-6,
               "solidity": 1e-12}
 
@@ -64,7 +66,7 @@ def assert_tables_equal(new: pd.DataFrame, old: pd.DataFrame, where: str) -> Non
 
 
 def _compare(seg, where):
-    new = seg.objects
+    new = seg.objects[OBJECT_COLUMNS]  # the nuclear features are tested in test_ratios_features
     old = regionprops_object_table(seg.nuclei, seg.cells, seg.labels, seg.channel)
     assert_tables_equal(new, old, where)
     return len(new)
@@ -238,7 +240,7 @@ def test_segment_above_the_ceiling_turns_measurements_off(monkeypatch):
     assert seg.warnings == (f"this segmentation has {n:,} objects — probably noise or the "
                             "wrong preset; per-object measurements are off (limit 500, set "
                             "CELLSEG_MAX_OBJECTS to change it)",)
-    assert list(seg.objects.columns) == OBJECT_COLUMNS and len(seg.objects) == 0
+    assert list(seg.objects.columns) == CELL_COLUMNS and len(seg.objects) == 0
     assert seg.summary["n_nuclei"] == n  # the per-image numbers are still there
     assert time.perf_counter() - start < 10
     # The keyword wins over the environment; below the ceiling the table is complete.

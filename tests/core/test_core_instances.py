@@ -184,7 +184,8 @@ def test_image_summary_by_hand():
     nuclei = label_objects(TWO_CELLS == 2)
     s = image_summary(TWO_CELLS, nuclei)
     assert s == {"background_area": 13, "cytoplasm_area": 20, "nucleus_area": 7,
-                 "nc_ratio": pytest.approx(7 / 20), "n_nuclei": 2}
+                 "nc_ratio": pytest.approx(7 / 20), "nucleus_cell_ratio": pytest.approx(7 / 27),
+                 "n_nuclei": 2}
     full = np.ones((2, 2), np.int32)
     assert image_summary(np.full((2, 2), 2, np.uint8), full)["n_nuclei"] == 1
     assert math.isnan(image_summary(np.zeros((2, 2), np.uint8),

@@ -97,7 +97,10 @@ def test_score_labels_agrees_with_single_metrics():
     s = M.score_labels(PRED, TRUTH)
     assert set(s) == {"dice_cytoplasm", "dice_nucleus", "mean_dice", "iou_cytoplasm",
                       "iou_nucleus", "mean_iou", "pixel_accuracy", "nc_pred", "nc_true",
-                      "nc_error"}
+                      "nc_error", "nucleus_cell_ratio_pred", "nucleus_cell_ratio_true",
+                      "nucleus_cell_ratio_error"}
+    assert s["nucleus_cell_ratio_pred"] == pytest.approx(4 / 8)
+    assert s["nucleus_cell_ratio_true"] == pytest.approx(3 / 8)
     assert s["dice_cytoplasm"] == pytest.approx(6 / 9)
     assert s["dice_nucleus"] == pytest.approx(6 / 7)
     assert s["mean_dice"] == pytest.approx((6 / 9 + 6 / 7) / 2)

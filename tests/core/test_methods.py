@@ -153,4 +153,8 @@ def test_batch_params_json_is_the_methods_provenance(tmp_path, model_file, toy):
     for method in (load_method("lab03v2"), load_method(str(model_file))):
         out = tmp_path / method.name
         run_batch([image], out, method)
-        assert json.loads((out / "params.json").read_text()) == method.describe()
+        saved = json.loads((out / "params.json").read_text())
+        # What was measured with it sits beside the method (issue 19: pixel size, cut-offs).
+        assert saved.pop("measurements") == {
+            "pixel_size_um": None, "ratio_flags": {"schema": 1, "atypia": 0.5, "high_grade": 0.7}}
+        assert saved == method.describe()
