@@ -14,7 +14,7 @@ from pathlib import PurePath
 
 import pandas as pd
 
-__all__ = ["COLUMN_LABELS", "readable", "column_dictionary_markdown", "download_name",
+__all__ = ["COLUMN_LABELS", "UNIT_TWINS", "column_label", "readable", "column_dictionary_markdown", "download_name",
            "params_label", "unique_upload_names"]
 
 #: Machine column name (CSV header) -> (label on screen, meaning for the README).
@@ -57,7 +57,50 @@ COLUMN_LABELS: dict[str, tuple[str, str]] = {
     "nc_error": ("N/C error", "predicted minus true N/C ratio"),
     "seconds": ("Seconds", "time to segment and score the image"),
     "warnings": ("Warnings", "what the engine noted about the image"),
+    "pixel_size_um": ("Pixel size (µm)", "micrometres per pixel, when known"),
+    "pixel_size_source": ("Pixel size from", "where the pixel size came from: user, "
+                          "dataset.json, image file or unknown"),
+    "nucleus_cell_ratio": ("Nucleus / cell", "nucleus area / (nucleus + cytoplasm) area"),
+    "nucleus_cell_ratio_pred": ("Nucleus / cell predicted", "nucleus / cell of the "
+                                "segmentation"),
+    "nucleus_cell_ratio_true": ("Nucleus / cell true", "nucleus / cell of the ground truth"),
+    "nucleus_cell_ratio_error": ("Nucleus / cell error", "predicted minus true nucleus / cell"),
+    "n_flag_atypia": ("Cells flagged atypia", "cells whose nucleus / cell reaches the "
+                      "atypia cut-off"),
+    "n_flag_high_grade": ("Cells flagged high grade", "cells whose nucleus / cell reaches "
+                          "the high-grade cut-off"),
+    "flag_atypia": ("Atypia flag", "the cell's nucleus / cell reaches the atypia cut-off"),
+    "flag_high_grade": ("High-grade flag", "the cell's nucleus / cell reaches the "
+                        "high-grade cut-off"),
+    "nucleus_od": ("Nucleus optical density", "mean optical density over the nucleus"),
+    "cytoplasm_od": ("Cytoplasm optical density", "mean optical density over the cytoplasm"),
+    "od_ratio": ("Optical density ratio", "nucleus optical density / cytoplasm's"),
+    "convexity_deficit": ("Convexity deficit", "1 - solidity: how far the outline is "
+                          "from convex"),
+    "glcm_contrast": ("Texture contrast", "grey-level co-occurrence contrast of the nucleus"),
+    "glcm_entropy": ("Texture entropy", "grey-level co-occurrence entropy of the nucleus"),
 }
+
+#: Suffixes of a column's twin in physical units: ``nucleus_area_um2`` is
+#: ``nucleus_area`` in µm² (empty without a pixel size).
+UNIT_TWINS = {"_um2": "µm²", "_um": "µm"}
+
+
+def column_label(name: str) -> str:
+    """The words a page shows for CSV column `name` (the name itself when unknown).
+
+    Examples
+    --------
+    >>> column_label("nc_ratio"), column_label("nucleus_area_um2"), column_label("other")
+    ('N/C ratio', 'Nucleus area (µm²)', 'other')
+    """
+    if name in COLUMN_LABELS:
+        return COLUMN_LABELS[name][0]
+    for suffix, unit in UNIT_TWINS.items():
+        base = name.removesuffix(suffix)
+        if base != name and base in COLUMN_LABELS:
+            return COLUMN_LABELS[base][0].replace("(px)", f"({unit})")
+    return name
 
 
 def readable(table: pd.DataFrame) -> pd.DataFrame:
@@ -70,7 +113,7 @@ def readable(table: pd.DataFrame) -> pd.DataFrame:
     >>> readable(pd.DataFrame({"nc_ratio": [0.5], "other": [1]})).columns.tolist()
     ['N/C ratio', 'other']
     """
-    return table.rename(columns={k: v[0] for k, v in COLUMN_LABELS.items()})
+    return table.rename(columns={c: column_label(c) for c in table.columns})
 
 
 def column_dictionary_markdown() -> str:
@@ -84,6 +127,8 @@ def column_dictionary_markdown() -> str:
     rows = ["| CSV column | shown as | meaning |", "| --- | --- | --- |"]
     rows += [f"| `{key}` | {label} | {meaning} |"
              for key, (label, meaning) in COLUMN_LABELS.items()]
+    rows += [f"| `…{suffix}` | … ({unit}) | the column before the suffix in {unit} "
+             "(empty without a pixel size) |" for suffix, unit in UNIT_TWINS.items()]
     return "\n".join(rows)
 
 
