@@ -39,6 +39,7 @@ PAGES = [
 LESSONS = [
     st.Page("pages/lesson_nc_ratio.py", title="N/C ratio of urothelial cells", icon="🎓"),
     st.Page("pages/lesson_counting.py", title="Counting cells in fluorescence", icon="🎓"),
+    st.Page("pages/lesson_supervision.py", title="Why supervision pays", icon="🎓"),
 ]
 
 #: Paths that old links use, not in the menu.

@@ -8,12 +8,15 @@ model on a full dataset: that is the Train page's background run.
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
-from cellseg_core.learn import IGNORE, load_model, pickle_models_allowed, uncertainty
+from cellseg_core.io import write_bytes_atomic
+from cellseg_core.learn import (IGNORE, NucleusModel, load_model, pickle_models_allowed,
+                                uncertainty)
 from cellseg_core.params import Mode
 
 from . import cache, figures, methods, quotas, runs, worker
@@ -21,7 +24,7 @@ from .safe_text import md
 
 __all__ = ["PARAMS_CHOICE", "NO_CONTROLS", "model_upload", "model_picker", "picked_model",
            "segmentation", "model_segmentation", "probabilities", "show_model_results", "uncertainty_rgb", "points_to_pixels",
-           "add_stroke", "stroke_counts"]
+           "add_stroke", "stroke_counts", "model_from_onnx"]
 
 #: The picker's entry that means "no model: the parameters".
 PARAMS_CHOICE = "parameters (presets)"
@@ -43,7 +46,9 @@ def model_upload(page: str) -> None:
     up = quotas.accepted(st.file_uploader(  # quotas: issue 21 point 5
         "Model file (from Train or `cellseg train`)", key=f"{page}.model_file",
         help="A model file saved by this version holds no code. Files "
-             "of the old pickled format are refused unless trusted."))
+             "of the old pickled format are refused unless trusted. An .onnx file is a "
+             "nucleus model (Train's nucleus section, `cellseg train --method "
+             "unet-nuclei`)."))
     trust = False
     if pickle_models_allowed():
         trust = st.checkbox("Trust this file (runs code from it)", key=f"{page}.trust_pickle",
@@ -59,7 +64,8 @@ def model_upload(page: str) -> None:
             st.error(f"{md(up.name)} is not a usable model file (see above).")
         return
     try:
-        model = load_model(data, trust_pickle=trust)
+        model = (model_from_onnx(data) if up.name.lower().endswith(".onnx")
+                 else load_model(data, trust_pickle=trust))  # .onnx: a nucleus model
     except ValueError as err:
         seen[key] = None
         st.error(f"{md(up.name)} is not a usable model file: {md(err)}")
@@ -166,6 +172,23 @@ def show_model_results(source, name: str, model, *, page: str, max_side: int = 1
         st.image(uncertainty_rgb(unc[::step, ::step]),
                  caption=f"Uncertainty (1 − max probability), mean {unc.mean():.3f}: "
                          "bright where the model hesitates")
+
+
+def model_from_onnx(data: bytes) -> NucleusModel:
+    """A nucleus model from the bytes of an uploaded ``.onnx`` file (written by the
+    Train page or ``cellseg train --method unet-nuclei``), kept under the system's
+    temporary folder by content hash (onnxruntime reads a file).
+
+    Raises
+    ------
+    ValueError
+        When the bytes are not ONNX, or an ONNX model that is not a cellseg nucleus model.
+    """
+    folder = Path(tempfile.gettempdir()) / "cellseg-onnx-models"
+    path = folder / f"{hashlib.sha256(data).hexdigest()}.onnx"
+    if not path.is_file():
+        write_bytes_atomic(path, data)
+    return NucleusModel(path)
 
 
 # --- strokes -------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import streamlit as st
 from skimage import data as skimage_data
 
 from cellseg_core.data import available_datasets, resolve_id, synthetic
-from cellseg_core.io import as_float_image, read_image, read_mask
+from cellseg_core.io import as_float_image, read_ground_truth, read_image
 
 from . import quotas, state
 from .safe_text import md
@@ -154,7 +154,8 @@ def _read_upload(digest: str, _data: bytes, filename: str):
 
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _read_upload_mask(digest: str, _data: bytes, filename: str, shape: tuple):
-    return _frozen(read_mask(_named(_data, filename), shape=shape))
+    """(class mask, instances or None): a uint16/uint32 file is nucleus instances."""
+    return _frozen(read_ground_truth(_named(_data, filename), shape=shape))
 
 
 def _named(data: bytes, filename: str):
@@ -296,7 +297,8 @@ def _upload_source() -> ImageSource | None:
     up = quotas.accepted(st.file_uploader(  # quotas: issue 21 point 5
         "Image (PNG, JPEG, TIFF 8/16-bit, NPY)", type=UPLOAD_TYPES, key=K_UPLOAD))
     up_mask = quotas.accepted(st.file_uploader(
-        "Ground-truth mask (optional: 0/1/2 labels)", type=["png", "tif", "tiff", "npy"],
+        "Ground truth (optional: a 0/1/2 class mask, or nucleus instances as a uint16 "
+        "TIFF)", type=["png", "tif", "tiff", "npy"],
         key=K_UPLOAD_MASK))
     if up is None:
         st.info("Upload an image to segment it.")
@@ -308,16 +310,16 @@ def _upload_source() -> ImageSource | None:
     except ValueError as err:
         st.error(f"Cannot use this image: {md(err)}")
         return None
-    mask = None
+    mask = instances = None
     if up_mask is not None:
         mdata = up_mask.getvalue()
         try:
-            mask = _read_upload_mask(hashlib.sha256(mdata).hexdigest(), mdata, up_mask.name,
-                                     image.shape[:2])
+            mask, instances = _read_upload_mask(hashlib.sha256(mdata).hexdigest(), mdata,
+                                                up_mask.name, image.shape[:2])
         except ValueError as err:
             st.error(f"Cannot use this mask: {md(err)}")
-    return ImageSource(name=up.name, image=image, mask=mask, digest=digest,
-                       kind=_upload_kind(digest, image))
+    return ImageSource(name=up.name, image=image, mask=mask, instances=instances,
+                       digest=digest, kind=_upload_kind(digest, image))
 
 
 def upload_kind(image: np.ndarray) -> str:

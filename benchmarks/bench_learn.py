@@ -19,6 +19,12 @@ Usage::
     python3 benchmarks/bench_learn.py --seed 1
     python3 benchmarks/bench_learn.py --no-deep    # skip the U-Net rows (minutes)
     python3 benchmarks/bench_learn.py --best       # only the recommended ensemble (~10 min)
+    python3 benchmarks/bench_learn.py --nuclei dsb2018_fluo --fine-tune-minutes 8
+        # the nuclei table instead (issue 18): the built-in model, a U-Net fine-tuned on
+        # the set's train split (cellseg train --method unet-nuclei), the Otsu baseline
+        # and the automatic presets on the test split (F1@0.5, DSB AP, precision,
+        # recall, count error): cellseg_core.evaluation.compare_nuclei, as on Compare.
+        # (benchmarks/bench_nuclei.py: the built-in model's own scale variants and speed.)
 
 With PyTorch (``pip install .[deep]``) it adds the small U-Net and the ensembles of its
 probabilities with each pixel classifier's; without, it says the rows were skipped.
@@ -82,7 +88,19 @@ def main(argv=None):
                              "--epochs 120 --unets 2`), chosen on a holdout of the train split")
     parser.add_argument("--no-deep", action="store_true",
                         help="skip the U-Net and ensemble rows even with PyTorch installed")
+    parser.add_argument("--nuclei", nargs="+", metavar="SET",
+                        help="print the nuclei table for these sets of ../shared/data "
+                             "(e.g. dsb2018_fluo) instead of the VocEd table")
+    parser.add_argument("--fine-tune-minutes", type=float, default=0, metavar="M",
+                        help="--nuclei: also fine-tune the built-in model on each set's train "
+                             "split for at most M minutes (needs PyTorch) and add its row")
+    parser.add_argument("--nuclei-model", action="append", default=[], metavar="FILE.onnx",
+                        help="--nuclei: also score this nucleus model (repeatable)")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="--nuclei: the first N test images only")
     args = parser.parse_args(argv)
+    if args.nuclei:
+        return nuclei_tables(args)
     path = voced_path()
     if not (path / "images").is_dir():
         sys.exit(f"VocEd data not found at {path} (set CELLSEG_VOCED)")
@@ -92,7 +110,7 @@ def main(argv=None):
         "pixel classifier, auto-context (2 stages)":
             lambda: PixelClassifier(FeatureSettings(), auto_context=True),
         "k-means baseline (K=4)": lambda: KMeansBaseline(4),
-        "mean-shift baseline (quantile 0.2)": lambda: MeanShiftBaseline(),
+        "mean-shift baseline (quantile 0.2, narrowed to >= 3 modes)": lambda: MeanShiftBaseline(),
     }
     if args.all:
         methods.update({
@@ -163,6 +181,53 @@ def main(argv=None):
     print("goals: train <= 60 s, predict <= 0.3 s, Dice >= 0.87, N/C R2 >= 0.5")
     for line in skipped:
         print(line)
+
+
+def nuclei_tables(args) -> None:
+    """One table per set: nucleus methods on its test split (issue 18 point 7)."""
+    import tempfile
+    from pathlib import Path
+
+    from _common import REPO
+    from cellseg_core.data import open_dataset
+    from cellseg_core.evaluation import compare_nuclei
+    from cellseg_core.evaluation.nuclei import SUMMARY_COLUMNS
+    from cellseg_core.learn.nuclei_training import NucleusTrainingSettings, train_nucleus_model
+    from cellseg_core.methods import load_method, nucleus_methods
+    from cellseg_core.learn import torch_available
+
+    root = Path(os.environ.get("CELLSEG_DATA") or REPO.parent / "shared" / "data")
+    for name in args.nuclei:
+        ds = open_dataset(root / name)
+        test = list(ds.split["test"])[:args.limit]
+        methods = dict(nucleus_methods())
+        for file in args.nuclei_model:
+            methods[f"model {Path(file).name}"] = load_method(model=file)
+        note = ""
+        if args.fine_tune_minutes and torch_available():
+            out = Path(tempfile.mkdtemp()) / f"{name}-fine-tuned.onnx"
+            settings = NucleusTrainingSettings(minutes=args.fine_tune_minutes, seed=args.seed)
+            start = time.perf_counter()
+            log = train_nucleus_model(ds, ds.split["train"], out, settings)
+            note = (f"fine-tuned: {len(log['train_ids'])} train + {len(log['val_ids'])} "
+                    f"validation images, {len(log['epochs'])} epochs ({log['stopped']}), best "
+                    f"validation F1 {log['best']['val_f1']:.3f}, "
+                    f"{time.perf_counter() - start:.0f} s")
+            methods = {"builtin:nuclei": methods.pop("builtin:nuclei"),
+                       "U-Net fine-tuned (unet-nuclei)": load_method(model=str(out)), **methods}
+        elif args.fine_tune_minutes:
+            note = "fine-tuned row skipped: PyTorch is not installed"
+        table = compare_nuclei(ds, test, methods).summary
+        print(f"\n{name}: test split, {len(test)} images, seed {args.seed}, {os.cpu_count()} CPUs")
+        print("| method | " + " | ".join(SUMMARY_COLUMNS) + " |")
+        print("|---|" + "---|" * len(SUMMARY_COLUMNS))
+        for _, row in table.iterrows():
+            print(f"| {row['method']} | " + " | ".join(
+                f"{row[c]:.3f}" if c != "|count error|" and c != "count error"
+                else f"{row[c]:.1f}" for c in SUMMARY_COLUMNS) + " |")
+        if note:
+            print(note)
+        sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "read_image",
     "read_mask",
+    "read_ground_truth",
     "read_instances",
     "as_float_image",
     "tiff_bytes",
@@ -216,7 +217,11 @@ def read_image(source) -> np.ndarray:
 def read_instances(source) -> np.ndarray:
     """Read a label image of object instances (0 background) as an int32 array."""
     data, name = _read_bytes(source)
-    labels = _decode(data, name)
+    return _instances_array(_decode(data, name), name)
+
+
+def _instances_array(labels: np.ndarray, name: str) -> np.ndarray:
+    """`labels` checked as a 2-D label image of whole, non-negative numbers; int32."""
     if labels.ndim == 3 and labels.shape[0] == 1:
         labels = labels[0]
     if labels.ndim != 2:
@@ -228,6 +233,45 @@ def read_instances(source) -> np.ndarray:
     if labels.min() < 0:
         raise ValueError(f"{name}: a mask cannot hold negative labels")
     return labels.astype(np.int32)
+
+
+def read_ground_truth(source, *, shape=None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read an uploaded ground truth: a class mask or an instance label image.
+
+    A file stored as 16- or 32-bit integers (the uint16 TIFF that Count, CellProfiler,
+    Cellpose or StarDist write) is read as instances, its class mask 2 (nucleus)
+    inside every instance. An 8-bit file is a class mask (:func:`read_mask`: 0, 1, 2,
+    or 0/255) without instances.
+
+    Parameters
+    ----------
+    source : path, bytes or binary file object
+    shape : tuple, optional
+        The ``(M, N)`` of the image it belongs to; a different shape raises.
+
+    Returns
+    -------
+    mask : (M, N) ndarray of uint8
+    instances : (M, N) ndarray of int32, or None for a class mask
+
+    Examples
+    --------
+    >>> inst = np.zeros((4, 4), np.uint16); inst[0, 0] = 1; inst[2:, 2:] = 2
+    >>> mask, labels = read_ground_truth(tiff_bytes(inst))
+    >>> mask.tolist()[0], int(labels.max())
+    ([2, 0, 0, 0], 2)
+    >>> read_ground_truth(tiff_bytes(inst.astype(np.uint8)))[1] is None
+    True
+    """
+    data, name = _read_bytes(source)
+    raw = _decode(data, name)
+    if not (raw.dtype.kind in "ui" and raw.dtype.itemsize >= 2):
+        return read_mask(source, shape=shape), None
+    labels = _instances_array(raw, name)
+    if shape is not None and labels.shape != tuple(shape[:2]):
+        raise ValueError(f"{name}: mask shape {labels.shape} does not match the image shape "
+                         f"{tuple(shape[:2])}")
+    return (labels > 0).astype(np.uint8) * np.uint8(2), labels
 
 
 def read_mask(source, *, shape=None, binary_class: int = 2) -> np.ndarray:

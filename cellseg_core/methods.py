@@ -42,7 +42,7 @@ from .presets import PRESETS, get_preset
 
 __all__ = ["Segmenter", "ParamsMethod", "ModelMethod", "Untrained", "BUILTIN_MODELS",
            "BASELINES", "as_segmenter", "load_method", "load_params", "preset_methods",
-           "compare"]
+           "compare", "OTSU_BASELINE", "nucleus_methods"]
 
 
 @runtime_checkable
@@ -150,6 +150,29 @@ BUILTIN_MODELS: dict[str, Callable[[], object]] = {
 #: what supervision adds.
 BASELINES = {name: Untrained(name, make) for name, make in (
     ("baseline: k-means", KMeansBaseline), ("baseline: mean-shift", MeanShiftBaseline))}
+
+
+#: The textbook nucleus baseline of the seeds' U-Net study: Gaussian σ 2, Otsu, holes
+#: filled, objects under 30 px removed, distance watershed (auto-fluorescence with
+#: ``auto.kind`` off). Bright nuclei on a dark background only.
+OTSU_BASELINE = "otsu baseline"
+
+
+def nucleus_methods() -> dict[str, Segmenter]:
+    """The nucleus methods compared by default (:func:`~.evaluation.compare_nuclei`):
+    the built-in model, the Otsu baseline and the automatic presets auto-nuclei and
+    auto-fluorescence.
+
+    Examples
+    --------
+    >>> list(nucleus_methods())
+    ['builtin:nuclei', 'otsu baseline', 'auto-nuclei', 'auto-fluorescence']
+    """
+    otsu = get_preset("auto-fluorescence").with_values({"auto.kind": "off"})
+    return {"builtin:nuclei": _load_builtin("nuclei"),
+            OTSU_BASELINE: ParamsMethod(otsu, name=OTSU_BASELINE),
+            **{name: ParamsMethod(get_preset(name), name=name, preset=name)
+               for name in ("auto-nuclei", "auto-fluorescence")}}
 
 
 def preset_methods() -> dict[str, ParamsMethod]:

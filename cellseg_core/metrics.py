@@ -5,8 +5,8 @@ import numpy as np
 
 __all__ = [
     "dice", "iou", "mean_dice", "pixel_accuracy", "confusion_matrix", "nc_ratio",
-    "nucleus_cell_ratio",
-    "nc_errors", "r2_identity", "score_labels", "match_instances", "average_precision",
+    "nucleus_cell_ratio", "nc_errors", "r2_identity", "misclassification_rates",
+    "score_labels", "match_instances", "average_precision",
     "DSB_IOU_THRESHOLDS",
 ]
 
@@ -55,6 +55,25 @@ def pixel_accuracy(pred, truth) -> float:
     """Fraction of pixels whose class is right."""
     pred, truth = _check_pair(pred, truth)
     return float((pred == truth).mean())
+
+
+def misclassification_rates(pred, truth, nucleus: int = 2) -> dict:
+    """The ECSE 415 study's metrics: the fraction of pixels of the wrong class
+    (``misclassification``, 1 − pixel accuracy) and of the wrong side of
+    nucleus-versus-rest (``nucleus_misclassification``).
+
+    Examples
+    --------
+    >>> misclassification_rates([[0, 1, 2, 2]], [[0, 2, 2, 1]])
+    {'misclassification': 0.5, 'nucleus_misclassification': 0.5}
+    >>> misclassification_rates([[0, 1, 2, 2]], [[1, 0, 2, 2]])["nucleus_misclassification"]
+    0.0
+    """
+    pred, truth = _check_pair(pred, truth)
+    if pred.size == 0:
+        raise ValueError("`pred` and `truth` are empty")
+    return {"misclassification": float((pred != truth).mean()),
+            "nucleus_misclassification": float(((pred == nucleus) != (truth == nucleus)).mean())}
 
 
 def confusion_matrix(pred, truth, n_classes: int = 3) -> np.ndarray:

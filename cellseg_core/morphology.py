@@ -11,7 +11,8 @@ from skimage.morphology import opening as _sk_opening
 
 from .params import CleanupParams, CleanupScheme, Mode
 
-__all__ = ["small_objects", "remove_small_objects", "fill_holes", "open_close", "clean_labels"]
+__all__ = ["small_objects", "remove_small_objects", "fill_holes", "open_close", "clean_labels",
+           "mode_filter"]
 
 
 @lru_cache(maxsize=16)
@@ -196,3 +197,45 @@ def _clean_labels_course(labels: np.ndarray, params: CleanupParams, mode: Mode) 
     out = cytoplasm.view(np.uint8).copy()
     out[nucleus] = 2
     return out
+
+
+def mode_filter(labels: np.ndarray, size: int = 5) -> np.ndarray:
+    """Majority (mode) filter: each pixel takes the most frequent class in the
+    `size` × `size` window around it (edges repeated); a tie keeps the pixel's own
+    class when it is among the most frequent, else the lowest such class.
+
+    The ECSE 415 study's post-processing of a pixel classifier's labels.
+
+    Parameters
+    ----------
+    labels : (M, N) ndarray of int
+        Class labels (>= 0; a few classes: one counting pass per class).
+    size : int
+        Odd window side; 1 returns a copy.
+
+    Returns
+    -------
+    (M, N) ndarray of the dtype of `labels` (a new array).
+
+    Examples
+    --------
+    >>> mode_filter(np.array([[0, 0, 0], [0, 2, 0], [1, 1, 1]]), 3).tolist()
+    [[0, 0, 0], [0, 0, 0], [1, 1, 1]]
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"`labels` must be 2-D, got shape {labels.shape}")
+    if int(size) < 1 or int(size) % 2 == 0:
+        raise ValueError(f"`size` must be a positive odd integer, got {size!r}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(f"`labels` must hold integers, got dtype {labels.dtype}")
+    if size == 1 or labels.size == 0:
+        return labels.copy()
+    classes = np.unique(labels)
+    counts = np.stack([ndi.uniform_filter((labels == c).astype(np.float32), int(size),
+                                          mode="nearest") for c in classes])
+    counts = np.round(counts * size * size)  # exact integer counts
+    best = counts.max(0)
+    own = np.searchsorted(classes, labels)
+    keep = np.take_along_axis(counts, own[None], 0)[0] == best
+    return np.where(keep, labels, classes[counts.argmax(0)]).astype(labels.dtype)

@@ -16,8 +16,8 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from app_support import (cache, compare_figures, figures, methods, runs, sources, state,
-                         wording)
+from app_support import cache, compare_figures, figures, methods, runs, sources, state, wording
+from app_support import nuclei_compare  # issue 18 point 7
 from app_support.assets import read_asset
 from app_support.safe_text import md
 from cellseg_core.methods import BASELINES, compare
@@ -326,3 +326,6 @@ def main() -> None:
 
 
 main()
+
+st.divider()
+nuclei_compare.render_section()  # issue 18 point 7: U-Net vs Otsu on nuclei

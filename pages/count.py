@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_support import cache, controls, count_figures, live_plot, state, wording
+from app_support import (cache, controls, count_figures, live_plot, nuclei_models, state,
+                         wording)
 from app_support.assets import read_asset
 from app_support.sources import ImageSource
 from cellseg_core import experiments as E
@@ -67,7 +68,8 @@ def _fmt(value, digits: int = 3) -> str:
 def _source() -> ImageSource:
     shared = st.session_state.get(state.SOURCE_CURRENT)
     options = [SEED_SOURCE]
-    if shared is not None and shared.kind == "fluorescence":
+    if shared is not None and (shared.kind == "fluorescence"
+                               or shared.instances is not None):  # issue 18: instance truth
         options.insert(0, SIDEBAR_SOURCE)
         if st.session_state.get(key("sidebar_seen")) != shared.digest:
             st.session_state[key("source")] = SIDEBAR_SOURCE  # a new image: count it
@@ -76,7 +78,8 @@ def _source() -> ImageSource:
         st.session_state[key("source")] = options[0]
     choice = st.radio("Image", options, key=key("source"), horizontal=True,
                       help="The sidebar's image is offered when it is a fluorescence image "
-                           "(gray, or RGB: counted in one channel).")
+                           "(gray, or RGB: counted in one channel) or has nucleus "
+                           "instances as ground truth.")
     if choice == SIDEBAR_SOURCE:
         return shared
     image, labels, _ = cache.seed_sample()
@@ -189,6 +192,9 @@ def _downloads(seg, source) -> None:
 
 def _result(source: ImageSource):
     """(params, segmentation, instance scores or None), or None after an error."""
+    chosen = nuclei_models.picked(P)
+    if chosen is not None:  # issue 18: a nucleus model instead of the steps
+        return nuclei_models.count_result(source, *chosen)
     try:
         params = _params(source)
     except ValueError as err:
@@ -206,7 +212,9 @@ def _result(source: ImageSource):
 
 def _version(source, params) -> str:
     """Names an (image, parameters) pair."""
-    return hashlib.sha1(f"{source.digest}{params.to_json(indent=None)}".encode()).hexdigest()
+    chosen = nuclei_models.picked(P)
+    text = f"{source.digest}{params.to_json(indent=None)}{chosen[0] if chosen else ''}"
+    return hashlib.sha1(text.encode()).hexdigest()
 
 
 def _analysis_done() -> None:
@@ -226,7 +234,9 @@ def overlay_part(source: ImageSource) -> None:
     shown = ", ".join(f"{k} = {_fmt(v) if not math.isnan(v) else 'per pixel'}"
                       for k, v in seg.thresholds.items())
     channel = "" if source.image.ndim == 2 else f" · {params.channel.value} channel"
-    st.caption(f"{source.name}{channel} · {params.threshold.method.value} threshold: {shown}")
+    chosen = nuclei_models.picked(P)
+    st.caption(f"{source.name} · {chosen[0]}: {shown}" if chosen else
+               f"{source.name}{channel} · {params.threshold.method.value} threshold: {shown}")
     version = _version(source, params)
     notify = (version if st.session_state.get(ANALYSIS_VERSION) != version
               else None if st.session_state.get(BROWSER_REPORTS) else "hello")
@@ -257,8 +267,9 @@ def analysis_part(source: ImageSource) -> None:
         c[3].metric("Recall (IoU 0.5)", _fmt(scores["recall"]))
         c[4].metric("F1 · mean AP (DSB)", f"{_fmt(scores['f1'])} · {_fmt(scores['ap'])}")
     try:
-        live_plot.plotly_chart(count_figures.steps_figure(seg, max_side=384),
-                               key=key("steps"))
+        if nuclei_models.picked(P) is None:  # a model has no steps to show
+            live_plot.plotly_chart(count_figures.steps_figure(seg, max_side=384),
+                                   key=key("steps"))
     except ValueError as err:  # too many watershed markers to draw: noise, not nuclei
         st.warning(f"Steps not shown: {err}")
     left, right = st.columns([3, 2])
@@ -282,7 +293,8 @@ def pipeline(source: ImageSource) -> None:
     :func:`overlay_part`, then :func:`analysis_part` once the browser drew it."""
     ctrl, result = st.columns([1, 3], gap="medium")
     with ctrl:
-        _controls(source)
+        if nuclei_models.count_method(P) is None:  # issue 18: or a nucleus model
+            _controls(source)
     with result:
         top, bottom = st.container(), st.container()
     with bottom:  # first: a full run draws the numbers for the parameters it shows

@@ -19,8 +19,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_support import (cache, figures, learned, object_training, runs, sources, state,
-                         wording)
+from app_support import cache, figures, learned, object_training, runs, sources, state, wording
+from app_support import nuclei_train  # issue 18: the nucleus model's section
 from cellseg_core import evaluation
 from cellseg_core.learn import (CHANNELS, ESTIMATORS, FeatureSettings, KMeansBaseline,
                                 MeanShiftBaseline, PixelClassifier, ProbabilityEnsemble,
@@ -387,3 +387,5 @@ st.divider()
 strokes_section()
 st.divider()
 object_training.render_object_training(PAGE)
+st.divider()
+nuclei_train.render_section()

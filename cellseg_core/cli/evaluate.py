@@ -7,6 +7,7 @@ import math
 
 from ..data import dataset_from_spec, split_ids
 from ..evaluation import evaluate, instance_scores
+from ._clusters import add_cluster_options, run_clusters
 from ._common import EXIT_OK, UsageError, add_method_options, method_from_args, progress_bar, say
 
 _EVALUATE_EPILOG = """\
@@ -14,6 +15,7 @@ examples:
   cellseg evaluate data/voced --split test --preset lab02
   cellseg evaluate data/voced --split all --params tuned.json --json > scores.json
   cellseg evaluate data/dsb --preset auto-fluorescence      # adds F1@0.5 and AP
+  cellseg evaluate data/voced --method kmeans --k 3 4 5     # the ECSE 415 study's sweep
 
 DATASET is a folder with images/ and masks/ (and optionally labels/ with instance masks
 and split.json), or a course folder with X/*.npy and y/*.npy, or demo-cytology /
@@ -30,16 +32,19 @@ def add_parser(sub) -> None:
     p.add_argument("--split", default="test", help="train, test, all (default test), or lab02-test / lab02-train: the "
                         "course's Lab 02 split (split_lab02.json, else derived)")
     add_method_options(p)
+    add_cluster_options(p)
     p.add_argument("--json", action="store_true", help="print JSON (summary and per image)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    method = method_from_args(args)
+    method = None if args.method else method_from_args(args)
     dataset = dataset_from_spec(args.dataset)
     if not dataset.has_masks:
         raise UsageError(f"{args.dataset}: has no masks to compare with")
     ids = split_ids(dataset, args.split, note=say)
+    if args.method:
+        return run_clusters(args, dataset, ids)
     bar = progress_bar(len(ids), "evaluate")
 
     def progress(*a):

@@ -8,6 +8,7 @@ from ..data import dataset_from_spec, split_ids
 from ..evaluation import evaluate
 from ..learn import (CHANNELS, ESTIMATORS, FeatureSettings, PixelClassifier,
                      ProbabilityEnsemble, UNetModel, train_on_dataset)
+from . import train_nuclei
 from . import train_objects
 from ._common import EXIT_OK, say
 
@@ -44,20 +45,24 @@ def add_parser(sub) -> None:
                              "also sees features of the first one's probabilities (better "
                              "Dice, about 1.7x the training time; --method pixel only)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--method", choices=("pixel", "unet", "ensemble", "objects"),
+    parser.add_argument("--method", choices=("pixel", "unet", "ensemble", "objects",
+                                              "unet-nuclei"),
                         default="pixel",
                         help="pixel: the pixel classifier (default); unet: the small U-Net; "
                              "ensemble: both, their probabilities averaged, in one file "
                              "(unet and ensemble need the deep extra: pip install .[deep]); "
                              "objects: an object classifier (cell classes) from the "
                              "dataset's classes/<stem>.csv files (label,class), for "
-                             "`cellseg segment --object-classifier`")
-    parser.add_argument("--epochs", type=int, default=60, metavar="N",
-                        help="U-Net training epochs (default 60; --method unet or "
-                             "ensemble)")
+                             "`cellseg segment --object-classifier`; unet-nuclei: fine-tune "
+                             "the built-in nucleus model on instance labels, --out FILE.onnx "
+                             "(deep extra)")
+    parser.add_argument("--epochs", type=int, default=None, metavar="N",
+                        help="U-Net training epochs (default 60 for --method unet or "
+                             "ensemble; at most 30 with early stopping for unet-nuclei)")
     parser.add_argument("--unets", type=int, default=1, metavar="N",
                         help="U-Nets in the ensemble, each from its own seed (default 1; "
                              "--method ensemble)")
+    train_nuclei.add_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -68,10 +73,15 @@ def run(args) -> int:
     dataset without masks) reaches :func:`cellseg_core.cli.main`, which exits with 2.
     """
     method = getattr(args, "method", "pixel")
+    epochs = args.epochs if getattr(args, "epochs", None) is not None else 60
+    if method == "unet-nuclei":
+        dataset = dataset_from_spec(args.dataset)
+        return train_nuclei.run(args, dataset, _limited(args, split_ids(dataset, args.split,
+                                                                          note=say)))
     if method == "objects":
         return train_objects.run(args)
     if method == "unet":
-        model = UNetModel(scale=args.scale, epochs=args.epochs)
+        model = UNetModel(scale=args.scale, epochs=epochs)
     else:
         channels = tuple(c.strip() for c in args.features.split(",") if c.strip())
         settings = FeatureSettings(channels=channels, scale=args.scale)
@@ -83,16 +93,12 @@ def run(args) -> int:
             n_unets = getattr(args, "unets", 1)
             if not 1 <= n_unets <= 8:
                 raise ValueError(f"--unets must be 1 to 8, got {n_unets}")
-            model = ProbabilityEnsemble([model, *(UNetModel(scale=args.scale, epochs=args.epochs)
+            model = ProbabilityEnsemble([model, *(UNetModel(scale=args.scale, epochs=epochs)
                                                   for _ in range(n_unets))])
     dataset = dataset_from_spec(args.dataset)
     if not dataset.has_masks:
         raise ValueError(f"{args.dataset}: has no masks to train on")
-    ids = split_ids(dataset, args.split, note=say)
-    if args.limit is not None:
-        if args.limit < 1:
-            raise ValueError(f"--limit must be at least 1, got {args.limit}")
-        ids = ids[:args.limit]
+    ids = _limited(args, split_ids(dataset, args.split, note=say))
     say(f"training {model!r} on {len(ids)} image(s) of {dataset.name} ({args.split})")
     shown = [-1]
 
@@ -118,3 +124,12 @@ def run(args) -> int:
             shown_value = f"{value:.4f}" if isinstance(value, float) else value
             print(f"{key:<{width}}  {shown_value}")
     return EXIT_OK
+
+
+def _limited(args, ids: list) -> list:
+    """The first ``--limit`` ids (all without it)."""
+    if args.limit is None:
+        return ids
+    if args.limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {args.limit}")
+    return ids[:args.limit]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .datasets import Dataset, open_dataset
+from .datasets import Dataset, _is_dsb, open_dataset
 from .demo import DEMO_NAMES, demo_datasets
 
 try:                                    # Python >= 3.11
@@ -47,7 +47,8 @@ def dataset_from_spec(spec: str) -> Dataset:
 
 
 def _is_dataset(path: Path) -> bool:
-    return (path / "images").is_dir() or (path / "X").is_dir()
+    return (path / "images").is_dir() or (path / "X").is_dir() \
+        or (path.is_dir() and _is_dsb(path))
 
 
 def _config_entries(config) -> list[tuple[str | None, Path]]:

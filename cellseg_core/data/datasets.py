@@ -14,6 +14,15 @@ Layouts understood by :func:`open_dataset`:
     (``7`` → ``"007"``).
 ``X/*.npy`` + ``y/*.npy``
     The VocEd course's arrays: ``(3, M, N)`` float images and label arrays.
+``<id>/images/<id>.png`` + ``<id>/masks/*.png`` (+ ``split.json``)
+    The Data Science Bowl 2018 layout (``stage1_train``): one folder per image, one
+    binary mask file per nucleus; read as instances (:meth:`Dataset.from_dsb`).
+``rgb/`` + ``csv/`` and/or ``mask/``
+    The TCGA-style layout of the ECSE 415 study (:mod:`.tcga`, :meth:`Dataset.from_tcga`):
+    nuclei from polygons (or the mask's instance channels), each with a class.
+
+Where the ids name patients (TCGA barcodes) and there is no ``split.json``, the split
+is patient-wise (:func:`.patients.patient_split`): no patient on both sides.
 """
 from __future__ import annotations
 
@@ -26,8 +35,11 @@ from typing import Callable
 import numpy as np
 
 from ..io import IMAGE_SUFFIXES, read_image, read_instances, read_mask
+from .patients import patient_split, patients_of
+from .tcga import (mask_instances, polygons_to_masks, read_polygons, read_rgb_mask,
+                   resize_labels, rgb_mask_to_labels)
 
-__all__ = ["Dataset", "open_dataset", "resolve_id"]
+__all__ = ["Dataset", "TCGADataset", "open_dataset", "resolve_id"]
 
 _KINDS = ("cytology", "fluorescence")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -129,6 +141,12 @@ class Dataset:
         """True when at least one item has ground truth."""
         return bool(self._mask_ids or self._instance_ids)
 
+    @property
+    def has_instances(self) -> bool:
+        """True when at least one item has instance labels (the nucleus model trains on
+        them; Compare on nuclei scores them)."""
+        return bool(self._instance_ids)
+
     def _check(self, id) -> str:
         return resolve_id(self, id)
 
@@ -194,7 +212,50 @@ class Dataset:
 
         return cls(name=_safe_name(name or root.name), ids=ids, kind=kind, split=split,
                    source=str(root), image=image, mask=mask, instances=instances,
-                   mask_ids=masks, instance_ids=labels)
+                   mask_ids=masks, instance_ids=labels,
+                   split_factory=_patient_split_factory(ids, split))
+
+    @classmethod
+    def from_tcga(cls, path, *, name: str | None = None) -> "TCGADataset":
+        """A dataset in the ECSE 415 study's TCGA-style layout (see :mod:`.tcga`).
+
+        ``rgb/<stem>.png`` tiles; nuclei from ``csv/<stem>.csv`` polygons when there,
+        else from ``mask/<stem>.png`` (channel 1 × channel 2), resized to the tile
+        with nearest neighbour. The dataset is nuclei-only (kind ``fluorescence``:
+        mask 2 inside every nucleus, instances from the nuclei);
+        :meth:`TCGADataset.nucleus_classes` gives each nucleus's class and
+        :meth:`TCGADataset.colour_labels` the colour-coded mask as labels. The split
+        is ``split.json`` when present, else patient-wise.
+        """
+        root = Path(path).resolve()
+        images = _list_files(root / "rgb")
+        if not images:
+            raise ValueError(f"{root}: no rgb/ folder with image files")
+        csvs = {p.stem: p for p in (root / "csv").glob("*.csv")
+                if p.stem in images} if (root / "csv").is_dir() else {}
+        masks = {k: v for k, v in _list_files(root / "mask").items() if k in images}
+        ids = sorted(images, key=_natural_key)
+        split = _read_split(root / "split.json", ids)
+        with_truth = sorted(set(csvs) | set(masks), key=_natural_key)
+
+        def image(id):
+            return read_image(images[id])
+
+        def shape_of(id):
+            return image(id).shape[:2]
+
+        def instances(id):
+            if id in csvs:
+                return polygons_to_masks(read_polygons(csvs[id]), shape_of(id),
+                                         dataset.class_names)[1]
+            return resize_labels(mask_instances(read_rgb_mask(masks[id])), shape_of(id))
+
+        dataset = TCGADataset(name=_safe_name(name or root.name), ids=ids,
+                              kind="fluorescence", split=split, source=str(root),
+                              image=image, instances=instances, instance_ids=with_truth,
+                              split_factory=_patient_split_factory(ids, split),
+                              csvs=csvs, masks=masks)
+        return dataset
 
     @classmethod
     def from_voced_npy(cls, path, *, name: str | None = None) -> "Dataset":
@@ -221,6 +282,63 @@ class Dataset:
                    source=str(root), image=image, mask=mask, mask_ids=masks)
 
     @classmethod
+    def from_dsb(cls, path, *, name: str | None = None) -> "Dataset":
+        """A dataset in the DSB 2018 layout: ``<id>/images/<id>.png`` + ``<id>/masks/*.png``.
+
+        Each mask file is one nucleus (nonzero pixels); the instances of an item paint
+        them with ids 1, 2, ... in file-name order (a later mask wins where two
+        overlap). The RGBA PNGs of the DSB are read as RGB, or as gray when their
+        three channels are equal (the fluorescence images). The kind is
+        ``fluorescence`` (instance ground truth); a ``split.json`` next to the item
+        folders is used when present.
+
+        Raises
+        ------
+        ValueError
+            When no ``<id>/images/<id>.*`` item is found.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from skimage.io import imsave
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> for sub in ("a1/images", "a1/masks"):
+        ...     (root / sub).mkdir(parents=True)
+        >>> img = np.zeros((8, 8), np.uint8); img[1:3, 1:3] = 200; img[5:7, 5:7] = 200
+        >>> imsave(root / "a1/images/a1.png", img, check_contrast=False)
+        >>> for k, (r, c) in enumerate([(1, 1), (5, 5)]):
+        ...     m = np.zeros((8, 8), np.uint8); m[r:r + 2, c:c + 2] = 255
+        ...     imsave(root / f"a1/masks/m{k}.png", m, check_contrast=False)
+        >>> ds = Dataset.from_dsb(root)
+        >>> ds.ids, ds.kind, int(ds.instances("a1").max()), ds.image("a1").shape
+        (['a1'], 'fluorescence', 2, (8, 8))
+        """
+        root = Path(path).resolve()
+        items = {}
+        for folder in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else ():
+            image = _list_files(folder / "images").get(folder.name)
+            if image is not None and not folder.name.startswith("."):
+                items[folder.name] = (image, sorted(_list_files(folder / "masks").values()))
+        if not items:
+            raise ValueError(f"{root}: no <id>/images/<id>.png items (DSB 2018 layout)")
+        ids = sorted(items, key=_natural_key)
+        with_masks = [i for i in ids if items[i][1]]
+
+        def image(id):
+            img = read_image(items[id][0])
+            if img.ndim == 3 and np.array_equal(img[..., 0], img[..., 1]) \
+                    and np.array_equal(img[..., 0], img[..., 2]):
+                img = np.ascontiguousarray(img[..., 0])
+            return img
+
+        def instances(id):
+            return _paint_masks(items[id][1])
+
+        return cls(name=_safe_name(name or root.name), ids=ids, kind="fluorescence",
+                   split=_read_split(root / "split.json", ids), source=str(root),
+                   image=image, instances=instances, instance_ids=with_masks)
+
+    @classmethod
     def from_arrays(cls, name: str, images, masks=None, instances=None, *,
                     kind: str = "cytology", split: dict | None = None,
                     source: str | None = None) -> "Dataset":
@@ -240,6 +358,84 @@ class Dataset:
             instances=(lambda id: instances[index[id]]) if instances is not None else None,
             mask_ids=ids if masks is not None else (),
             instance_ids=ids if instances is not None else ())
+
+
+class TCGADataset(Dataset):
+    """A :class:`Dataset` in the TCGA-style layout (:meth:`Dataset.from_tcga`), with the
+    nuclei's classes and the colour-coded masks."""
+
+    def __init__(self, *args, csvs: dict | None = None, masks: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._csvs, self._masks = dict(csvs or {}), dict(masks or {})
+        self._class_names = None
+
+    @property
+    def patients(self) -> dict | None:
+        """id -> patient (TCGA participant barcode), or None when an id names none."""
+        return patients_of(self.ids)
+
+    @property
+    def class_names(self) -> list:
+        """The nucleus classes of all the CSVs, sorted (label k + 1 is class k)."""
+        if self._class_names is None:
+            names = set()
+            for path in self._csvs.values():
+                names.update(read_polygons(path)["class"])
+            self._class_names = sorted(names)
+        return self._class_names
+
+    def nucleus_classes(self, id) -> np.ndarray | None:
+        """(M, N) uint8: 0 background, 1 + the index in :attr:`class_names` inside
+        each nucleus (from the CSV), or the mask's channel 0 inside each nucleus when
+        there is no CSV; None without either."""
+        id = self._check(id)
+        shape = self.image(id).shape[:2]
+        if id in self._csvs:
+            return polygons_to_masks(read_polygons(self._csvs[id]), shape,
+                                     self.class_names)[0]
+        if id in self._masks:
+            mask = resize_labels(read_rgb_mask(self._masks[id]), shape)
+            return np.where(mask_instances(mask) > 0, mask[..., 0], 0).astype(np.uint8)
+        return None
+
+    def colour_labels(self, id, palette: dict | None = None) -> np.ndarray | None:
+        """The colour-coded mask image as labels (:func:`.tcga.rgb_mask_to_labels`),
+        resized to the tile with nearest neighbour; None without a mask image."""
+        id = self._check(id)
+        if id not in self._masks:
+            return None
+        mask = resize_labels(read_rgb_mask(self._masks[id]), self.image(id).shape[:2])
+        return rgb_mask_to_labels(mask, palette)
+
+
+def _patient_split_factory(ids, split):
+    """A patient-wise split, computed on first access, when there is no ``split.json``
+    and every id names a patient; else None."""
+    if split is not None or not patients_of(ids):
+        return None
+    return lambda ds: patient_split(ds.ids, patients_of(ds.ids))
+
+
+def _paint_masks(paths) -> np.ndarray:
+    """Instances (int32) from one binary mask file per object, ids in file order."""
+    labels = None
+    for k, path in enumerate(paths, start=1):
+        mask = read_instances(path) > 0
+        if labels is None:
+            labels = np.zeros(mask.shape, np.int32)
+        elif mask.shape != labels.shape:
+            raise ValueError(f"{path}: mask shape {mask.shape} differs from the item's "
+                             f"other masks {labels.shape}")
+        labels[mask] = k
+    return labels
+
+
+def _is_dsb(root: Path) -> bool:
+    """Whether `root` holds at least one ``<id>/images/<id>.*`` item."""
+    for folder in root.iterdir():
+        if folder.is_dir() and folder.name in _list_files(folder / "images"):
+            return True
+    return False
 
 
 def _safe_name(name: str) -> str:
@@ -299,14 +495,19 @@ def _read_split(path: Path, ids: list) -> dict | None:
 
 
 def open_dataset(path, *, name: str | None = None) -> Dataset:
-    """Open a dataset folder, detecting its layout (``images/`` or ``X/`` + ``y/``)."""
+    """Open a dataset folder, detecting its layout (``images/``, ``X/`` + ``y/`` or DSB)."""
     root = Path(path)
     if (root / "images").is_dir():
         return Dataset.from_folder(root, name=name)
     if (root / "X").is_dir():
         return Dataset.from_voced_npy(root, name=name)
-    raise ValueError(f"{root}: not a dataset folder (expected images/ [+ masks/] or "
-                     "X/*.npy + y/*.npy)")
+    if (root / "rgb").is_dir():
+        return Dataset.from_tcga(root, name=name)
+    if root.is_dir() and _is_dsb(root):
+        return Dataset.from_dsb(root, name=name)
+    raise ValueError(f"{root}: not a dataset folder (expected images/ [+ masks/], "
+                     "X/*.npy + y/*.npy, rgb/ + csv/ or mask/ (TCGA), or the DSB 2018 "
+                     "layout <id>/images/<id>.png + <id>/masks/*.png)")
 
 
 

@@ -13,6 +13,11 @@ pixel      :class:`PixelClassifier`: gradient-boosted trees (or a random forest)
            the engine's clean-up; ``auto_context=True``: ilastik's second stage
 baselines  :class:`KMeansBaseline`, :class:`MeanShiftBaseline`: unsupervised clusters
            matched to classes by Dice (what supervision adds)
+clusters   the ECSE 415 study's k-means / mean-shift per image, its Dice matching
+           (surplus clusters wrong), the K sweep (:func:`.clusters.cluster_sweep`)
+forests    the study's supervised side: :class:`.forests.StudyForest` (random forests on
+           raw gray pixels, 9x9 patches or multiscale features, one per chunk of
+           the data, mode filter), misclassification rates, the ensemble's curve
 unet       :class:`UNetModel`: the course's Lab 06 U-Net (optional PyTorch)
 ensemble   :class:`ProbabilityEnsemble`: the mean of several models' probabilities
 nuclei     :class:`NucleusModel`: the built-in nucleus U-Net (ONNX, onnxruntime, no

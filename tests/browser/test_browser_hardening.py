@@ -99,6 +99,7 @@ DEEP_PATHS = {
     "/train": "Train",
     "/lesson_nc_ratio": "Lesson · N/C ratio of urothelial cells",
     "/lesson_counting": "Lesson · Counting cells in fluorescence",
+    "/lesson_supervision": "Lesson · Why supervision pays",
 }
 
 
