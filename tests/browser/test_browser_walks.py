@@ -239,11 +239,11 @@ def test_trainer_trains_a_model_and_applies_it_in_explore(chromium_path, voced_s
             timeout=SLOW)
         wait_idle(page)
         for label, value in (("Images (first N)", "4"), ("Trees / iterations", "20")):
-            box = page.locator('[data-testid="stNumberInput"]', has_text=label).locator("input")
+            box = page.get_by_role("spinbutton", name=label, exact=True)
             box.fill(value)
             box.press("Enter")
             wait_idle(page)
-        name = page.locator('[data-testid="stTextInput"]', has_text="Name").locator("input")
+        name = page.get_by_role("textbox", name="Name", exact=True).first
         name.fill("walk-model")
         name.press("Enter")
         wait_idle(page)
