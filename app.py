@@ -8,7 +8,7 @@ keeps the chosen image in ``st.session_state[state.SOURCE_CURRENT]``).
 """
 import streamlit as st
 
-from app_support import sources
+from app_support import layout, sources
 
 st.set_page_config(page_title="CellSeg Explorer", page_icon="🔬", layout="wide")
 
@@ -46,5 +46,6 @@ LESSONS = [
 ALIASES = [st.Page(_open_explore, title="Explore", url_path="explore", visibility="hidden")]
 
 page = st.navigation({"Tools": PAGES + ALIASES, "Lessons": LESSONS})
+layout.render_layout_css()  # narrow screens (issue 22 point 8)
 sources.shared_sidebar()
 page.run()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+from pathlib import PurePath
 
 import streamlit as st
 
@@ -18,7 +19,7 @@ from cellseg_core.params import (CONNECTIVITIES, CONTROL_RANGES, AutoKind, Backg
 from cellseg_core.pipeline import is_automatic
 from cellseg_core.presets import DESCRIPTIONS, get_preset, preset_names
 
-from . import methods, quotas, state
+from . import methods, quotas, state, wording
 from .safe_text import md
 
 __all__ = ["preset_picker", "parameter_controls", "layout_signature", "params_download",
@@ -258,9 +259,30 @@ def params_download(page: str = "explore") -> None:
     """Download the params in force as JSON: the provenance block ``cellseg segment``
     writes to params.json (version, preset, params), which every upload door reads."""
     block = json.dumps(methods.current_method().describe(), indent=2) + "\n"
+    source = st.session_state.get(state.SOURCE_CURRENT)
     st.download_button("Parameters (JSON)", block,
-                       file_name="params.json", mime="application/json",
+                       file_name=download_names(source)("params", "json"),
+                       mime="application/json",
                        key=f"{page}.params_download", on_click="ignore")
+
+
+def download_names(source, method: str | None = None):
+    """``names(what, ext)``: download file names for `source` (an ImageSource or None)
+    and `method` (default: the current preset, ``-edited`` when the parameters differ)."""
+    if method is None:
+        preset = state.current_preset()
+        try:
+            method = wording.params_label(preset, state.current_params(), get_preset(preset))
+        except ValueError:  # not a preset name (a loaded file): just the name
+            method = preset
+    image = None
+    if source is not None:
+        image = ("-".join(p for p in (source.dataset, source.image_id) if p)
+                 or PurePath(source.name).stem)
+
+    def names(what: str, ext: str) -> str:
+        return wording.download_name(what, ext, image=image, method=method)
+    return names
 
 
 def params_file_controls(page: str = "explore") -> None:

@@ -147,10 +147,17 @@ def steps_figure(seg, *, height: int = 300, max_side: int | None = None) -> go.F
     return fig
 
 
-def size_histogram(objects: pd.DataFrame, *, height: int = 260) -> go.Figure:
-    fig = go.Figure(go.Histogram(x=objects["nucleus_area"], nbinsx=30,
-                                 marker_color="rgb(213,0,249)"))
-    fig.update_layout(height=height, margin=_M, xaxis_title="area (px)",
+def size_histogram(objects: pd.DataFrame, *, height: int = 260,
+                   pixel_size: float | None = None) -> go.Figure:
+    """Histogram of the nucleus areas: in µm² with a `pixel_size` (µm per pixel), else
+    in pixels, said on the axis."""
+    area = objects["nucleus_area"].astype(float)
+    if pixel_size:
+        area, unit = area * pixel_size ** 2, "µm²"
+    else:
+        unit = "px; no pixel size"
+    fig = go.Figure(go.Histogram(x=area, nbinsx=30, marker_color="rgb(213,0,249)"))
+    fig.update_layout(height=height, margin=_M, xaxis_title=f"area ({unit})",
                       yaxis_title="nuclei", title=dict(text="object sizes", font_size=13))
     return fig
 

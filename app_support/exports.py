@@ -10,7 +10,7 @@ import re
 
 import streamlit as st
 
-from app_support import methods
+from app_support import methods, wording
 from cellseg_core.export import (binary_masks_zip, geojson_bytes, to_geojson,
                                  to_imagej_rois)
 from cellseg_core.report import image_report, run_report
@@ -37,10 +37,8 @@ def download_name(source, method: dict, what: str, ext: str, *, date=None) -> st
     ...               date="2026-12-02")
     'my_slide.png_custom-params_2026-12-02_report.html'
     """
-    stem = _safe(source.image_id or source.name)
-    label = _safe(method.get("preset") or "custom-params")
-    date = date or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
-    return f"{stem}_{label}_{date}_{what}.{ext}"
+    return wording.download_name(what, ext, image=_safe(source.image_id or source.name),
+                                 method=method.get("preset") or "custom-params", when=date)
 
 
 def export_files(seg, source, method: dict, *, pixel_size: float | None = None,

@@ -319,17 +319,18 @@ def process_image(image, method=None, *, mask=None, name: str | None = None,
     object_rows = [{"image": name, **dict(zip(CELL_CSV_COLUMNS, values))}
                    for values in zip(*columns)]
     if object_classifier is not None:
-        _add_classes(object_rows, object_classifier, array, seg)
+        _add_classes(object_rows, object_classifier, array, seg, size)
     return labels, nuclei, row, object_rows
 
 
-def _add_classes(object_rows: list, classifier, image, seg) -> None:
+def _add_classes(object_rows: list, classifier, image, seg, pixel_size=None) -> None:
     """Each object row's ``class`` and ``class_probability`` (rows sorted by label, as
-    the classifier's table is)."""
+    the classifier's table is), measured in µm where the image's pixel size is known."""
     if not object_rows:
         return
     cells = seg.cells if (seg.labels == 1).any() else None
-    table = classifier.classify(image, seg.nuclei, seg.labels, cells=cells)
+    table = classifier.classify(image, seg.nuclei, seg.labels, cells=cells,
+                                pixel_size=pixel_size)
     if table["label"].tolist() != [r["label"] for r in object_rows]:
         raise ValueError("the object classifier measured other nuclei than the table holds")
     for r, cls, p in zip(object_rows, table["class"].tolist(),

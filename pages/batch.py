@@ -14,7 +14,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_support import disk, exports, methods, quotas, runs, sources, state
+from app_support import disk, exports, methods, quotas, runs, sources, state, wording
 from app_support.assets import read_asset
 from app_support.safe_text import md
 from app_support.router import require_frame
@@ -95,7 +95,14 @@ def _pick_inputs():
         if not files:
             st.info("Upload one or more images.")
             return None, ""
-        return ("files", [(f.name, f.getvalue()) for f in files]), "upload"
+        # Outputs are named after the file (labels/<name>.tif): files of the same name
+        # get -2, -3... rather than a refusal (issue 22 point 7).
+        names, renamed = wording.unique_upload_names([f.name for f in files])
+        if renamed:
+            st.info("Some files have the same name, so their results are saved under new "
+                    "names: " + ", ".join(f"{md(old)} → {md(new)}" for old, new in renamed)
+                    + ".")
+        return ("files", [(n, f.getvalue()) for n, f in zip(names, files)]), "upload"
     c1, c2, c3 = st.columns([2, 1, 1])
     ds = sources.pick_dataset(K_DATASET, container=c1)
     splits = [s for s in SPLITS if s == "all" or (ds.split and s in ds.split)]
@@ -162,7 +169,9 @@ def _results(run: runs.Run) -> None:
               "No image had ground truth")
     st.caption(f"{md(run.label)} · {ok} segmented in {res['seconds']:.1f} s")
     st.download_button("Download all outputs (zip)", res["zip"],
-                       file_name=f"cellseg_batch_{run.config['name']}.zip",
+                       file_name=wording.download_name(
+                           "batch", "zip", image=run.config["name"],
+                           method=run.config["method"]),
                        mime="application/zip", key=K_DOWNLOAD, type="primary",
                        on_click="ignore",
                        help="labels/ and nuclei/ TIFFs, images.csv, objects.csv, params.json")
@@ -170,7 +179,9 @@ def _results(run: runs.Run) -> None:
     if res["failed"]:
         st.error("Failed images:\n" + "\n".join(f"- **{md(name)}**: {md(message)}"
                                                 for name, message in res["failed"]))
-    st.dataframe(images, hide_index=True, key=K_TABLE)
+    st.dataframe(wording.readable(images), hide_index=True, key=K_TABLE)
+    st.caption("The CSV files in the zip keep short column names (`mean_dice`, "
+               "`nc_ratio`...); the README's column dictionary says what each holds.")
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from app_support import cache, compare_figures, figures, methods, runs, sources, state
+from app_support import cache, compare_figures, figures, methods, runs, sources, state, wording
 from app_support import nuclei_compare  # issue 18 point 7
 from app_support.assets import read_asset
 from app_support.safe_text import md
@@ -169,7 +169,8 @@ def _results(run: runs.Run) -> None:
              "course reports as ≈ 0.81 for Lab 02")
     st.dataframe(table, hide_index=True, key=K_TABLE, column_config=fmt)
     st.download_button("Download table (CSV)", table.to_csv(index=False),
-                       file_name=f"compare_{config['dataset']}_{config['split']}.csv",
+                       file_name=wording.download_name(
+                           "comparison", "csv", image=f"{config['dataset']}-{config['split']}"),
                        mime="text/csv", key=f"{PAGE}.dl_table", on_click="ignore")
     per_image = {name: ev.per_image for name, ev in results.items()}
     names = ["N/C scatter", "Per-image Dice", "Per image", "Worst cases"]
@@ -205,10 +206,13 @@ def _per_image(config: dict, per_image: dict) -> None:
                if can_open else "A learned model has no parameters to open in Explore.")
     on_select = (partial(_on_row_selected, config["dataset"], method, config["methods"][method],
                          ids) if can_open else "ignore")
-    st.dataframe(table, hide_index=True, key=K_PER_IMAGE, selection_mode="single-row",
+    st.dataframe(wording.readable(table), hide_index=True, key=K_PER_IMAGE,
+                 selection_mode="single-row",
                  on_select=on_select)
     st.download_button("Download per-image table (CSV)", table.to_csv(index=False),
-                       file_name=f"per_image_{method}.csv", mime="text/csv",
+                       file_name=wording.download_name(
+                           "per-image", "csv", image=f"{config['dataset']}-{config['split']}",
+                           method=method), mime="text/csv",
                        key=f"{PAGE}.dl_per_image", on_click="ignore")
 
 

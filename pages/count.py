@@ -20,12 +20,14 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_support import cache, controls, count_figures, live_plot, nuclei_models, state
+from app_support import (cache, controls, count_figures, live_plot, nuclei_models, pathology,
+                         state, wording)
 from app_support.assets import read_asset
 from app_support.sources import ImageSource
 from cellseg_core import experiments as E
 from cellseg_core.data import synthetic
 from cellseg_core.io import tiff_bytes
+from cellseg_core.units import with_units
 from cellseg_core.params import Channel, Params
 from app_support.router import require_frame
 
@@ -177,15 +179,15 @@ def _controls(source: ImageSource) -> None:
 
 
 def _downloads(seg, source) -> None:
-    stem = (source.image_id or source.name).replace("/", "_").replace(" ", "_")
+    names = controls.download_names(source, method="count")
     c = st.columns(2)
     c[0].download_button("Per-object table (CSV)", lambda: seg.objects.to_csv(index=False),
-                         file_name=f"{stem}_objects.csv", mime="text/csv",
+                         file_name=names("nuclei", "csv"), mime="text/csv",
                          key=key("dl_csv"), on_click="ignore")
     labels = seg.nuclei.astype(np.uint16) if seg.nuclei.max() < 65536 else \
         seg.nuclei.astype(np.uint32)
     c[1].download_button("Labels (uint16 TIFF)", lambda: tiff_bytes(labels),
-                         file_name=f"{stem}_nuclei.tif", mime="image/tiff",
+                         file_name=names("nuclei", "tif"), mime="image/tiff",
                          key=key("dl_tiff"), on_click="ignore")
 
 
@@ -275,12 +277,14 @@ def analysis_part(source: ImageSource) -> None:
     with left:
         table = seg.objects[["label", "nucleus_area", "mean_intensity", "centroid_row",
                              "centroid_col", "equivalent_diameter", "eccentricity"]]
-        st.dataframe(table.rename(columns={"nucleus_area": "area",
-                                           "equivalent_diameter": "diameter"}),
-                     hide_index=True, key=key("objects"), height=300)
+        if source.pixel_size:  # µm twins beside the pixel columns
+            table = with_units(table, source.pixel_size)
+        st.dataframe(wording.readable(table), hide_index=True, key=key("objects"),
+                     height=300)
     with right:
         if len(seg.objects):
-            live_plot.plotly_chart(count_figures.size_histogram(seg.objects),
+            live_plot.plotly_chart(count_figures.size_histogram(
+                seg.objects, pixel_size=source.pixel_size),
                                    key=key("sizes"))
     _downloads(seg, source)
 
@@ -475,7 +479,7 @@ st.caption("Fluorescence nuclei: each step of the classic pipeline, the count, a
            "seed's experiments.")
 with st.expander("How to read this page"):
     st.markdown(read_asset("count.md"))
-pipeline(_source())
+pipeline(pathology.with_pixel_size(_source()))  # µm² where the pixel size is known
 st.header("Experiments")
 st.caption("On the seed's synthetic images (Gaussian cells, B = 1, σ = 6 px; noise σn = 0.15).")
 noise_floor()

@@ -17,7 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from app_support import (cache, controls, exports, figures, learned, live_plot,
-                         object_classes, pathology, state)
+                         object_classes, pathology, state, wording)
 from app_support.assets import read_asset
 from app_support.safe_text import md
 from cellseg_core import autoseg
@@ -149,22 +149,22 @@ def _try_all(source, params) -> None:
 
 
 def _downloads(seg, source, model: str | None = None) -> None:
-    stem = (source.image_id or source.name).replace("/", "_").replace(" ", "_")
+    names = controls.download_names(source, method=model)  # image, method, content, date
     c = st.columns(4)
     size = pathology.pixel_size(source)[0]  # recorded in the TIFFs
     c[0].download_button("Labels (uint8 TIFF)",
                          lambda: tiff_bytes(seg.labels, pixel_size=size),
-                         file_name=f"{stem}_labels.tif", mime="image/tiff",
+                         file_name=names("labels", "tif"), mime="image/tiff",
                          key=f"{PAGE}.dl_labels", on_click="ignore")
     c[1].download_button("Nucleus instances (uint16 TIFF)",
                          lambda: tiff_bytes(seg.nuclei.astype(np.uint16)
                                             if seg.nuclei.max() < 65536 else seg.nuclei,
                                             pixel_size=size),
-                         file_name=f"{stem}_nuclei.tif", mime="image/tiff",
+                         file_name=names("nuclei", "tif"), mime="image/tiff",
                          key=f"{PAGE}.dl_nuclei", on_click="ignore")
     c[2].download_button("Per-cell table (CSV)",
                          lambda: pathology.cell_table(seg, source).to_csv(index=False),
-                         file_name=f"{stem}_objects.csv", mime="text/csv",
+                         file_name=names("cells", "csv"), mime="text/csv",
                          key=f"{PAGE}.dl_csv", on_click="ignore")
     if model is None:
         with c[3]:
@@ -207,10 +207,10 @@ def _sections(seg, source, params, model: str | None = None) -> None:
         live_plot.plotly_chart(figures.steps_figure(seg), key=f"{PAGE}.steps")
     elif shown == "Per-cell table":
         table = pathology.cell_table(seg, source)
-        st.caption(f"{len(table)} nuclei; per cell, nc_ratio = nucleus area / the cytoplasm "
-                   "nearest to that nucleus, nucleus_cell_ratio = nucleus / (nucleus + that "
+        st.caption(f"{len(table)} nuclei; N/C per cell = nucleus area / the cytoplasm "
+                   "nearest to that nucleus; nucleus / cell = nucleus / (nucleus + that "
                    "cytoplasm). Definitions of every column under “How to read this page”.")
-        st.dataframe(table, hide_index=True, key=f"{PAGE}.objects")
+        st.dataframe(wording.readable(table), hide_index=True, key=f"{PAGE}.objects")
     elif shown == pathology.REVIEW:
         pathology.render_review(seg, source)
     elif shown == "Error map":

@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from app_support import cache, compare_figures, learned, runs, sources, state
+from app_support import cache, compare_figures, learned, runs, sources, state, wording
 from app_support.assets import read_asset
 from cellseg_core import evaluation
 from cellseg_core.params import BlurKind, Mode, Params, ThresholdMethod
@@ -222,7 +222,10 @@ def _results(run: runs.Run) -> None:
                   args=(best.to_json(indent=None), config["dataset"], list(config["train"]),
                         list(config["test"])),
                   help=f"Opens {config['dataset']} in Explore with these parameters.")
-        b2.download_button("Download JSON", best.to_json(), file_name="best_params.json",
+        b2.download_button("Download JSON", best.to_json(),
+                           file_name=wording.download_name(
+                               "best-params", "json", image=config["dataset"],
+                               method=f"optimised-from-{config['start']}"),
                            mime="application/json", key=f"{PAGE}.download",
                            on_click="ignore")
     st.markdown("**Exact Dice surface** (train split)")

@@ -12,7 +12,6 @@ k-means / mean-shift baselines on a dataset, or a pixel classifier from strokes.
 """
 from __future__ import annotations
 
-import re
 from functools import partial
 
 import numpy as np
@@ -20,7 +19,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_support import cache, figures, learned, object_training, runs, sources, state
+from app_support import cache, figures, learned, object_training, runs, sources, state, wording
 from app_support import nuclei_train  # issue 18: the nucleus model's section
 from cellseg_core import evaluation
 from cellseg_core.learn import (CHANNELS, ESTIMATORS, FeatureSettings, KMeansBaseline,
@@ -124,9 +123,10 @@ def _model_name() -> str:
     return st.session_state[K_NAME].strip() or "classifier"
 
 
-def _file_name(name: str) -> str:
-    """A download file name for model `name` (letters, digits, ``.-_`` only)."""
-    return (re.sub(r"[^\w.-]+", "_", name).strip("._") or "model") + ".cellseg-model"
+def _file_name(name: str, dataset: str | None = None) -> str:
+    """A download file name for model `name` trained on `dataset`: what it was trained
+    on, its name and the date (letters, digits, ``.-_`` only)."""
+    return wording.download_name(name or "model", "cellseg-model", image=dataset)
 
 
 def _dataset_form():
@@ -202,7 +202,7 @@ def _results(run: runs.Run) -> None:
         st.success(f"Combined {' + '.join(config['members'])} (mean of their class "
                    f"probabilities); registered as “{name}” for Explore, Compare and Batch.")
     else:
-        st.success(f"Trained {res['model']!r} on {config['n_train']} image(s) of "
+        st.success(f"Trained “{name}” on {config['n_train']} image(s) of "
                    f"{config['dataset']} in {run.seconds:.1f} s; registered as “{name}” "
                    "for Explore, Compare and Batch.")
     ev = res["evaluation"]
@@ -222,7 +222,8 @@ def _results(run: runs.Run) -> None:
                                **{k: s[v] for k, v in SCORES.items()}}])
         st.dataframe(table, hide_index=True, key=f"{PAGE}.scores")
     if res["bytes"] is not None:
-        st.download_button("Download model file", res["bytes"], file_name=_file_name(name),
+        st.download_button("Download model file", res["bytes"],
+                           file_name=_file_name(name, config.get("dataset")),
                            mime="application/octet-stream", key=f"{PAGE}.download",
                            on_click="ignore",
                            help="Use it with `cellseg segment --model FILE` or upload it in "

@@ -18,6 +18,7 @@ from .features import FeatureSettings, _resize, pixel_features
 from .modelfile import (_PICKLE_FORMATS, _check_pickle_trust, _check_sklearn_version,
                         _checked_payload, _load_skops, _model_bytes, _RestrictedUnpickler,
                         _write_model, read_model_file)
+from .progress import fit_in_stages, stage_message
 
 __all__ = ["ESTIMATORS", "PixelClassifier"]
 
@@ -140,20 +141,32 @@ class PixelClassifier:
         images, masks = _check_pairs(images, masks)
         rng = np.random.default_rng(rng)
         xs, ys = [], []
+        start = time.perf_counter()
         for k, (image, mask) in enumerate(zip(images, masks)):
             features = pixel_features(image, self.settings)
             take, y = _balanced_pixels(features, mask, self.samples_per_class, rng)
             xs.append(features.reshape(-1, features.shape[-1])[take])
             ys.append(y)
             if progress is not None:
-                progress(0.5 * (k + 1) / len(images), f"features {k + 1}/{len(images)}")
+                progress(0.5 * (k + 1) / len(images),
+                         stage_message("features", k + 1, len(images), "images",
+                                       time.perf_counter() - start))
         return np.concatenate(xs), np.concatenate(ys)
 
-    def _fit_estimator(self, x, y, rng):
+    def _fit_estimator(self, x, y, rng, progress=None, *, span=(0.0, 1.0),
+                       stage="fitting the classifier"):
+        """Fit one estimator; with `progress`, report in chunks of trees over the
+        fraction range `span` (:func:`~.progress.fit_in_stages`: the same model)."""
         model = _make_estimator(self.estimator, self.n_estimators,
                                 int(rng.integers(2**31 - 1)), self.n_jobs)
+        report = None
+        if progress is not None:
+            low, high = span
+
+            def report(fraction, message):
+                progress(low + (high - low) * fraction, message)
         with threadpool_limits(self.n_jobs, user_api="openmp"):
-            model.fit(x, y)
+            fit_in_stages(model, x, y, progress=report, stage=stage)
         return model
 
     def fit(self, images, masks, *, rng=None, progress=None) -> "PixelClassifier":
@@ -177,7 +190,9 @@ class PixelClassifier:
         rng : int or Generator, optional
             Seeds both the pixel sample and the estimator.
         progress : callable, optional
-            ``progress(fraction, message)``; features are the first half, fitting the rest.
+            ``progress(fraction, message)``; features are the first half, fitting the
+            rest, reported per chunk of trees with the time so far and an estimate of
+            the time left (:func:`~cellseg_core.learn.progress.fit_in_stages`).
 
         Returns
         -------
@@ -191,7 +206,7 @@ class PixelClassifier:
         if np.unique(y).size < 2:
             raise ValueError("`masks` hold a single class: a classifier needs at least two "
                              f"(pixels equal to {IGNORE} are unlabelled and ignored)")
-        self.model_ = self._fit_estimator(x, y, rng)
+        self.model_ = self._fit_estimator(x, y, rng, progress, span=(0.5, 1.0))
         self.stage1_ = []
         self.fit_seconds_ = time.perf_counter() - start
         if progress is not None:
@@ -209,7 +224,9 @@ class PixelClassifier:
             takes.append(take)
             ys.append(y)
             if progress is not None:
-                progress(0.3 * (k + 1) / n, f"features {k + 1}/{n}")
+                progress(0.3 * (k + 1) / n,
+                         stage_message("features", k + 1, n, "images",
+                                       time.perf_counter() - start))
         y = np.concatenate(ys)
         if np.unique(y).size < 2:
             raise ValueError("`masks` hold a single class: a classifier needs at least two "
@@ -231,18 +248,24 @@ class PixelClassifier:
             fold, groups = np.zeros(n, int), [np.arange(n)]
         stage1, oof = [], [None] * n
         for k, group in enumerate(groups):
-            model = self._fit_estimator(np.concatenate([rows(i) for i in group]),
-                                        np.concatenate([ys[i] for i in group]), rng)
+            step = 0.35 / len(groups)
+            model = self._fit_estimator(
+                np.concatenate([rows(i) for i in group]),
+                np.concatenate([ys[i] for i in group]), rng, progress,
+                span=(0.3 + step * k, 0.3 + step * (k + 0.9)),
+                stage=f"stage 1 of 2, fold {k + 1}/{len(groups)}")
             stage1.append(model)
             held_out = np.flatnonzero(fold == k) if len(groups) > 1 else group
             for i in held_out:
                 oof[i] = self._context(self._estimator_proba(model, features[i]))
             if progress is not None:
-                progress(0.3 + 0.35 * (k + 1) / len(groups),
-                         f"stage 1, fold {k + 1}/{len(groups)}")
+                progress(0.3 + step * (k + 1),
+                         f"stage 1 of 2, fold {k + 1}/{len(groups)}: probabilities of the "
+                         f"held-out images, {time.perf_counter() - start:.0f} s so far")
         x2 = np.concatenate([rows(i, oof[i]) for i in range(n)])
         del oof
-        self.model_ = self._fit_estimator(x2, y, rng)
+        self.model_ = self._fit_estimator(x2, y, rng, progress, span=(0.65, 1.0),
+                                          stage="stage 2 of 2, fitting the classifier")
         self.stage1_ = stage1
         self.fit_seconds_ = time.perf_counter() - start
         if progress is not None:

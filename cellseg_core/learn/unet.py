@@ -35,6 +35,7 @@ from ..pipeline import Segmentation
 from .base import DEFAULT_CLEANUP, _check_pairs, _learned_segmentation
 from .features import _resize, _working_shape
 from .modelfile import ModelFile, _checked_payload, _container, read_model_file
+from .progress import stage_message
 
 __all__ = ["KIND", "INSTALL_HINT", "MissingDeepExtra", "torch_available", "UNetModel"]
 
@@ -276,7 +277,9 @@ class UNetModel(ModelFile):
                 epochs_run = epoch + 1
                 if progress is not None:
                     progress(epochs_run / self.epochs,
-                             f"epoch {epochs_run}/{self.epochs}, loss {float(loss.detach()):.3f}")
+                             stage_message("training the U-Net", epochs_run, self.epochs,
+                                           "epochs", time.perf_counter() - start)
+                             + f" (loss {float(loss.detach()):.3f})")
                 if self.max_seconds is not None and time.perf_counter() - start > self.max_seconds:
                     break
             net.eval()

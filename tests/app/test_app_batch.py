@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tempfile
 import zipfile
 
@@ -13,7 +14,7 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from app_support import runs, state  # noqa: E402
+from app_support import runs, state, wording  # noqa: E402
 from cellseg_core import segment  # noqa: E402
 from cellseg_core.io import read_image, read_mask  # noqa: E402
 from cellseg_core.metrics import score_labels  # noqa: E402
@@ -36,6 +37,14 @@ def _zip(result) -> zipfile.ZipFile:
     return zipfile.ZipFile(io.BytesIO(result["zip"]))
 
 
+def _shown_table(at):
+    """The results table as shown (columns in words), with its machine names back."""
+    table = next(d.value for d in at.dataframe if "Mean Dice" in d.value.columns)
+    assert not [c for c in table.columns if "_" in c], "a snake_case column is shown"
+    return table.rename(columns={label: key for key, (label, _) in
+                                 wording.COLUMN_LABELS.items() if key != "id"})
+
+
 def test_dataset_batch_equals_the_engine(app_voced, voced, tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the run's folder goes
     at = _run(app_voced)
@@ -49,7 +58,7 @@ def test_dataset_batch_equals_the_engine(app_voced, voced, tmp_path, monkeypatch
     at, result = _batch(at)
 
     ids = [f"{i:03d}" for i in json.loads((voced / "split.json").read_text())["test"][:3]]
-    table = next(d.value for d in at.dataframe if "mean_dice" in d.value.columns)
+    table = _shown_table(at)
     assert table["image"].tolist() == sorted(ids)
     assert (table["status"] == "ok").all() and result["failed"] == []
     archive = _zip(result)
@@ -160,3 +169,34 @@ def test_a_learned_model_of_the_session_is_a_method(app_demo):
     labels = tifffile.imread(io.BytesIO(_zip(result).read("labels/001.tif")))
     np.testing.assert_array_equal(labels, segment(ds.image("001"), get_preset("lab02")).labels)
     assert json.loads(_zip(result).read("params.json"))["model"] == "_Model"
+
+
+def test_same_name_uploads_are_renamed_not_refused(app_voced, voced):
+    """Two files called 000 (.png and .tif) and the same file twice: each is segmented,
+    the later ones under -2, -3, and the page says so in words, with no CLI advice."""
+    at = _run(app_voced)
+    at.radio(key="batch.input").set_value("Upload")
+    at.radio(key="batch.method").set_value("Preset")
+    at = _run(at)
+    png = (voced / "images" / "000.png").read_bytes()
+    buf = io.BytesIO()
+    from PIL import Image
+    tifffile.imwrite(buf, np.asarray(Image.open(voced / "images" / "001.png")))  # same pixels
+    at.file_uploader(key="batch.files").set_value([
+        ("000.png", png, "image/png"), ("000.tif", buf.getvalue(), "image/tiff"),
+        ("000.png", png, "image/png")])
+    at = _run(at)
+    note = re.sub(r"\\(.)", r"\1", " ".join(i.value for i in at.info))  # unescaped
+    assert "same name" in note and "000.tif → 000-2.tif" in note and "000.png → 000-3.png" in note
+    at, result = _batch(at)
+    assert result["failed"] == [] and not at.error
+    table = _shown_table(at)
+    assert table["image"].tolist() == ["000", "000-2", "000-3"]
+    archive = _zip(result)
+    assert {"labels/000.tif", "labels/000-2.tif", "labels/000-3.tif"} <= set(archive.namelist())
+    shown = [e.value for e in [*at.error, *at.warning, *at.info]]
+    assert not any("--out" in text or "Error" in text for text in shown), shown
+    preset = at.session_state["batch.preset"]
+    seg = segment(read_image(voced / "images" / "001.png"), get_preset(preset))
+    np.testing.assert_array_equal(
+        tifffile.imread(io.BytesIO(archive.read("labels/000-2.tif"))), seg.labels)

@@ -101,3 +101,18 @@ def test_label_centroids_are_the_object_tables():
     assert fast["nucleus_area"].tolist() == table["nucleus_area"].tolist()
     np.testing.assert_allclose(fast[["centroid_row", "centroid_col"]],
                                table[["centroid_row", "centroid_col"]])
+
+
+def test_the_size_histogram_is_in_square_micrometres_with_a_pixel_size():
+    """Issue 19 point 1: with a pixel size every area is in µm², plots included."""
+    import pandas as pd
+
+    from app_support import count_figures
+
+    objects = pd.DataFrame({"nucleus_area": [100, 400]})
+    in_um = count_figures.size_histogram(objects, pixel_size=0.5)
+    assert list(in_um.data[0].x) == [25.0, 100.0]
+    assert in_um.layout.xaxis.title.text == "area (µm²)"
+    in_px = count_figures.size_histogram(objects)
+    assert list(in_px.data[0].x) == [100.0, 400.0]
+    assert "no pixel size" in in_px.layout.xaxis.title.text

@@ -131,7 +131,8 @@ def test_progress_is_reported():
     seen = []
     PixelClassifier(FeatureSettings(scale=1, sigma_max=2), n_estimators=3).fit(
         images, masks, rng=0, progress=lambda f, msg: seen.append(f))
-    assert seen[-1] == 1.0 and seen == sorted(seen) and len(seen) == 3
+    # 2 images of features, the fit's start, one report per tree (3 trees), "fitted"
+    assert seen[-1] == 1.0 and seen == sorted(seen) and len(seen) == 2 + 1 + 3 + 1
 
 
 # --- auto-context ------------------------------------------------------------------------
