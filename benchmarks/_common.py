@@ -105,6 +105,22 @@ def stop_streamlit(proc) -> None:
         log.close()
 
 
+#: The value under the column named `label` in the page's Markdown tables (Explore's
+#: numbers), or null.
+NUMBER_JS = """(label) => {
+  for (const table of document.querySelectorAll('[data-testid="stMarkdown"] table')) {
+    const i = [...table.querySelectorAll('th')].map(h => h.innerText.trim()).indexOf(label);
+    if (i >= 0) return table.querySelector('tbody tr').children[i].innerText.trim();
+  }
+  return null;
+}"""
+
+
+def number_value(page, label: str) -> str | None:
+    """The Explore number `label` as shown (a table cell), or None."""
+    return page.evaluate(NUMBER_JS, label)
+
+
 #: How long (ms) a browser test waits for something the app computes: generous, so that
 #: a busy CI machine makes a test slow, never red. A test waits on state (a value shown,
 #: the URL, Streamlit's script-run state), never for a fixed time.

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from _common import (OVERLAY_CHART, PREDICTION_LAYER, SLOW, chromium_page,
-                     start_streamlit, stop_streamlit, wait_idle)
+from _common import (NUMBER_JS, OVERLAY_CHART, PREDICTION_LAYER, SLOW, chromium_page,
+                     number_value, start_streamlit, stop_streamlit, wait_idle)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -31,22 +31,6 @@ def metric_value(page, label: str) -> str:
     """The value shown by the ``st.metric`` labelled `label`."""
     box = page.locator('[data-testid="stMetric"]', has_text=label).first
     return box.locator('[data-testid="stMetricValue"]').inner_text().strip()
-
-
-#: The value under the column named `label` in the page's tables (Explore's numbers),
-#: or null.
-NUMBER_JS = """(label) => {
-  for (const table of document.querySelectorAll('[data-testid="stMarkdown"] table')) {
-    const i = [...table.querySelectorAll('th')].map(h => h.innerText.trim()).indexOf(label);
-    if (i >= 0) return table.querySelector('tbody tr').children[i].innerText.trim();
-  }
-  return null;
-}"""
-
-
-def number_value(page, label: str) -> str | None:
-    """The Explore number `label` as shown (a table cell), or None."""
-    return page.evaluate(NUMBER_JS, label)
 
 
 def wait_zoom_settled(page, chart: str, quiet: float = 500) -> list:

@@ -17,21 +17,12 @@ from __future__ import annotations
 import re
 
 import pytest
-from _common import (OVERLAY_CHART, PREDICTION_LAYER, SLOW, chromium_page,
-                     start_streamlit, stop_streamlit, wait_idle)
+from _common import (NUMBER_JS, OVERLAY_CHART, PREDICTION_LAYER, SLOW, chromium_page,
+                     number_value, start_streamlit, stop_streamlit, wait_idle)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 HISTOGRAM_CHART = 'div.cellseg-plot[data-chart="explore.histogram"]'
-
-#: The value under the column named `label` in the page's Markdown tables, or null.
-NUMBER_JS = """(label) => {
-  for (const table of document.querySelectorAll('[data-testid="stMarkdown"] table')) {
-    const i = [...table.querySelectorAll('th')].map(h => h.innerText.trim()).indexOf(label);
-    if (i >= 0) return table.querySelector('tbody tr').children[i].innerText.trim();
-  }
-  return null;
-}"""
 
 #: Per trace of the histogram: its name and its highest point inside the axes' ranges,
 #: in pixels above the x axis; and the plot area's height.
@@ -60,14 +51,10 @@ def voced_server(voced):
     stop_streamlit(proc)
 
 
-def number(page, label: str) -> str | None:
-    return page.evaluate(NUMBER_JS, label)
-
-
 def wait_number(page, label: str) -> str:
     """The Explore number `label` once it is shown."""
     page.wait_for_function(f"() => ({NUMBER_JS})({label!r}) !== null", timeout=SLOW)
-    return number(page, label)
+    return number_value(page, label)
 
 
 def no_exception(page) -> None:
@@ -130,11 +117,11 @@ def test_pathologist_uploads_and_reads_nc_and_the_cell_table(chromium_path, voce
         wait_idle(page)
         nc = wait_number(page, "N/C ratio")
         page.screenshot(path=str(tmp_path / "1_pathologist_numbers.png"), full_page=True)
-        nucleus = int(number(page, "Nucleus (px)").replace(",", ""))
-        cytoplasm = int(number(page, "Cytoplasm (px)").replace(",", ""))
+        nucleus = int(number_value(page, "Nucleus (px)").replace(",", ""))
+        cytoplasm = int(number_value(page, "Cytoplasm (px)").replace(",", ""))
         assert nucleus > 0 and cytoplasm > 0
         assert float(nc) == pytest.approx(nucleus / cytoplasm, abs=5e-4)  # as shown: 3 dp
-        n_nuclei = int(number(page, "Nuclei").replace(",", ""))
+        n_nuclei = int(number_value(page, "Nuclei").replace(",", ""))
 
         cells = per_cell_table(page)
         page.screenshot(path=str(tmp_path / "2_pathologist_cells.png"), full_page=True)
