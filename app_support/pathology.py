@@ -26,7 +26,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_support import figures, sources
+from app_support import figures, sources, wording
 from app_support.assets import read_asset
 from cellseg_core.batch import cell_rows
 from cellseg_core.flags import RatioFlags, flag_summary
@@ -287,8 +287,8 @@ def render_review(seg, source) -> None:
                 "flag_high_grade"]
     flagged = table[table["flag_atypia"]][features]
     st.markdown(f"**Flagged cells** ({len(flagged)}), with their nuclear features")
-    st.dataframe(flagged.sort_values("nucleus_cell_ratio", ascending=False), hide_index=True,
-                 key=f"{PAGE}.flagged")
+    st.dataframe(wording.readable(flagged.sort_values("nucleus_cell_ratio", ascending=False)),
+                 hide_index=True, key=f"{PAGE}.flagged")
 
 
 def render_help() -> None:

@@ -144,3 +144,12 @@ for page in {tuple(pages)!r}:
     if st.button(page, key=page):
         runs.start(page, f"{{page}} job", work, st.session_state.gate)  # warns when refused
 """
+
+
+def machine_columns(table):
+    """A table as a page shows it (column labels in words, ``wording.readable``) with
+    the CSV's machine names back, so tests can compare it with the engine's table."""
+    from app_support.wording import COLUMN_LABELS, UNIT_TWINS, column_label
+
+    names = [*(n + t for n in COLUMN_LABELS for t in UNIT_TWINS), *COLUMN_LABELS]
+    return table.rename(columns={column_label(n): n for n in names})  # plain names win

@@ -18,7 +18,7 @@ from app_support import learned, runs, state  # noqa: E402
 from cellseg_core.data import demo_datasets  # noqa: E402
 from cellseg_core.presets import get_preset  # noqa: E402
 from cellseg_core.pipeline import segment  # noqa: E402
-from tests._support.apptest import numbers_shown, page_app, run  # noqa: E402
+from tests._support.apptest import machine_columns, numbers_shown, page_app, run  # noqa: E402
 
 PAGE, TIMEOUT = "explore.py", 60
 
@@ -71,7 +71,7 @@ def test_a_learned_model_gets_the_numbers_table_and_csv_of_a_preset(monkeypatch,
     at.session_state["explore.tab"] = "Per-cell table"
     at = run(at)
     assert len(at.dataframe) == 1
-    table = at.dataframe[0].value
+    table = machine_columns(at.dataframe[0].value)
     assert len(table) == len(seg.objects) == seg.summary["n_nuclei"]
     assert table["nucleus_area"].tolist() == seg.objects["nucleus_area"].tolist()
     # ... and so is the CSV.

@@ -14,9 +14,10 @@ from app_support import pathology, state  # noqa: E402
 from cellseg_core import read_image, read_mask, score_labels, segment  # noqa: E402
 from cellseg_core.flags import RatioFlags, flag_summary  # noqa: E402
 from cellseg_core.presets import get_preset  # noqa: E402
-from tests._support.apptest import numbers_shown, page_app, run  # noqa: E402
+from tests._support.apptest import machine_columns, numbers_shown, page_app, run  # noqa: E402
 
 PAGE, TIMEOUT = "explore.py", 60
+
 IMAGE_ID = "007"
 
 
@@ -60,7 +61,7 @@ def test_pixel_size_puts_areas_in_square_micrometres(app_voced, voced):
     assert any("0.5 µm/px (from the user)" in c.value for c in at.sidebar.caption)
     at.segmented_control(key="explore.tab").set_value("Per-cell table")
     at = run(at)
-    table = at.dataframe[0].value
+    table = machine_columns(at.dataframe[0].value)
     np.testing.assert_allclose(table["cell_area_um2"], table["cell_area"] * 0.25)
     np.testing.assert_allclose(table["nucleus_cell_ratio"],
                                table["nucleus_area"] / table["cell_area"])
@@ -102,7 +103,7 @@ def test_review_section_counts_flagged_cells_and_follows_the_cutoffs(app_voced, 
         f"{moved['n_atypia']:,} ({100 * moved['share_atypia']:.1f} %)")
     assert shown["Nucleus/cell ≥ 0.40"] == (
         f"{moved['n_high_grade']:,} ({100 * moved['share_high_grade']:.1f} %)")
-    flagged = at.dataframe[0].value
+    flagged = machine_columns(at.dataframe[0].value)
     assert len(flagged) == moved["n_atypia"]
     assert (flagged["nucleus_cell_ratio"] >= 0.2).all()
     # Inverted cut-offs: an error, not a traceback.
@@ -112,7 +113,7 @@ def test_review_section_counts_flagged_cells_and_follows_the_cutoffs(app_voced, 
     # The per-cell table (and its CSV) keep the last valid cut-offs once the section is gone.
     at.segmented_control(key="explore.tab").set_value("Per-cell table")
     at = run(at)
-    table = at.dataframe[0].value
+    table = machine_columns(at.dataframe[0].value)
     assert (table["flag_atypia"] == (table["nucleus_cell_ratio"] >= 0.2)).all()
     assert (table["flag_high_grade"] == (table["nucleus_cell_ratio"] >= 0.4)).all()
 
