@@ -137,15 +137,18 @@ def _dataset_form():
         empty="No dataset with cytology masks: set CELLSEG_DATA to a dataset folder.")
     if ds is None:
         return None
-    splits = ["train", "all"] if ds.split and ds.split.get("train") else ["all"]
+    # "train" and every named split's train part ("lab02-train", the course's Lab 02
+    # split), each scored on its own test part; or all images, without a test.
+    parts = ds.split or {}
+    splits = [name for name in parts if name.endswith("train") and parts.get(name)] + ["all"]
     if st.session_state.get(K_SPLIT) not in splits:
         st.session_state[K_SPLIT] = splits[0]
     split = c2.radio("Train on", splits, key=K_SPLIT, horizontal=True)
-    ids = list(ds.split["train"] if split == "train" else ds.ids)
+    ids = list(ds.ids if split == "all" else parts[split])
     if not 1 <= st.session_state.get(K_LIMIT, 0) <= len(ids):
         st.session_state[K_LIMIT] = len(ids)
     limit = c3.number_input("Images (first N)", 1, len(ids), step=1, key=K_LIMIT)
-    test = list(ds.split.get("test") or []) if split == "train" and ds.split else []
+    test = [] if split == "all" else list(parts.get(split[:-len("train")] + "test") or [])
     c1, c2, c3, c4 = st.columns(4)
     st.session_state.setdefault(K_KIND, KINDS[0])
     kind = c1.radio("Model", KINDS, key=K_KIND)

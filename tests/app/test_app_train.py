@@ -359,3 +359,18 @@ def test_auto_context_and_the_mean_shift_baseline_train_from_the_page(train_app)
     assert shown["model"] == "mean-shift baseline"
     assert shown["mean Dice"] == pytest.approx(expected["mean_dice"], abs=1e-9)
     assert run.result["bytes"] is None and not at.get("download_button")
+
+
+def test_the_course_lab02_split_is_offered_for_training(voced, monkeypatch):
+    """Issue 20 point 1: the course's split by name wherever splits are chosen."""
+    monkeypatch.setenv("CELLSEG_DATA", str(voced))
+    monkeypatch.delenv("CELLSEG_CONFIG", raising=False)
+    at = _run(AppTest.from_string(page_harness("train.py"), default_timeout=60))
+    at.selectbox(key="train.dataset").set_value(voced.name)
+    at = _run(at)
+    assert "lab02-train" in at.radio(key="train.split").options
+    at = _run(at.radio(key="train.split").set_value("lab02-train"))
+    from cellseg_core.data import open_dataset
+
+    lab02 = open_dataset(voced).split["lab02-train"]
+    assert at.number_input(key="train.limit").max == len(lab02) == 152
