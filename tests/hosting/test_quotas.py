@@ -269,7 +269,7 @@ def test_an_upload_over_the_session_limit_is_refused_with_a_message():
             image = await client.upload(client.find_widget("file_uploader", label="Image"),
                                         "cells.png", _png(64))
             mask = await client.upload(
-                client.find_widget("file_uploader", label="Ground-truth mask"),
+                client.find_widget("file_uploader", key="source.upload.mask"),
                 "mask.png", _png(64))
             return image, mask
 
