@@ -156,6 +156,15 @@ _IDLE_JS = """(quiet) => {
 }"""
 
 
+def press_slider(page, label: str, steps: int, key: str = "ArrowRight") -> None:
+    """Move the slider whose label contains `label` by `steps` key presses, as a keyboard
+    user does (each press is one step of the slider)."""
+    thumb = page.locator('[data-testid="stSlider"]', has_text=label).get_by_role("slider")
+    thumb.focus()
+    for _ in range(steps):
+        thumb.press(key)
+
+
 @contextlib.contextmanager
 def chromium_page(executable_path: str, viewport: tuple[int, int]):
     """A page of Debian's headless Chromium (`viewport` = width, height), closed after.

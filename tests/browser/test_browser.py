@@ -11,7 +11,7 @@ import re
 
 import pytest
 from _common import (NUMBER_JS, OVERLAY_CHART, PREDICTION_LAYER, SLOW, chromium_page,
-                     number_value, start_streamlit, stop_streamlit, wait_idle)
+                     number_value, press_slider, start_streamlit, stop_streamlit, wait_idle)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -90,11 +90,7 @@ def test_explore_in_chromium(chromium_path, server, tmp_path):
         assert zoom[0][1] - zoom[0][0] < 200, f"the wheel did not zoom: {zoom}"
 
         # Move the nucleus threshold with the keyboard: 6 steps of 0.005 up.
-        thumb = page.locator('[data-testid="stSlider"]',
-                             has_text="Nucleus below").get_by_role("slider")
-        thumb.focus()
-        for _ in range(6):
-            thumb.press("ArrowRight")
+        press_slider(page, "Nucleus below", 6)
         expect(page).to_have_url(re.compile(r"threshold\.t_nuc="), timeout=SLOW)
         wait_idle(page)
         page.wait_for_function(f"(b) => ({NUMBER_JS})('Mean Dice') !== b", arg=before,

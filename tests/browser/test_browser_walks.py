@@ -18,7 +18,7 @@ import re
 
 import pytest
 from _common import (NUMBER_JS, OVERLAY_CHART, PREDICTION_LAYER, SLOW, chromium_page,
-                     number_value, start_streamlit, stop_streamlit, wait_idle)
+                     number_value, press_slider, start_streamlit, stop_streamlit, wait_idle)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -146,11 +146,7 @@ def test_teacher_moves_a_threshold_and_both_class_curves_show(chromium_path, voc
         histogram.wait_for(timeout=SLOW)
         wait_idle(page)
         before = wait_number(page, "Mean Dice")
-        thumb = page.locator('[data-testid="stSlider"]',
-                             has_text="Nucleus below").get_by_role("slider")
-        thumb.focus()
-        for _ in range(4):
-            thumb.press("ArrowRight")
+        press_slider(page, "Nucleus below", 4)
         expect(page).to_have_url(re.compile(r"threshold\.t_nuc="), timeout=SLOW)
         page.wait_for_function(f"(b) => ({NUMBER_JS})('Mean Dice') !== b", arg=before,
                                timeout=SLOW)
