@@ -165,6 +165,16 @@ def press_slider(page, label: str, steps: int, key: str = "ArrowRight") -> None:
         thumb.press(key)
 
 
+def start_optimisation(page, calls: int = 10) -> None:
+    """On the Optimise page: set the number of calls, then press "Run optimisation"."""
+    field = page.locator('[data-testid="stNumberInput"]', has_text="Number of calls"
+                         ).locator("input")
+    field.fill(str(calls))
+    field.press("Enter")
+    wait_idle(page)
+    page.get_by_role("button", name="Run optimisation").click()
+
+
 @contextlib.contextmanager
 def chromium_page(executable_path: str, viewport: tuple[int, int]):
     """A page of Debian's headless Chromium (`viewport` = width, height), closed after.

@@ -11,7 +11,8 @@ import re
 
 import pytest
 from _common import (NUMBER_JS, OVERLAY_CHART, PREDICTION_LAYER, SLOW, chromium_page,
-                     number_value, press_slider, start_streamlit, stop_streamlit, wait_idle)
+                     number_value, press_slider, start_optimisation, start_streamlit,
+                     stop_streamlit, wait_idle)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -184,12 +185,7 @@ def test_compare_optimise_count_in_chromium(chromium_path, server, tmp_path):
         expect(page.locator('[data-testid="stSidebarNav"]')).to_contain_text("Explore")
 
         page.goto(server + "/optimise", wait_until="domcontentloaded")
-        calls = page.locator('[data-testid="stNumberInput"]', has_text="Number of calls"
-                             ).locator("input")
-        calls.fill("10")
-        calls.press("Enter")
-        wait_idle(page)
-        page.get_by_role("button", name="Run optimisation").click()
+        start_optimisation(page, 10)
         surface = page.get_by_text(
             re.compile(r"threshold pairs, \d+ images, computed exactly")).last
         expect(surface).to_be_visible(timeout=SLOW)

@@ -18,7 +18,8 @@ import re
 
 import pytest
 from _common import (NUMBER_JS, OVERLAY_CHART, PREDICTION_LAYER, SLOW, chromium_page,
-                     number_value, press_slider, start_streamlit, stop_streamlit, wait_idle)
+                     number_value, press_slider, start_optimisation, start_streamlit,
+                     stop_streamlit, wait_idle)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -190,12 +191,7 @@ def test_team_lead_compares_optimises_and_lands_on_the_right_image(chromium_path
         sidebar(page).get_by_text("Synthetic", exact=True).click()
         wait_idle(page)
         go_to(page, "Optimise")
-        calls = page.locator('[data-testid="stNumberInput"]', has_text="Number of calls"
-                             ).locator("input")
-        calls.fill("10")
-        calls.press("Enter")
-        wait_idle(page)
-        page.get_by_role("button", name="Run optimisation").click()
+        start_optimisation(page, 10)
         use = page.get_by_role("button", name="Use in Explore")
         expect(use).to_be_visible(timeout=SLOW)
         wait_idle(page)
