@@ -6,6 +6,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from cellseg_core.measure import region_stats
+
 from .figures import boundaries, display_step, instance_rgb, png_data_uri, to_rgb8
 
 __all__ = ["MATCH_COLORS", "instance_overlay_rgb", "label_centroids", "instance_figure",
@@ -67,7 +69,8 @@ def _image_trace(rgb: np.ndarray, step: int) -> go.Image:
 
 def label_centroids(instances: np.ndarray) -> pd.DataFrame:
     """``label``, ``nucleus_area``, ``centroid_row`` and ``centroid_col`` of every
-    instance, by pixel counts alone (no per-object table: the overlay is drawn first).
+    instance, from :func:`cellseg_core.measure.region_stats` alone (no per-object table
+    with its convex hulls: the overlay is drawn first).
 
     Examples
     --------
@@ -75,17 +78,10 @@ def label_centroids(instances: np.ndarray) -> pd.DataFrame:
     >>> label_centroids(np.array([[1, 1, 0], [0, 0, 2]])).to_dict("list")
     {'label': [1, 2], 'nucleus_area': [2, 1], 'centroid_row': [0.0, 1.0], 'centroid_col': [0.5, 2.0]}
     """
-    instances = np.asarray(instances)
-    flat = instances.ravel()
-    n = int(flat.max(initial=0)) + 1
-    area = np.bincount(flat, minlength=n)
-    rows, cols = np.indices(instances.shape)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        row = np.bincount(flat, rows.ravel(), minlength=n) / area
-        col = np.bincount(flat, cols.ravel(), minlength=n) / area
-    present = np.flatnonzero(area[1:]) + 1
-    return pd.DataFrame({"label": present, "nucleus_area": area[present],
-                         "centroid_row": row[present], "centroid_col": col[present]})
+    stats = region_stats(np.asarray(instances))  # the core's O(pixels) label statistics
+    return pd.DataFrame({"label": stats["label"], "nucleus_area": stats["area"].astype(np.int64),
+                         "centroid_row": stats["centroid_row"],
+                         "centroid_col": stats["centroid_col"]})
 
 
 def instance_figure(image, instances, objects: pd.DataFrame | None = None, *, truth=None,
