@@ -164,14 +164,16 @@ def image_uri(digest: str, image: np.ndarray, step: int) -> str:
 
 # --- the Count page and the counting lesson: the seed's image and experiments -------------
 @st.cache_data(max_entries=16, show_spinner=False)
-def _instance_scores(digest: str, params_json: str, _nuclei, _truth) -> dict:
+def _instance_scores(digest: str, method_key: str, _nuclei, _truth) -> dict:
     return {**match_instances(_nuclei, _truth), "ap": average_precision(_nuclei, _truth)}
 
 
-def instance_scores(digest: str, params: Params, seg: Segmentation, truth) -> dict:
+def instance_scores(digest: str, method, seg: Segmentation, truth) -> dict:
     """``match_instances`` of ``seg.nuclei`` against the true instances, plus the DSB
-    average precision (``"ap"``), cached on (image digest, params JSON)."""
-    return _instance_scores(digest, params.to_json(indent=None), seg.nuclei, truth)
+    average precision (``"ap"``), cached on the image digest and the method: Params
+    (by their JSON) or a string naming a model and its identity."""
+    key = method.to_json(indent=None) if isinstance(method, Params) else str(method)
+    return _instance_scores(digest, key, seg.nuclei, truth)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

@@ -6,9 +6,8 @@ from __future__ import annotations
 import streamlit as st
 
 from cellseg_core.learn import NucleusModel
-from cellseg_core.metrics import average_precision, match_instances
 
-from . import learned, methods, runs
+from . import cache, learned, methods, runs
 from .safe_text import md
 
 __all__ = ["PIPELINE", "nucleus_models", "count_method", "picked", "count_result"]
@@ -58,8 +57,6 @@ def count_result(source, name: str, model):
         st.error(f"{md(name)} cannot segment this image: {md(err)}")
         return None
     truth = source.instances
-    scores = None
-    if truth is not None:
-        scores = {**match_instances(seg.nuclei, truth),
-                  "ap": average_precision(seg.nuclei, truth)}
+    scores = None if truth is None else cache.instance_scores(
+        source.digest, f"model:{name}:{id(model)}", seg, truth)
     return seg.params, seg, scores
