@@ -14,20 +14,28 @@ estimated by :func:`cellseg_core.scale.estimate_diameter` unless given):
 4. **Foreground**: brighter than 0.75 × Otsu's threshold of the corrected channel
    and than its own neighbourhood (gaussian mean of ``0.5 d``): the neighbourhood
    test keeps dim nuclei next to bright ones and opens the gaps between touching
-   nuclei. Holes filled, opened by a disk of ``0.25 d`` (thin rims and strands go),
-   pieces under a tenth of a typical nucleus area dropped.
+   nuclei. Pixels on a valley of the channel (the pale line between two touching
+   nuclei: scale-normalised Hessian curvature at ``0.1 d`` above 0.15 × Otsu's
+   threshold, :func:`valleys`) are cut out. Holes filled, opened by a disk of
+   ``0.15 d`` (thin rims and strands go), pieces under a tenth of a typical nucleus
+   area dropped.
 5. **Touching nuclei**: marker-controlled watershed. The landscape is the distance
    to the background (in radii) plus the blob response of the channel at the
    nucleus scale (scale-normalised Laplacian of Gaussian, ``sigma = d / 2√2``),
-   smoothed by ``0.1 d``; markers are its maxima at least ``0.35 d`` apart.
+   smoothed by ``0.1 d``; markers are its maxima that rise at least 0.2 radius
+   above the saddle to any higher one (h-maxima, :func:`deep_maxima`); the
+   watershed is compact (a pixel's cost grows by 0.1 per radius from its marker),
+   so that a nucleus does not leak round a neighbour.
 6. **Outline refinement**: each nucleus keeps the pixels within ``0.3 d`` of it that
    are brighter than 30 % of the way from its surroundings' median to its peak
    (a local half-maximum outline, whatever the nucleus's own brightness).
 7. **Contrast check**: a nucleus whose contrast over its surroundings is under half
-   the median contrast of the image's nuclei is dropped (folds, debris, pale cells).
+   the median contrast of the image's nuclei is dropped (folds, debris, pale cells);
+   on gray bright-field, under 0.7 of it (folds of squamous cells are common there).
 
 The relative constants were chosen on the training splits of dsb2018_fluo,
-dsb2018_histo and dsb2018_brightfield (the same for all three). On images whose
+dsb2018_histo and dsb2018_brightfield (the same for all three, except the
+contrast check on gray bright-field: :data:`KIND_RELATIVE`). On images whose
 nuclei are wider than about 24 pixels the work is done at a reduced scale (block
 mean, integer factor) and the labels are scaled back, for speed.
 """
@@ -38,6 +46,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.filters import threshold_otsu
+from skimage.morphology import h_maxima
 from skimage.segmentation import expand_labels, watershed
 
 from .color import gray, hematoxylin_only, optical_density
@@ -47,9 +56,10 @@ from .morphology import fill_holes, open_close
 from .params import AutoKind
 from .scale import estimate_diameter
 
-__all__ = ["RELATIVE", "DEFAULT_DIAMETER", "AutoNuclei", "describe", "nucleus_signal",
-           "derived_settings", "background_correct", "local_maxima", "split_nuclei",
-           "refine_outlines", "drop_low_contrast", "segment_nuclei"]
+__all__ = ["RELATIVE", "KIND_RELATIVE", "DEFAULT_DIAMETER", "AutoNuclei", "describe",
+           "nucleus_signal", "relative", "derived_settings", "background_correct",
+           "valleys", "deep_maxima", "split_nuclei", "refine_outlines", "drop_low_contrast",
+           "segment_nuclei"]
 
 #: Every size of the method as a multiple of the nucleus diameter ``d``, and the two
 #: fractions that are not sizes. Chosen on the training splits (see module docstring).
@@ -57,15 +67,25 @@ RELATIVE = {
     "blur_sigma": 0.1,            # smoothing of the channel
     "background_size": 1.5,       # top-hat window side
     "local_sigma": 0.5,           # neighbourhood of the local test
-    "opening_radius": 0.25,       # opening of the foreground
+    "opening_radius": 0.15,       # opening of the foreground
     "min_area": 0.1,              # of the area of a disk of diameter d
+    "valley_sigma": 0.1,          # scale of the valleys cut between touching nuclei
     "blob_sigma": 1 / (2 * np.sqrt(2)),  # LoG scale of a disk of diameter d
     "marker_smoothing": 0.1,      # smoothing of the watershed landscape
-    "marker_distance": 0.35,      # least distance between two markers
     "ring": 0.3,                  # width of the surroundings of a nucleus
     "global_fraction": 0.75,      # of Otsu's threshold, for the foreground
+    "valley_depth": 0.15,         # of Otsu's threshold, for a valley to be cut
+    "marker_depth": 0.2,          # in radii: least rise of a marker above its saddle
+    "compactness": 0.1,           # in radii per radius from the marker
     "outline_fraction": 0.3,      # from surroundings to peak, for the outline
     "min_contrast": 0.5,          # of the median nucleus contrast
+}
+
+#: Constants that differ for one kind of image (chosen on the same training splits):
+#: on gray bright-field, folds and edges of squamous cells are as dark as a pale
+#: nucleus, so the contrast check is stricter.
+KIND_RELATIVE = {
+    AutoKind.BRIGHTFIELD: {"min_contrast": 0.7},
 }
 
 #: Diameter used when the image gives no estimate (a blank or constant image).
@@ -180,14 +200,25 @@ def _concrete_kind(kind) -> AutoKind:
 
 
 # --- sizes ---------------------------------------------------------------------------------
+def relative(kind: AutoKind | str) -> dict:
+    """:data:`RELATIVE` with the kind's own constants (:data:`KIND_RELATIVE`) applied.
+
+    Examples
+    --------
+    >>> relative("brightfield")["min_contrast"], relative("stained")["min_contrast"]
+    (0.7, 0.5)
+    """
+    return {**RELATIVE, **KIND_RELATIVE.get(_concrete_kind(kind), {})}
+
+
 def derived_settings(diameter: float) -> dict:
     """Every size of the method, in pixels, for nuclei `diameter` pixels across.
 
     Examples
     --------
     >>> s = derived_settings(20)
-    >>> s["background_size"], s["opening_radius"], s["marker_distance"], s["min_area"]
-    (31, 5, 7, 31)
+    >>> s["background_size"], s["opening_radius"], s["valley_sigma"], s["min_area"]
+    (31, 3, 2.0, 31)
     """
     if not (np.isfinite(diameter) and diameter > 0):
         raise ValueError(f"`diameter` must be a positive number, got {diameter!r}")
@@ -199,9 +230,9 @@ def derived_settings(diameter: float) -> dict:
         "local_sigma": r["local_sigma"] * d,
         "opening_radius": int(round(r["opening_radius"] * d)),
         "min_area": int(round(r["min_area"] * np.pi / 4 * d * d)),
+        "valley_sigma": max(0.7, r["valley_sigma"] * d),
         "blob_sigma": r["blob_sigma"] * d,
         "marker_smoothing": r["marker_smoothing"] * d,
-        "marker_distance": max(1, int(round(r["marker_distance"] * d))),
         "ring": max(1.0, r["ring"] * d),
     }
 
@@ -244,11 +275,36 @@ def _label_medians(values: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray
     return out
 
 
-def local_maxima(landscape: np.ndarray, mask: np.ndarray, min_distance: int) -> np.ndarray:
-    """Markers: pixels of `mask` that are the maximum of `landscape` within `min_distance`.
+def valleys(channel: np.ndarray, sigma: float) -> np.ndarray:
+    """Valley strength: the larger Hessian eigenvalue of `channel` at `sigma`, times sigma².
 
-    A square running maximum (separable, so its cost does not grow with the
-    distance) finds them all at once; a plateau of equal maxima gives one marker.
+    Positive where the channel curves up across a line: the pale seam between two
+    bright touching nuclei, as deep (in the channel's units) as the seam's dip.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> row = np.array([0, 1, 1, 1, 0.4, 1, 1, 1, 0], np.float32)
+    >>> v = valleys(np.tile(row, (9, 1)), 1.0)[4]
+    >>> int(v.argmax()), bool(v[4] > 0.1 and v[2] < v[4])
+    (4, True)
+    """
+    if not sigma > 0:
+        raise ValueError(f"`sigma` must be > 0, got {sigma!r}")
+    channel = np.asarray(channel, np.float32)
+    rr = ndi.gaussian_filter(channel, sigma, order=(2, 0), mode="nearest")
+    cc = ndi.gaussian_filter(channel, sigma, order=(0, 2), mode="nearest")
+    rc = ndi.gaussian_filter(channel, sigma, order=(1, 1), mode="nearest")
+    largest = (rr + cc) / 2 + np.sqrt(((rr - cc) / 2) ** 2 + rc ** 2)
+    return (sigma * sigma * largest).astype(np.float32)
+
+
+def deep_maxima(landscape: np.ndarray, mask: np.ndarray, depth: float) -> np.ndarray:
+    """Markers: maxima of `landscape` in `mask` that rise at least `depth` above a saddle.
+
+    The h-maxima transform (morphological reconstruction) keeps a peak only if
+    every path to a higher peak descends by at least `depth`; shoulders and ripples
+    on one nucleus merge into one marker, two nuclei separated by a neck stay two.
 
     Returns
     -------
@@ -257,22 +313,28 @@ def local_maxima(landscape: np.ndarray, mask: np.ndarray, min_distance: int) -> 
     Examples
     --------
     >>> import numpy as np
-    >>> land = np.array([[0, 3, 0, 0, 0, 2, 2, 0]], float)
-    >>> local_maxima(land, land > 0, 2)
-    array([[0, 1, 0, 0, 0, 2, 2, 0]], dtype=int32)
+    >>> land = np.array([[0, 3, 2.5, 2.9, 0, 1, 2, 0]], float)
+    >>> deep_maxima(land, land > 0, 0.5)
+    array([[0, 1, 0, 0, 0, 0, 2, 0]], dtype=int32)
     """
-    size = 2 * int(min_distance) + 1
-    peaks = mask & (landscape >= ndi.maximum_filter(landscape, size=size, mode="nearest"))
+    if not depth > 0:
+        raise ValueError(f"`depth` must be > 0, got {depth!r}")
+    mask = np.asarray(mask, bool)
+    floor = float(landscape[mask].min()) - depth if mask.any() else 0.0
+    land = np.where(mask, landscape, floor).astype(np.float64)
+    peaks = h_maxima(land, depth).astype(bool) & mask
     markers, _ = ndi.label(peaks, structure=np.ones((3, 3), bool))
     return markers.astype(np.int32)
 
 
-def split_nuclei(mask: np.ndarray, landscape: np.ndarray, min_distance: int) -> np.ndarray:
-    """Marker-controlled watershed of `mask` from the maxima of `landscape`.
+def split_nuclei(mask: np.ndarray, landscape: np.ndarray, depth: float,
+                 compactness: float = 0.0) -> np.ndarray:
+    """Marker-controlled watershed of `mask` from the deep maxima of `landscape`.
 
-    Markers are :func:`local_maxima` at least `min_distance` pixels apart; a piece
-    of `mask` without one (its maximum lies on a border of the window) is seeded at
-    its own maximum, so no piece is lost.
+    Markers are :func:`deep_maxima` of `depth`; a piece of `mask` without one is
+    seeded at its own maximum, so no piece is lost. With `compactness` > 0 the
+    watershed is compact: a pixel's cost grows by `compactness` (landscape units)
+    per pixel away from its marker.
 
     Returns
     -------
@@ -283,21 +345,22 @@ def split_nuclei(mask: np.ndarray, landscape: np.ndarray, min_distance: int) -> 
     >>> import numpy as np
     >>> rr, cc = np.indices((20, 34))
     >>> pair = ((rr - 10) ** 2 + (cc - 10) ** 2 < 49) | ((rr - 10) ** 2 + (cc - 22) ** 2 < 49)
-    >>> int(split_nuclei(pair, ndi.distance_transform_edt(pair), 4).max())
+    >>> int(split_nuclei(pair, ndi.distance_transform_edt(pair), 1.0).max())
     2
     """
     mask = np.asarray(mask, bool)
     pieces, n = ndi.label(mask)
     if n == 0:
         return np.zeros(mask.shape, np.int32)
-    markers = local_maxima(landscape, mask, min_distance)
+    markers = deep_maxima(landscape, mask, depth)
     seeded = np.zeros(n + 1, bool)
     seeded[pieces[markers > 0]] = True
     missing = np.flatnonzero(~seeded[1:]) + 1
     if missing.size:
         extra = np.asarray(ndi.maximum_position(landscape, pieces, missing), int).reshape(-1, 2)
         markers[tuple(extra.T)] = markers.max() + np.arange(1, len(extra) + 1, dtype=np.int32)
-    return _renumber(watershed(-landscape, markers, mask=mask).astype(np.int32))
+    split = watershed(-landscape, markers, mask=mask, compactness=compactness)
+    return _renumber(split.astype(np.int32))
 
 
 def refine_outlines(labels: np.ndarray, signal: np.ndarray, ring: float,
@@ -401,10 +464,10 @@ def _enlarge(array: np.ndarray, factor: int, shape) -> np.ndarray:
 
 
 # --- the method ----------------------------------------------------------------------------
-def _nuclei_at_scale(signal: np.ndarray, d: float):
+def _nuclei_at_scale(signal: np.ndarray, d: float, kind: AutoKind):
     """Steps 2-7 on a channel whose nuclei are `d` pixels across."""
     s = derived_settings(d)
-    r = RELATIVE
+    r = relative(kind)
     smoothed = _smooth(signal, s["blur_sigma"])
     corrected = background_correct(smoothed, s["background_size"])
     if corrected.max() <= corrected.min():
@@ -413,6 +476,7 @@ def _nuclei_at_scale(signal: np.ndarray, d: float):
     t = float(threshold_otsu(corrected))
     local = _smooth(corrected, s["local_sigma"])
     mask = (corrected > r["global_fraction"] * t) & (corrected > local)
+    mask &= valleys(corrected, s["valley_sigma"]) <= r["valley_depth"] * t
     mask = fill_holes(mask)
     mask = open_close(mask, s["opening_radius"], 0)
     pieces = _renumber(ndi.label(mask)[0], s["min_area"])
@@ -423,7 +487,7 @@ def _nuclei_at_scale(signal: np.ndarray, d: float):
     scale = np.percentile(blob[mask], 95) if mask.any() else 1.0
     landscape = distance + blob / (scale if scale > 0 else 1.0)
     landscape = _smooth(landscape, s["marker_smoothing"])
-    nuclei = split_nuclei(mask, landscape, s["marker_distance"])
+    nuclei = split_nuclei(mask, landscape, r["marker_depth"], r["compactness"] * 2 / d)
     nuclei = refine_outlines(nuclei, corrected, s["ring"], r["outline_fraction"])
     nuclei = drop_low_contrast(nuclei, signal, s["ring"], r["min_contrast"])
     return _renumber(nuclei, s["min_area"]), corrected, mask, t
@@ -471,7 +535,7 @@ def segment_nuclei(image: np.ndarray, kind: AutoKind | str | KindResult | None =
     d = float(np.clip(diameter, low, min(high, max(low, min(image.shape[:2]) / 2))))
     factor = max(1, int(d // _WORK_DIAMETER))
     work = _reduce(signal, factor)
-    nuclei, corrected, mask, t = _nuclei_at_scale(work, d / factor)
+    nuclei, corrected, mask, t = _nuclei_at_scale(work, d / factor, kind_result.kind)
     settings = {k: (v * factor if k != "min_area" else v * factor * factor)
                 for k, v in derived_settings(d / factor).items()}
     settings.update(factor=factor, t_object=t)
