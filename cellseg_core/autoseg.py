@@ -20,10 +20,10 @@ estimated by :func:`cellseg_core.scale.estimate_diameter` unless given):
    ``0.15 d`` (thin rims and strands go), pieces under a tenth of a typical nucleus
    area dropped.
 5. **Touching nuclei**: marker-controlled watershed. The landscape is the distance
-   to the background (in radii) plus the blob response of the channel at the
-   nucleus scale (scale-normalised Laplacian of Gaussian, ``sigma = d / 2√2``),
-   smoothed by ``0.1 d``; markers are its maxima that rise at least 0.2 radius
-   above the saddle to any higher one (h-maxima, :func:`deep_maxima`); the
+   to the background (in radii; the valleys cut in step 4 are background here),
+   smoothed by ``0.1 d``; markers are its maxima that rise at least 0.15 radius
+   above the saddle to any higher one (h-maxima, :func:`deep_maxima`), so a
+   neck between two nuclei splits them whatever their distance apart; the
    watershed is compact (a pixel's cost grows by 0.1 per radius from its marker),
    so that a nucleus does not leak round a neighbour.
 6. **Outline refinement**: each nucleus keeps the pixels within ``0.3 d`` of it that
@@ -70,12 +70,11 @@ RELATIVE = {
     "opening_radius": 0.15,       # opening of the foreground
     "min_area": 0.1,              # of the area of a disk of diameter d
     "valley_sigma": 0.1,          # scale of the valleys cut between touching nuclei
-    "blob_sigma": 1 / (2 * np.sqrt(2)),  # LoG scale of a disk of diameter d
     "marker_smoothing": 0.1,      # smoothing of the watershed landscape
     "ring": 0.3,                  # width of the surroundings of a nucleus
     "global_fraction": 0.75,      # of Otsu's threshold, for the foreground
     "valley_depth": 0.15,         # of Otsu's threshold, for a valley to be cut
-    "marker_depth": 0.2,          # in radii: least rise of a marker above its saddle
+    "marker_depth": 0.15,         # in radii: least rise of a marker above its saddle
     "compactness": 0.1,           # in radii per radius from the marker
     "outline_fraction": 0.3,      # from surroundings to peak, for the outline
     "min_contrast": 0.5,          # of the median nucleus contrast
@@ -231,7 +230,6 @@ def derived_settings(diameter: float) -> dict:
         "opening_radius": int(round(r["opening_radius"] * d)),
         "min_area": int(round(r["min_area"] * np.pi / 4 * d * d)),
         "valley_sigma": max(0.7, r["valley_sigma"] * d),
-        "blob_sigma": r["blob_sigma"] * d,
         "marker_smoothing": r["marker_smoothing"] * d,
         "ring": max(1.0, r["ring"] * d),
     }
@@ -481,12 +479,8 @@ def _nuclei_at_scale(signal: np.ndarray, d: float, kind: AutoKind):
     mask = open_close(mask, s["opening_radius"], 0)
     pieces = _renumber(ndi.label(mask)[0], s["min_area"])
     mask = pieces > 0
-    # Watershed landscape: distance to the background in radii + blob response.
-    distance = ndi.distance_transform_edt(mask) / (d / 2)
-    blob = -s["blob_sigma"] ** 2 * ndi.laplace(_smooth(corrected, s["blob_sigma"]))
-    scale = np.percentile(blob[mask], 95) if mask.any() else 1.0
-    landscape = distance + blob / (scale if scale > 0 else 1.0)
-    landscape = _smooth(landscape, s["marker_smoothing"])
+    # Watershed landscape: distance to the background, in radii.
+    landscape = _smooth(ndi.distance_transform_edt(mask) / (d / 2), s["marker_smoothing"])
     nuclei = split_nuclei(mask, landscape, r["marker_depth"], r["compactness"] * 2 / d)
     nuclei = refine_outlines(nuclei, corrected, s["ring"], r["outline_fraction"])
     nuclei = drop_low_contrast(nuclei, signal, s["ring"], r["min_contrast"])

@@ -13,9 +13,10 @@ import pytest
 from scipy import ndimage as ndi
 
 from cellseg_core import Params, read_image, segment
-from cellseg_core.autoseg import (RELATIVE, background_correct, derived_settings,
-                                  drop_low_contrast, local_maxima, nucleus_signal,
-                                  refine_outlines, segment_nuclei, split_nuclei)
+from cellseg_core.autoseg import (RELATIVE, background_correct, deep_maxima,
+                                  derived_settings, drop_low_contrast, nucleus_signal,
+                                  refine_outlines, relative, segment_nuclei, split_nuclei,
+                                  valleys)
 from cellseg_core.color import hematoxylin_only, optical_density
 from cellseg_core.imagekind import KindResult, detect_kind, image_features, resolve_kind
 from cellseg_core.io import read_instances
@@ -164,7 +165,8 @@ def test_nucleus_signal_is_bright_on_nuclei_for_every_kind(nuclei):
 # --- steps --------------------------------------------------------------------------------
 def test_derived_settings_scale_with_the_diameter():
     small, large = derived_settings(10), derived_settings(40)
-    assert (small["marker_distance"], large["marker_distance"]) == (4, 14)   # 0.35 d
+    assert (small["opening_radius"], large["opening_radius"]) == (2, 6)      # 0.15 d
+    assert large["valley_sigma"] == pytest.approx(4 * small["valley_sigma"])
     assert large["min_area"] == pytest.approx(16 * small["min_area"], rel=0.1)
     assert small["min_area"] == round(RELATIVE["min_area"] * np.pi / 4 * 100)
     assert small["background_size"] % 2 == 1
@@ -180,24 +182,53 @@ def test_background_correct_removes_a_ramp_and_keeps_a_spot():
     with pytest.raises(ValueError, match="`size` must be >= 1"):
         background_correct(spot, 0)
 
-def test_local_maxima_and_split_of_a_touching_pair():
+def test_valleys_mark_the_seam_between_touching_nuclei():
+    rr, cc = np.indices((30, 44))
+    pair = sum(np.exp(-((rr - 15) ** 2 + (cc - c) ** 2) / 50) for c in (15, 29))   # dip at 22
+    v = valleys(pair.astype(np.float32), 1.5)
+    # the seam curves up across the pair's axis: positive, largest on the seam line;
+    # the nuclei themselves curve down everywhere: negative
+    assert v[15, 22] == pytest.approx(0.049, abs=0.005) and int(v[15].argmax()) == 22
+    assert v[15, 15] < 0 and v[15, 29] < 0
+    flat = valleys(np.full((10, 10), 0.7, np.float32), 1.0)
+    np.testing.assert_allclose(flat, 0, atol=1e-3)       # a flat channel has no valley
+    with pytest.raises(ValueError, match="`sigma` must be > 0"):
+        valleys(pair, 0)
+
+def test_deep_maxima_keep_peaks_above_their_saddle():
+    land = np.array([[0, 3, 2.5, 2.9, 0, 1, 2, 0, 0.3, 0]], float)
+    # 2.9 rises only 0.4 above the saddle (2.5) to 3: merged with it at depth 0.5;
+    # 2 stands alone; the 0.3 bump is a separate piece of the mask: its own marker
+    markers = deep_maxima(land, land > 0, 0.5)
+    assert [int(m) for m in markers[0]] == [0, 1, 0, 0, 0, 0, 2, 0, 3, 0]
+    assert deep_maxima(land, land > 0, 0.3).max() == 4          # 2.9 counts at depth 0.3
+    with pytest.raises(ValueError, match="`depth` must be > 0"):
+        deep_maxima(land, land > 0, 0)
+
+def test_split_of_a_touching_pair_and_of_unequal_neighbours():
     labels = _disks((30, 44), [(15, 15), (15, 28)], 8)
     mask = labels > 0
     distance = ndi.distance_transform_edt(mask)
-    markers = local_maxima(distance, mask, 4)
-    assert markers.max() == 2
-    split = split_nuclei(mask, distance, 4)
+    split = split_nuclei(mask, distance, 1.0)
     assert split.max() == 2 and (split > 0).sum() == mask.sum()
     assert set(np.unique(split[15, [15, 28]])) == {1, 2}
-    # markers closer than min_distance to a higher one are not markers ...
-    unequal_mask = (_disks((30, 44), [(15, 15)], 8) > 0) | (_disks((30, 44), [(15, 27)], 6) > 0)
-    assert split_nuclei(unequal_mask, ndi.distance_transform_edt(unequal_mask), 4).max() == 2
-    assert split_nuclei(unequal_mask, ndi.distance_transform_edt(unequal_mask), 40).max() == 1
-    # ... but a separate piece without a marker is seeded at its own maximum
+    # a neck shallower than the depth is not a split (the smaller disk rises 6 - 4
+    # above the neck) ...
+    unequal = (_disks((30, 44), [(15, 15)], 8) > 0) | (_disks((30, 44), [(15, 27)], 6) > 0)
+    unequal_distance = ndi.distance_transform_edt(unequal)
+    assert split_nuclei(unequal, unequal_distance, 1.0).max() == 2
+    assert split_nuclei(unequal, unequal_distance, 2.5).max() == 1
+    # ... but a separate piece without a deep maximum is seeded at its own maximum
     apart = _disks((30, 80), [(15, 15)], 8) + _disks((30, 80), [(15, 60)], 6)
-    assert local_maxima(ndi.distance_transform_edt(apart > 0), apart > 0, 60).max() == 1
-    assert split_nuclei(apart > 0, ndi.distance_transform_edt(apart > 0), 60).max() == 2
-    assert split_nuclei(np.zeros((5, 5), bool), np.zeros((5, 5)), 2).max() == 0
+    assert split_nuclei(apart > 0, ndi.distance_transform_edt(apart > 0), 50.0).max() == 2
+    assert split_nuclei(np.zeros((5, 5), bool), np.zeros((5, 5)), 1.0).max() == 0
+    # a compact watershed gives the same pair on symmetric disks
+    compact = split_nuclei(mask, distance, 1.0, compactness=0.05)
+    assert compact.max() == 2 and (compact > 0).sum() == mask.sum()
+
+def test_bright_field_has_its_own_contrast_check():
+    assert relative("brightfield")["min_contrast"] > RELATIVE["min_contrast"]
+    assert relative("fluorescence") == relative("stained") == RELATIVE
 
 def test_refine_outlines_follows_each_nucleus_own_brightness():
     sig = np.zeros((1, 17))
@@ -260,7 +291,7 @@ def test_automatic_presets_record_what_they_resolved(nuclei):
     info = json.loads(json.dumps(seg.auto))                        # JSON-ready
     assert info["kind"] == "fluorescence" and info["confidence"] > 0.5
     assert info["diameter"] == pytest.approx(14, rel=0.2) and info["diameter_estimated"]
-    assert info["nuclei_by"] == "automatic" and "marker_distance" in info["settings"]
+    assert info["nuclei_by"] == "automatic" and "valley_sigma" in info["settings"]
     assert seg.summary["n_nuclei"] == 4 and len(seg.objects) == 4
     # the true disks have 149 px (diameter 13.8); outlines within a pixel of them
     assert seg.objects["equivalent_diameter"].between(12.5, 15.5).all()
