@@ -111,3 +111,19 @@ def test_detected_polarity_reproduces_the_issue_17_table(name):
                           read_instances(folder / "labels" / f"{i:03d}.tif"))["f1"]
           for i in ids]
     assert round(float(np.mean(f1)), 3) == ISSUE_17[name]
+
+
+def test_compare_nuclei_scores_the_baseline_on_bright_and_dark_images_alike():
+    from cellseg_core.data import Dataset
+    from cellseg_core.evaluation import compare_nuclei
+    from cellseg_core.methods import OTSU_BASELINE, TextbookMethod
+
+    image, truth = _blobs()
+    ds = Dataset.from_arrays("blobs", [image, 1 - image], instances=[truth, truth])
+    out = compare_nuclei(ds, ds.ids, {OTSU_BASELINE: TextbookMethod(),
+                                      "bright only": TextbookMethod("bright")})
+    table = out.summary.set_index("method")
+    assert table.loc[OTSU_BASELINE, "F1@0.5"] == 1.0
+    # Bright objects only (the old baseline): right on the first image, nothing
+    # sensible on the second (the white background is one object): F1 (1 + 0) / 2.
+    assert table.loc["bright only", "F1@0.5"] == 0.5
