@@ -2,7 +2,7 @@
 against ``streamlit run app.py``):
 
 - Train, "Nucleus model": the augmentation preview grid, a tiny fine-tuning (3 demo
-  images, 2 epochs of 1 step) with its progress bar and live curves, the model
+  images, 1 epoch of 1 step) with its progress bar and live curves, the model
   registered (and offered in Compare's nucleus section);
 - Compare, "Nuclei": the built-in model, the textbook Otsu baseline and the automatic
   presets on the first test images of dsb2018_histo (``../shared/data``), the table's
@@ -31,6 +31,13 @@ CURVE_POINTS_JS = """(() => {
   return Object.fromEntries(gd._fullData.map(t => [t.name, t.x.length]));
 })()"""
 
+#: True once there are `n` preview crops (captions "crop K") and every picture is loaded.
+CROPS_LOADED_JS = r"""(n) => {
+  const imgs = [...document.querySelectorAll('[data-testid="stImageContainer"]')]
+    .filter(c => /^crop \d+$/.test(c.innerText.trim())).map(c => c.querySelector('img'));
+  return imgs.length === n && imgs.every(i => i && i.complete && i.naturalWidth > 0);
+}"""
+
 
 def no_exception(page) -> None:
     assert not page.locator('[data-testid="stException"]').count(), \
@@ -38,15 +45,24 @@ def no_exception(page) -> None:
 
 
 def set_number(page, label: str, value: int) -> None:
-    """Type `value` into the number input labelled exactly `label`, as a user does."""
+    """Type `value` into the number input labelled exactly `label`, as a user does.
+
+    A run the browser starts by itself (the Train page's strokes chart reports when it
+    is drawn) may redraw the form while the value is typed: then it is typed again.
+    """
+    from playwright.sync_api import expect
+
     box = page.locator('[data-testid="stNumberInput"]').filter(
         has=page.get_by_text(label, exact=True))
-    assert box.count() == 1, f"{box.count()} number inputs labelled {label!r}"
+    expect(box).to_have_count(1)
     field = box.locator("input")
-    field.fill(str(value))
-    field.press("Enter")
-    wait_idle(page)
-    assert field.input_value() == str(value)
+    for _ in range(3):
+        field.fill(str(value))
+        field.press("Enter")
+        wait_idle(page)
+        if field.input_value() == str(value):
+            return
+    assert field.input_value() == str(value), label
 
 
 def grid_cells(table) -> list[str]:
@@ -78,10 +94,10 @@ def test_train_page_nucleus_model_preview_progress_curves_and_registration(
         section = page.get_by_text("Nucleus model: fine-tune the built-in U-Net")
         expect(section).to_be_visible(timeout=SLOW)
         wait_idle(page)
-        # The fewest the form allows that still trains and scores: 3 images (one held
-        # out for validation), 2 epochs of 1 step, 1 test image.
-        set_number(page, "Training images (first N)", 3)
-        set_number(page, "Epochs (at most)", 2)
+        # The fewest the form allows: 2 images (one held out for validation), 1 epoch of
+        # 1 step, 1 test image to score.
+        set_number(page, "Training images (first N)", 2)
+        set_number(page, "Epochs (at most)", 1)
         set_number(page, "Steps per epoch", 1)
         set_number(page, "Test images to score", 1)
 
@@ -89,6 +105,7 @@ def test_train_page_nucleus_model_preview_progress_curves_and_registration(
         crops = page.locator('[data-testid="stImageContainer"]').filter(
             has_text=re.compile(r"^crop \d+$"))
         expect(crops).to_have_count(nuclei_train.PREVIEW_CROPS, timeout=SLOW)
+        page.wait_for_function(CROPS_LOADED_JS, arg=nuclei_train.PREVIEW_CROPS, timeout=SLOW)
         sizes = crops.locator("img").evaluate_all(
             "imgs => imgs.map(i => [i.naturalWidth, i.naturalHeight])")
         assert len(set(map(tuple, sizes))) == 1 and sizes[0][0] >= 64, sizes  # equal crops
@@ -100,12 +117,12 @@ def test_train_page_nucleus_model_preview_progress_curves_and_registration(
         # While it runs: the progress bar and Stop; then the curves of the two epochs.
         expect(page.locator('[data-testid="stProgress"]')).to_be_visible(timeout=SLOW)
         expect(page.get_by_role("button", name="Stop (keep the best so far)")).to_be_visible()
-        done = page.get_by_text(re.compile(r"^Trained “nuclei \(fine-tuned\)” on 2 image"))
+        done = page.get_by_text(re.compile(r"^Trained “nuclei \(fine-tuned\)” on 1 image"))
         expect(done).to_be_visible(timeout=SLOW)
         wait_idle(page)
         assert "Registered for Explore, Compare, Count and Batch" in done.inner_text()
-        epochs = int(re.search(r"after (\d+) epoch", done.inner_text()).group(1))
-        assert 1 <= epochs <= 2
+        assert "(1 held out)" in done.inner_text() and "after 1 epoch(s)" in done.inner_text()
+        epochs = 1
         # The curves (live_plot's chart): loss and validation F1, one point per epoch.
         page.wait_for_function(CURVE_POINTS_JS + " !== null", timeout=SLOW)
         assert page.evaluate(CURVE_POINTS_JS) == {"training loss": epochs,
