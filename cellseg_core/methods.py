@@ -42,7 +42,7 @@ from .presets import PRESETS, get_preset
 
 __all__ = ["Segmenter", "ParamsMethod", "ModelMethod", "Untrained", "BUILTIN_MODELS",
            "BASELINES", "as_segmenter", "load_method", "load_params", "preset_methods",
-           "compare", "OTSU_BASELINE", "nucleus_methods"]
+           "compare", "OTSU_BASELINE", "NUCLEUS_PRESETS", "nucleus_methods"]
 
 
 @runtime_checkable
@@ -156,6 +156,10 @@ BASELINES = {name: Untrained(name, make) for name, make in (
 #: filled, objects under 30 px removed, distance watershed (auto-fluorescence with
 #: ``auto.kind`` off). Bright nuclei on a dark background only.
 OTSU_BASELINE = "otsu baseline"
+#: The presets whose result is nucleus instances on any kind of image (labels 0/2), the
+#: ones offered wherever nuclei are counted. auto-cytology is not one: on stained and
+#: bright-field images its nuclei are the dark part of each cell, touching ones unsplit.
+NUCLEUS_PRESETS = ("auto-nuclei", "auto-fluorescence")
 
 
 def nucleus_methods() -> dict[str, Segmenter]:
@@ -172,7 +176,7 @@ def nucleus_methods() -> dict[str, Segmenter]:
     return {"builtin:nuclei": _load_builtin("nuclei"),
             OTSU_BASELINE: ParamsMethod(otsu, name=OTSU_BASELINE),
             **{name: ParamsMethod(get_preset(name), name=name, preset=name)
-               for name in ("auto-nuclei", "auto-fluorescence")}}
+               for name in NUCLEUS_PRESETS}}
 
 
 def preset_methods() -> dict[str, ParamsMethod]:
