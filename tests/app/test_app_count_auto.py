@@ -132,6 +132,13 @@ def test_a_stained_upload_without_truth_is_counted_once_auto_nuclei_is_chosen(mo
     core = segment(source.image, get_preset("auto-nuclei"))
     assert int(metric(at, "Nuclei counted")) == int(core.nuclei.max()) > 0
     assert describe(core.auto) in _captions(at)
+    # A nucleus model counts any image too: the same image stays chosen.
+    from cellseg_core.learn import NucleusModel
+
+    at = run(at.selectbox(key="count.method").set_value("nuclei (built-in model)"))
+    assert at.radio(key="count.source").value == "image from the sidebar"
+    model = NucleusModel().segment(source.image)
+    assert int(metric(at, "Nuclei counted")) == int(model.nuclei.max())
 
 
 def test_the_count_overlay_keeps_the_colours_of_a_stained_image():

@@ -44,12 +44,27 @@ def test_count_with_auto_nuclei_in_chromium(chromium_path, histo_server, monkeyp
         expect(page.locator('[data-testid="stSidebar"]')).to_contain_text(
             "this one is in the train split")
         choose(page, "Method", "auto-nuclei")
-        expect(page.get_by_text("auto-nuclei · automatic: stained")).to_be_visible(
-            timeout=SLOW)
-        expect(count).to_have_text(str(int(core.nuclei.max())), timeout=SLOW)
-        expect(page.get_by_text(re.compile(r"nuclei ≈ \d+ px across \(estimated\)"))
+        # The overlay's line: what the automatic method read off the image.
+        expect(page.get_by_text(re.compile(r"auto-nuclei · automatic: stained \(\d\.\d\d\) "
+                                           r"· nuclei ≈ \d+ px across \(estimated\)"))
                ).to_be_visible()
+        expect(count).to_have_text(str(int(core.nuclei.max())))
         assert describe(core.auto).startswith("stained")
+        # The diameter overridden: the count the core gives for it (the overlay's
+        # fragment reruns, then the numbers once the browser has drawn it).
+        given = float(round(2 * core.auto["diameter"]))
+        bigger = segment(ds.image(image_id),
+                         get_preset("auto-nuclei").with_values({"auto.diameter": given}))
+        assert bigger.nuclei.max() != core.nuclei.max()
+        wait_idle(page)
+        box = page.locator('[data-testid="stNumberInput"]', has_text="Nuclei ≈").locator(
+            "input")
+        box.fill(f"{given:.0f}")
+        box.press("Enter")
+        expect(page.get_by_text(re.compile(r"auto-nuclei · automatic: stained .* · nuclei ≈ "
+                                           rf"{given:.0f} px across \(given\)"))
+               ).to_be_visible()
+        expect(count).to_have_text(str(int(bigger.nuclei.max())))
         wait_idle(page)
         page.screenshot(path=str(tmp_path / "count_auto.png"), full_page=True)
         assert not page.locator('[data-testid="stException"]').count()
