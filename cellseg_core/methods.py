@@ -43,7 +43,7 @@ from .textbook import baseline_objects, textbook_segmentation
 
 __all__ = ["Segmenter", "ParamsMethod", "ModelMethod", "Untrained", "BUILTIN_MODELS",
            "BASELINES", "as_segmenter", "load_method", "load_params", "preset_methods",
-           "compare", "OTSU_BASELINE", "TextbookMethod", "nucleus_methods"]
+           "compare", "OTSU_BASELINE", "TextbookMethod", "NUCLEUS_PRESETS", "nucleus_methods"]
 
 
 @runtime_checkable
@@ -156,6 +156,10 @@ BASELINES = {name: Untrained(name, make) for name, make in (
 #: The name of the textbook nucleus baseline in the nucleus comparison
 #: (:class:`TextbookMethod`).
 OTSU_BASELINE = "otsu baseline"
+#: The presets whose result is nucleus instances on any kind of image (labels 0/2), the
+#: ones offered wherever nuclei are counted. auto-cytology is not one: on stained and
+#: bright-field images its nuclei are the dark part of each cell, touching ones unsplit.
+NUCLEUS_PRESETS = ("auto-nuclei", "auto-fluorescence")
 
 
 @dataclass(frozen=True, eq=False)
@@ -199,7 +203,7 @@ def nucleus_methods() -> dict[str, Segmenter]:
     return {"builtin:nuclei": _load_builtin("nuclei"),
             OTSU_BASELINE: TextbookMethod(),
             **{name: ParamsMethod(get_preset(name), name=name, preset=name)
-               for name in ("auto-nuclei", "auto-fluorescence")}}
+               for name in NUCLEUS_PRESETS}}
 
 
 def preset_methods() -> dict[str, ParamsMethod]:
