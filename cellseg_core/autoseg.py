@@ -37,7 +37,8 @@ estimated by :func:`cellseg_core.scale.estimate_diameter` unless given):
 
 The relative constants were chosen on the training splits of dsb2018_fluo,
 dsb2018_histo and dsb2018_brightfield (the same for all three, except the
-contrast check on gray bright-field: :data:`KIND_RELATIVE`). On images whose
+contrast check on gray bright-field and the second split in stained tissue:
+:data:`KIND_RELATIVE`). On images whose
 nuclei are wider than about 24 pixels the work is done at a reduced scale (block
 mean, integer factor) and the labels are scaled back, for speed.
 """
