@@ -399,18 +399,30 @@ class NucleusModel:
         return self._predict_normalized(x, diameter, tile, overlap)
 
     def _predict_normalized(self, x, diameter, tile, overlap):
-        shape = x.shape[:2]
+        prob = self.probabilities(self.to_model_scale(x, diameter), tile=tile,
+                                  overlap=overlap, tta=self.tta)
+        return self.decode_probabilities(prob, x.shape[:2])
+
+    def to_model_scale(self, x: np.ndarray, diameter: float) -> np.ndarray:
+        """Image `x` rescaled by ``model diameter / diameter`` (as is within 2 %)."""
         factor = self.diameter / diameter
-        if abs(factor - 1) > 0.02:
-            size = tuple(max(1, int(round(s * factor))) for s in shape)
-            x = resize(x, size, order=1, preserve_range=True,
-                       anti_aliasing=factor < 1).astype(np.float32)
-        prob = self.probabilities(x, tile=tile, overlap=overlap, tta=self.tta)
+        if abs(factor - 1) <= 0.02:
+            return x
+        size = tuple(max(1, int(round(s * factor))) for s in x.shape[:2])
+        return resize(x, size, order=1, preserve_range=True,
+                      anti_aliasing=factor < 1).astype(np.float32)
+
+    def decode_probabilities(self, prob: np.ndarray, shape) -> tuple[np.ndarray, np.ndarray]:
+        """Instances and probabilities, at image `shape`, of probabilities at model scale.
+
+        Decoded with this model's settings (:func:`probabilities_to_instances`), then
+        both resized to `shape` (nearest for the instances).
+        """
         instances = probabilities_to_instances(
             prob, marker_threshold=self.marker_threshold,
             foreground_threshold=self.foreground_threshold, min_size=self.min_size,
             decode=self.decode, diameter=self.diameter)
-        if prob.shape[:2] != shape:
+        if prob.shape[:2] != tuple(shape):
             prob = resize(prob, shape, order=1, preserve_range=True,
                           anti_aliasing=False).astype(np.float32)
             instances = resize(instances, shape, order=0, preserve_range=True,
