@@ -445,8 +445,7 @@ class NucleusModel:
         return Segmentation(labels=labels, nuclei=nuclei, channel=nucleus_p, blurred=nucleus_p,
                             raw=labels, thresholds={"diameter": diameter,
                                                     "marker": self.marker_threshold,
-                                                    "foreground": self.foreground_threshold,
-                                                    "decode": self.decode, "tta": self.tta},
+                                                    "foreground": self.foreground_threshold},
                             params=Params(mode=Mode.FLUORESCENCE),
                             method=f"NucleusModel/{self.path.name}")
 
