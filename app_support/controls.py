@@ -23,7 +23,8 @@ from . import methods, quotas, state, wording
 from .safe_text import md
 
 __all__ = ["preset_picker", "parameter_controls", "layout_signature", "params_download",
-           "params_file_controls", "control_range", "auto_controls", "fixed_steps_ignored"]
+           "params_file_controls", "control_range", "auto_widgets", "auto_controls",
+           "fixed_steps_ignored"]
 
 _CHANNEL_LABELS = {"gray": "gray", "red": "R", "green": "G", "blue": "B",
                    "hematoxylin": "hematoxylin (colour deconvolution)"}
@@ -115,30 +116,43 @@ def fixed_steps_ignored(params) -> bool:
                                      or AutoKind(params.auto.kind) == AutoKind.FLUORESCENCE)
 
 
-def auto_controls(page: str = "explore", rerun=None) -> None:
-    """The automatic method's overrides: the kind of image (or "detect") and the
-    nucleus diameter (0 = estimated from the image), with a line saying what the
-    automatic method does with the fixed steps below."""
-    wg = functools.partial(_w, rerun=rerun)
-    p = state.current_params()
+def auto_widgets(draw, params, *, kinds=None,
+                 use_steps: str = "set the kind to off to use them") -> None:
+    """The automatic method's overrides, for any page: the kind of image (or "detect")
+    and the nucleus diameter (0 = estimated from the image), with a line saying what
+    the automatic method does with the fixed steps below.
+
+    `draw(widget, label, name, **kwargs)` draws the widget bound to dotted parameter
+    `name` the page's way (Explore: through ``state``; Count: its own keys); `params`
+    are the params those widgets hold. `kinds`: the kinds offered (default every
+    ``AutoKind``, ``off`` included); `use_steps` ends the line that says the fixed
+    steps do not apply: how to use them instead.
+    """
+    kinds = [k.value for k in AutoKind] if kinds is None else list(kinds)
     st.markdown("**0 · Automatic nuclei**")
-    wg(st.selectbox, "Kind of image", "auto.kind", page, options=[k.value for k in AutoKind],
-       format_func=lambda k: _AUTO_LABELS.get(k, k),
-       help="The automatic presets read the kind of image and the nucleus size off the "
-            "image; override either here. Off: the fixed steps below.")
-    if not is_automatic(p):
+    draw(st.selectbox, "Kind of image", "auto.kind", options=kinds,
+         format_func=lambda k: _AUTO_LABELS.get(k, k),
+         help="The automatic presets read the kind of image and the nucleus size off the "
+              "image; override either here."
+              + (" Off: the fixed steps below." if AutoKind.OFF.value in kinds else ""))
+    if not is_automatic(params):
         return
-    wg(st.number_input, "Nuclei ≈ N px across (0 = estimate)", "auto.diameter", page,
-       help="The typical nucleus diameter every size is derived from (blur, minimum "
-            "size, marker spacing); 0 reads it off the image (at least 3 px when given).")
-    if fixed_steps_ignored(p):
+    draw(st.number_input, "Nuclei ≈ N px across (0 = estimate)", "auto.diameter",
+         help="The typical nucleus diameter every size is derived from (blur, minimum "
+              "size, marker spacing); 0 reads it off the image (at least 3 px when given).")
+    if fixed_steps_ignored(params):
         st.caption("The automatic method chooses the channel, blur, threshold, clean-up and "
-                   "split for this image: the fixed steps below do not apply (set the kind "
-                   "to off to use them).")
+                   "split for this image: the fixed steps below do not apply "
+                   f"({use_steps}).")
     else:
         st.caption("Cytology: the cells come from the steps below; the nuclei are the darker "
                    "part of each cell, pieces under half a typical nucleus removed (on an "
                    "immunostain, the automatic nuclei inside the cells).")
+
+
+def auto_controls(page: str = "explore", rerun=None) -> None:
+    """Explore's :func:`auto_widgets`, bound to the params in force (``state``)."""
+    auto_widgets(functools.partial(_w, page=page, rerun=rerun), state.current_params())
 
 
 def parameter_controls(page: str = "explore", rerun=None) -> None:

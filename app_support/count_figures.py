@@ -21,10 +21,9 @@ _M = dict(l=0, r=0, t=30, b=0)
 
 
 def _stretch(image: np.ndarray) -> np.ndarray:
-    """Gray image scaled to [0, 1] by its 99.5th percentile (fluorescence is dim)."""
+    """Image scaled to [0, 1] by its 99.5th percentile (fluorescence is dim); an RGB
+    image keeps its colours (a stained slide counted by auto-nuclei, a DAPI export)."""
     image = np.asarray(image, np.float64)
-    if image.ndim == 3:
-        image = image.mean(axis=2)
     top = float(np.percentile(image, 99.5)) if image.size else 1.0
     return np.clip(image / (top if top > 0 else 1.0), 0.0, 1.0)
 

@@ -1,7 +1,8 @@
 """Compare page: nucleus methods on a dataset with instances (issue 18 point 7).
 
 The seeds' "U-Net ≈ Otsu?" in one table: the built-in model, models trained in this
-session (Train page: a fine-tuned U-Net), the Otsu baseline and the automatic presets,
+session (Train page: a fine-tuned U-Net), the textbook Otsu baseline (polarity from the
+image kind) and the automatic presets,
 scored by :func:`cellseg_core.evaluation.compare_nuclei` (F1@0.5, DSB AP, precision,
 recall, count error) on a split, in a background run; then a gallery of the same
 images under every method (images without ground truth too: outlines only). The
@@ -96,8 +97,10 @@ def render_section() -> None:
             or K_METHODS not in st.session_state:
         st.session_state[K_METHODS] = list(available)
     chosen = c3.multiselect("Methods", list(available), key=K_METHODS,
-                            help=f"“{OTSU_BASELINE}”: Gaussian σ 2, Otsu, holes filled, "
-                                 "< 30 px removed, distance watershed (bright nuclei on dark). "
+                            help=f"“{OTSU_BASELINE}”: the textbook baseline, Gaussian σ 2, "
+                                 "Otsu, holes filled, < 30 px removed, distance watershed; "
+                                 "bright nuclei on fluorescence, dark ones on stained and "
+                                 "bright-field images (the detected image kind decides). "
                                  "Models trained on the Train page join the list.")
     ids = ids[:int(st.session_state[K_LIMIT])]
     gallery = ids[:int(st.session_state[K_GALLERY])]

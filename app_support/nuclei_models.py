@@ -25,16 +25,20 @@ def nucleus_models() -> dict:
     return out
 
 
-def count_method(page: str):
-    """A select box: the page's pipeline or a nucleus model. Returns ``(name, model)``
-    for a model, None for the pipeline."""
+def count_method(page: str, presets=()):
+    """A select box: the page's pipeline, the automatic `presets` (names) or a nucleus
+    model. Returns ``(name, model)`` for a model, None for the pipeline or a preset."""
     models = nucleus_models()
     key = f"{page}.method"
-    choices = [PIPELINE, *models]
+    choices = [PIPELINE, *presets, *models]
     if st.session_state.get(key) not in choices:
         st.session_state[key] = PIPELINE
     choice = st.selectbox("Method", choices, key=key,
-                          help="The classic pipeline, step by step, or a nucleus model: "
+                          help="The classic pipeline, step by step"
+                               + (f"; an automatic preset ({', '.join(presets)}: the kind "
+                                  "of image and the nucleus size read off the image, "
+                                  "every setting derived from them)" if presets else "")
+                               + "; or a nucleus model: "
                                "the built-in U-Net (works on fluorescence, stained and "
                                "bright-field images, nucleus size estimated) or one trained "
                                "on the Train page.")

@@ -73,9 +73,12 @@ def curves_figure(epochs: list[dict], *, height: int = 320) -> go.Figure:
         fig.add_scatter(x=[best["epoch"] + 1], y=[best["val_f1"]], yaxis="y2", mode="markers",
                         name="best (kept)", marker={"size": 14, "symbol": "star"})
     fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10},
-                      xaxis={"title": "epoch"}, yaxis={"title": "loss"},
+                      xaxis={"title": "epoch", "automargin": True},
+                      yaxis={"title": "loss", "automargin": True},
+                      # Its own ticks on [0, 1] (an overlaying axis would otherwise sync
+                      # them to the loss axis: 0.034, 0.284, ...); labels inside the figure.
                       yaxis2={"title": "F1", "overlaying": "y", "side": "right",
-                              "range": [0, 1]},
+                              "range": [0, 1], "tickmode": "auto", "automargin": True},
                       legend={"orientation": "h", "y": 1.15}, uirevision="curves")
     return fig
 

@@ -218,3 +218,20 @@ def wait_idle(page, timeout: float = SLOW, quiet: float = 600, *,
     predicate = _IDLE_JS if or_when is None else \
         f"(quiet) => ({or_when}) || ({_IDLE_JS})(quiet)"
     page.wait_for_function(predicate, arg=quiet, timeout=timeout, polling=100)
+
+
+def choose(page, label: str, option: str) -> None:
+    """Pick `option` in the selectbox labelled `label`, once no script runs, and wait
+    until the box shows it. A list that a rerun redrew under the click (on a busy
+    machine) is opened again, at most three times."""
+    field = page.locator('[data-testid="stSelectbox"]', has_text=label).first.locator(
+        'input, [role="combobox"]').first
+    for _ in range(3):
+        wait_idle(page)
+        field.click()
+        page.get_by_role("option", name=option, exact=True).click()
+        wait_idle(page)
+        if field.input_value() == option:
+            return
+        page.keyboard.press("Escape")
+    raise AssertionError(f"{label}: {option!r} not chosen; the box shows {field.input_value()!r}")

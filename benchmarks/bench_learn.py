@@ -21,10 +21,13 @@ Usage::
     python3 benchmarks/bench_learn.py --best       # only the recommended ensemble (~10 min)
     python3 benchmarks/bench_learn.py --nuclei dsb2018_fluo --fine-tune-minutes 8
         # the nuclei table instead (issue 18): the built-in model, a U-Net fine-tuned on
-        # the set's train split (cellseg train --method unet-nuclei), the Otsu baseline
+        # the set's train split (cellseg train --method unet-nuclei), the textbook Otsu
+        # baseline (polarity from the image kind)
         # and the automatic presets on the test split (F1@0.5, DSB AP, precision,
         # recall, count error): cellseg_core.evaluation.compare_nuclei, as on Compare.
         # (benchmarks/bench_nuclei.py: the built-in model's own scale variants and speed.)
+    python3 benchmarks/bench_learn.py --nuclei dsb2018_histo --methods "otsu baseline"
+        # only the named rows (seconds; no fine-tuning without --fine-tune-minutes)
 
 With PyTorch (``pip install .[deep]``) it adds the small U-Net and the ensembles of its
 probabilities with each pixel classifier's; without, it says the rows were skipped.
@@ -98,6 +101,9 @@ def main(argv=None):
                         help="--nuclei: also score this nucleus model (repeatable)")
     parser.add_argument("--limit", type=int, default=None,
                         help="--nuclei: the first N test images only")
+    parser.add_argument("--methods", nargs="+", default=None, metavar="NAME",
+                        help="--nuclei: only these rows (names as printed, e.g. 'otsu "
+                             "baseline'); the network rows take minutes, the classic seconds")
     args = parser.parse_args(argv)
     if args.nuclei:
         return nuclei_tables(args)
@@ -201,6 +207,11 @@ def nuclei_tables(args) -> None:
         ds = open_dataset(root / name)
         test = list(ds.split["test"])[:args.limit]
         methods = dict(nucleus_methods())
+        if args.methods:
+            unknown = set(args.methods) - set(methods)
+            if unknown:
+                raise SystemExit(f"--methods: unknown {sorted(unknown)}; known: {list(methods)}")
+            methods = {k: v for k, v in methods.items() if k in args.methods}
         for file in args.nuclei_model:
             methods[f"model {Path(file).name}"] = load_method(model=file)
         note = ""
@@ -213,8 +224,9 @@ def nuclei_tables(args) -> None:
                     f"validation images, {len(log['epochs'])} epochs ({log['stopped']}), best "
                     f"validation F1 {log['best']['val_f1']:.3f}, "
                     f"{time.perf_counter() - start:.0f} s")
-            methods = {"builtin:nuclei": methods.pop("builtin:nuclei"),
-                       "U-Net fine-tuned (unet-nuclei)": load_method(model=str(out)), **methods}
+            builtin = {k: methods.pop(k) for k in ["builtin:nuclei"] if k in methods}
+            methods = {**builtin, "U-Net fine-tuned (unet-nuclei)": load_method(model=str(out)),
+                       **methods}
         elif args.fine_tune_minutes:
             note = "fine-tuned row skipped: PyTorch is not installed"
         table = compare_nuclei(ds, test, methods).summary

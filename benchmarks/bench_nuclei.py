@@ -10,8 +10,10 @@ error and seconds per image, for
 - ``model (true size)``: the image rescaled by the median ground-truth diameter
   (what a user gets who says "nuclei ≈ N px across" right),
 - ``model (no rescale)``: the image fed at its own scale,
-- ``Otsu + distance watershed``: gaussian σ 2, Otsu, holes filled, objects < 30 px
-  removed, distance watershed (min_distance 5); dark-on-light sets inverted first.
+- ``Otsu + distance watershed``: the textbook baseline
+  (:func:`cellseg_core.textbook.textbook_nuclei`: gaussian σ 2, Otsu, holes filled,
+  objects < 30 px removed, distance watershed with min_distance 5), bright or dark
+  nuclei as the detected image kind says.
 
 Then the time of one 512×512 prediction (network + watershed, size given) with the
 load of the machine at that moment. Goals (issue 18): F1 fluo ≥ 0.90, histo ≥ 0.80,
@@ -36,36 +38,22 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-from scipy import ndimage as ndi
-from skimage.filters import gaussian, threshold_otsu
+from skimage.filters import gaussian
 
 from _common import REPO
 
-from cellseg_core.instances import filter_by_size, label_objects, split_touching  # noqa: E402
 from cellseg_core.io import read_image  # noqa: E402
 from cellseg_core.metrics import average_precision, match_instances  # noqa: E402
 from cellseg_core.learn.nuclei import NucleusModel, estimate_diameter  # noqa: E402
+from cellseg_core.textbook import textbook_nuclei  # noqa: E402
 
 SETS = ("dsb2018_fluo", "dsb2018_histo", "dsb2018_brightfield")
-#: Sets whose nuclei are darker than the background (the baseline inverts them).
-DARK_ON_LIGHT = ("dsb2018_histo", "dsb2018_brightfield")
 GOALS = {"dsb2018_fluo": 0.90, "dsb2018_histo": 0.80, "dsb2018_brightfield": 0.80}
 
 
 def data_root() -> Path:
     env = os.environ.get("CELLSEG_DATA")
     return Path(env) if env else REPO.parent / "shared" / "data"
-
-
-def textbook_baseline(image, *, invert: bool = False) -> np.ndarray:
-    """Gaussian σ 2 → Otsu → fill holes → remove < 30 px → distance watershed (5)."""
-    gray = image.mean(-1) if image.ndim == 3 else image
-    if invert:
-        gray = gray.max() - gray
-    smooth = gaussian(gray, 2)
-    mask = ndi.binary_fill_holes(smooth > threshold_otsu(smooth))
-    mask = filter_by_size(label_objects(mask), 30) > 0
-    return split_touching(mask, min_distance=5)
 
 
 def median_diameter(labels) -> float:
@@ -99,7 +87,7 @@ def run_set(folder: Path, split: str, model: NucleusModel, rows) -> dict:
             elif row == "model (no rescale)":
                 pred, _ = model.predict(image, diameter=model.diameter)
             else:
-                pred = textbook_baseline(image, invert=folder.name in DARK_ON_LIGHT)
+                pred = textbook_nuclei(image)
             seconds = time.perf_counter() - t0
             out[row].append({**score(pred, truth), "seconds": seconds})
     table = {row: {k: float(np.mean([r[k] for r in v])) for k in v[0]} for row, v in out.items()}

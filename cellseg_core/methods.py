@@ -39,10 +39,11 @@ from .learn import (KMeansBaseline, MeanShiftBaseline, NucleusModel, load_model,
 from .params import Params
 from .pipeline import Segmentation, segment
 from .presets import PRESETS, get_preset
+from .textbook import baseline_objects, textbook_segmentation
 
 __all__ = ["Segmenter", "ParamsMethod", "ModelMethod", "Untrained", "BUILTIN_MODELS",
            "BASELINES", "as_segmenter", "load_method", "load_params", "preset_methods",
-           "compare", "OTSU_BASELINE", "nucleus_methods"]
+           "compare", "OTSU_BASELINE", "TextbookMethod", "NUCLEUS_PRESETS", "nucleus_methods"]
 
 
 @runtime_checkable
@@ -152,27 +153,57 @@ BASELINES = {name: Untrained(name, make) for name, make in (
     ("baseline: k-means", KMeansBaseline), ("baseline: mean-shift", MeanShiftBaseline))}
 
 
-#: The textbook nucleus baseline of the seeds' U-Net study: Gaussian σ 2, Otsu, holes
-#: filled, objects under 30 px removed, distance watershed (auto-fluorescence with
-#: ``auto.kind`` off). Bright nuclei on a dark background only.
+#: The name of the textbook nucleus baseline in the nucleus comparison
+#: (:class:`TextbookMethod`).
 OTSU_BASELINE = "otsu baseline"
+#: The presets whose result is nucleus instances on any kind of image (labels 0/2), the
+#: ones offered wherever nuclei are counted. auto-cytology is not one: on stained and
+#: bright-field images its nuclei are the dark part of each cell, touching ones unsplit.
+NUCLEUS_PRESETS = ("auto-nuclei", "auto-fluorescence")
+
+
+@dataclass(frozen=True, eq=False)
+class TextbookMethod:
+    """The textbook nucleus baseline (:mod:`cellseg_core.textbook`) as a method: Gaussian
+    σ 2, Otsu, holes filled, objects under 30 px removed, distance watershed; bright or
+    dark nuclei as the image kind says (`objects` ``auto``), or as `objects` says.
+
+    Examples
+    --------
+    >>> img = np.ones((40, 40), np.float32); img[5:15, 5:15] = 0.2
+    >>> m = TextbookMethod()
+    >>> int(m.segment(img).nuclei.max()), m.describe()["kind"]
+    (1, 'textbook baseline (objects: auto)')
+    """
+
+    objects: str = "auto"
+    name: str = OTSU_BASELINE
+    params: Params | None = field(default=None, init=False)
+
+    def __post_init__(self):
+        baseline_objects(np.zeros((1, 1), np.float32), self.objects)  # checks `objects`
+
+    def segment(self, image: np.ndarray) -> Segmentation:
+        return textbook_segmentation(image, self.objects)
+
+    def describe(self) -> dict:
+        return _block(self.name, f"textbook baseline (objects: {self.objects})")
 
 
 def nucleus_methods() -> dict[str, Segmenter]:
     """The nucleus methods compared by default (:func:`~.evaluation.compare_nuclei`):
-    the built-in model, the Otsu baseline and the automatic presets auto-nuclei and
-    auto-fluorescence.
+    the built-in model, the textbook Otsu baseline (:class:`TextbookMethod`, polarity
+    from the image) and the automatic presets auto-nuclei and auto-fluorescence.
 
     Examples
     --------
     >>> list(nucleus_methods())
     ['builtin:nuclei', 'otsu baseline', 'auto-nuclei', 'auto-fluorescence']
     """
-    otsu = get_preset("auto-fluorescence").with_values({"auto.kind": "off"})
     return {"builtin:nuclei": _load_builtin("nuclei"),
-            OTSU_BASELINE: ParamsMethod(otsu, name=OTSU_BASELINE),
+            OTSU_BASELINE: TextbookMethod(),
             **{name: ParamsMethod(get_preset(name), name=name, preset=name)
-               for name in ("auto-nuclei", "auto-fluorescence")}}
+               for name in NUCLEUS_PRESETS}}
 
 
 def preset_methods() -> dict[str, ParamsMethod]:
@@ -188,7 +219,7 @@ def as_segmenter(method, *, name: str | None = None) -> Segmenter:
     TypeError
         For anything else.
     """
-    if isinstance(method, (ParamsMethod, ModelMethod)):
+    if isinstance(method, (ParamsMethod, ModelMethod, TextbookMethod)):
         return method
     if isinstance(method, Params):
         return ParamsMethod(method, name=name or "params")

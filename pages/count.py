@@ -10,6 +10,11 @@ the controls as drawn reruns only :func:`overlay_part` (the count's overlay, dra
 display size and redrawn in place by ``live_plot``); once the browser has drawn it,
 :func:`analysis_part` follows with the numbers, steps, sizes and table. An RGB image
 (a DAPI export) is counted in its brightest channel, or the one the user picks.
+
+The Method box offers, beside the steps, the automatic nucleus presets (issue 17
+point 6: ``auto-nuclei`` on any kind of image, ``auto-fluorescence``; see
+:mod:`app_support.count_auto`) and the nucleus models (issue 18); with either, any
+sidebar image is counted (stained and bright-field too), not only fluorescence.
 """
 from __future__ import annotations
 
@@ -20,8 +25,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_support import (cache, controls, count_figures, live_plot, nuclei_models, pathology,
-                         state, wording)
+from app_support import (cache, controls, count_auto, count_figures, live_plot, nuclei_models,
+                         pathology, state, wording)
 from app_support.assets import read_asset
 from app_support.sources import ImageSource
 from cellseg_core import experiments as E
@@ -66,21 +71,34 @@ def _fmt(value, digits: int = 3) -> str:
         else f"{value:.{digits}f}"
 
 
+def _any_image() -> bool:
+    """True when the method picked counts nuclei on any kind of image: an automatic
+    preset or a nucleus model (not the page's fluorescence steps)."""
+    return count_auto.picked(P) is not None or nuclei_models.picked(P) is not None
+
+
 def _source() -> ImageSource:
     shared = st.session_state.get(state.SOURCE_CURRENT)
     options = [SEED_SOURCE]
     if shared is not None and (shared.kind == "fluorescence"
-                               or shared.instances is not None):  # issue 18: instance truth
+                               or shared.instances is not None  # issue 18: instance truth
+                               or _any_image()):  # issue 17: auto-nuclei or a model
         options.insert(0, SIDEBAR_SOURCE)
         if st.session_state.get(key("sidebar_seen")) != shared.digest:
             st.session_state[key("source")] = SIDEBAR_SOURCE  # a new image: count it
         st.session_state[key("sidebar_seen")] = shared.digest
+    elif shared is not None:  # offered (and chosen) again once a method can count it
+        st.session_state.pop(key("sidebar_seen"), None)
     if st.session_state.get(key("source")) not in options:
         st.session_state[key("source")] = options[0]
+    if shared is not None and SIDEBAR_SOURCE not in options:
+        st.caption(f"The sidebar's {shared.kind} image is counted by an automatic preset "
+                   "(auto-nuclei) or a nucleus model: choose one under Method.")
     choice = st.radio("Image", options, key=key("source"), horizontal=True,
                       help="The sidebar's image is offered when it is a fluorescence image "
-                           "(gray, or RGB: counted in one channel) or has nucleus "
-                           "instances as ground truth.")
+                           "(gray, or RGB: counted in one channel), has nucleus "
+                           "instances as ground truth, or the method is an automatic "
+                           "preset or a nucleus model (any kind of image).")
     if choice == SIDEBAR_SOURCE:
         return shared
     image, labels, _ = cache.seed_sample()
@@ -109,8 +127,9 @@ def _params(source: ImageSource) -> Params:
 def _layout() -> tuple:
     """Which widgets the controls show: while it stays the same, a change needs only
     the results redrawn."""
-    return tuple(st.session_state.get(key(n))
-                 for n in ("blur.kind", "threshold.method", "watershed.enabled"))
+    return tuple(st.session_state.get(key(n)) for n in ("blur.kind", "threshold.method",
+                                                        "watershed.enabled", "method",
+                                                        "auto.kind"))
 
 
 def _on_change() -> None:
@@ -121,30 +140,33 @@ def _on_change() -> None:
         st.rerun(OVERLAY)
 
 
-def _controls(source: ImageSource) -> None:
-    """The lesson's steps as widgets (their values: :func:`_params`)."""
+def _controls(source: ImageSource, disabled: bool = False) -> None:
+    """The lesson's steps as widgets (their values: :func:`_params`); `disabled`:
+    greyed, as the automatic presets do not use them."""
     for name, value in DEFAULTS.items():
         st.session_state.setdefault(key(name), value)
 
     def rng(name):  # the parameter model's range (one place: controls.control_range)
         return {**controls.control_range(name, st.session_state[key(name)]),
-                "on_change": _on_change}
+                "on_change": _on_change, "disabled": disabled}
 
     if source.image.ndim == 3:
         st.markdown("**0 · Channel**")
         brightest = cache.brightest_channel(source.digest, source.image)
         st.selectbox("Channel", [BRIGHTEST, "red", "green", "blue"], key=CHANNEL_KEY,
                      format_func=lambda c: f"brightest ({brightest})" if c == BRIGHTEST else c,
+                     disabled=disabled,
                      help="An RGB fluorescence image (a DAPI export) holds its nuclei in "
                           "one channel: the brightest is read off the image.")
     st.markdown("**1 · Blur**")
-    kind = st.selectbox("Blur", ["gaussian", "mean", "median", "none"], key=key("blur.kind"))
+    kind = st.selectbox("Blur", ["gaussian", "mean", "median", "none"], key=key("blur.kind"),
+                        disabled=disabled)
     if kind == "gaussian":
         st.slider("Sigma σs (px)", key=key("blur.sigma"), **rng("blur.sigma"))
     elif kind in ("mean", "median"):
         st.slider("Window size (px)", key=key("blur.size"), **rng("blur.size"))
     st.markdown("**2 · Threshold**")
-    method = st.selectbox("Method", METHODS, key=key("threshold.method"),
+    method = st.selectbox("Method", METHODS, key=key("threshold.method"), disabled=disabled,
                           help="manual: the slider; Otsu, Li, …: computed from the image; "
                                "local: each pixel against its neighbourhood's mean; "
                                "percentile: against a percentile of its window (the "
@@ -164,9 +186,10 @@ def _controls(source: ImageSource) -> None:
                     **rng("cleanup.min_nucleus_size"))
     st.number_input("Closing radius (px)", key=key("cleanup.closing_radius"),
                     **rng("cleanup.closing_radius"))
-    st.checkbox("Fill holes", key=key("cleanup.fill_holes"), on_change=_on_change)
+    st.checkbox("Fill holes", key=key("cleanup.fill_holes"), on_change=_on_change,
+                disabled=disabled)
     st.markdown("**4 · Split touching nuclei (watershed)**")
-    st.toggle("Watershed", key=key("watershed.enabled"))
+    st.toggle("Watershed", key=key("watershed.enabled"), disabled=disabled)
     if st.session_state[key("watershed.enabled")]:
         c1, c2 = st.columns(2)
         c1.number_input("Min distance (px)", key=key("watershed.min_distance"),
@@ -178,8 +201,8 @@ def _controls(source: ImageSource) -> None:
     st.session_state[LAYOUT_DRAWN] = _layout()
 
 
-def _downloads(seg, source) -> None:
-    names = controls.download_names(source, method="count")
+def _downloads(seg, source, method: str = "count") -> None:
+    names = controls.download_names(source, method=method)
     c = st.columns(2)
     c[0].download_button("Per-object table (CSV)", lambda: seg.objects.to_csv(index=False),
                          file_name=names("nuclei", "csv"), mime="text/csv",
@@ -196,6 +219,8 @@ def _result(source: ImageSource):
     chosen = nuclei_models.picked(P)
     if chosen is not None:  # issue 18: a nucleus model instead of the steps
         return nuclei_models.count_result(source, *chosen)
+    if count_auto.picked(P) is not None:  # issue 17: an automatic preset
+        return count_auto.count_result(source, P)
     try:
         params = _params(source)
     except ValueError as err:
@@ -235,8 +260,9 @@ def overlay_part(source: ImageSource) -> None:
     shown = ", ".join(f"{k} = {_fmt(v) if not math.isnan(v) else 'per pixel'}"
                       for k, v in seg.thresholds.items())
     channel = "" if source.image.ndim == 2 else f" · {params.channel.value} channel"
-    chosen = nuclei_models.picked(P)
+    chosen, auto = nuclei_models.picked(P), count_auto.picked(P)
     st.caption(f"{source.name} · {chosen[0]}: {shown}" if chosen else
+               count_auto.result_line(source, auto, seg) if auto else
                f"{source.name}{channel} · {params.threshold.method.value} threshold: {shown}")
     version = _version(source, params)
     notify = (version if st.session_state.get(ANALYSIS_VERSION) != version
@@ -268,7 +294,7 @@ def analysis_part(source: ImageSource) -> None:
         c[3].metric("Recall (IoU 0.5)", _fmt(scores["recall"]))
         c[4].metric("F1 · mean AP (DSB)", f"{_fmt(scores['f1'])} · {_fmt(scores['ap'])}")
     try:
-        if nuclei_models.picked(P) is None:  # a model has no steps to show
+        if not _any_image():  # a model or a preset has none of these steps to show
             live_plot.plotly_chart(count_figures.steps_figure(seg, max_side=384),
                                    key=key("steps"))
     except ValueError as err:  # too many watershed markers to draw: noise, not nuclei
@@ -286,7 +312,7 @@ def analysis_part(source: ImageSource) -> None:
             live_plot.plotly_chart(count_figures.size_histogram(
                 seg.objects, pixel_size=source.pixel_size),
                                    key=key("sizes"))
-    _downloads(seg, source)
+    _downloads(seg, source, count_auto.picked(P) or "count")
 
 
 def pipeline(source: ImageSource) -> None:
@@ -297,8 +323,12 @@ def pipeline(source: ImageSource) -> None:
     :func:`overlay_part`, then :func:`analysis_part` once the browser drew it."""
     ctrl, result = st.columns([1, 3], gap="medium")
     with ctrl:
-        if nuclei_models.count_method(P) is None:  # issue 18: or a nucleus model
-            _controls(source)
+        # issue 18: or a nucleus model; issue 17: or an automatic preset (the steps greyed)
+        if nuclei_models.count_method(P, presets=count_auto.PRESETS) is None:
+            auto = count_auto.picked(P) is not None
+            if auto:
+                count_auto.render_controls(P, on_change=_on_change)
+            _controls(source, disabled=auto)
     with result:
         top, bottom = st.container(), st.container()
     with bottom:  # first: a full run draws the numbers for the parameters it shows
@@ -476,7 +506,8 @@ def dim_bright() -> None:
 # --- the page -------------------------------------------------------------------------
 st.title("Count nuclei")
 st.caption("Fluorescence nuclei: each step of the classic pipeline, the count, and the "
-           "seed's experiments.")
+           "seed's experiments; any image (stained, bright-field) with auto-nuclei or a "
+           "nucleus model.")
 with st.expander("How to read this page"):
     st.markdown(read_asset("count.md"))
 pipeline(pathology.with_pixel_size(_source()))  # µm² where the pixel size is known

@@ -68,6 +68,8 @@ def main(argv=None):
     ap.add_argument("--boundary-weight", type=float, default=3.0)
     ap.add_argument("--val-fraction", type=float, default=0.15)
     ap.add_argument("--patience", type=int, default=8, help="epochs without gain before stop")
+    ap.add_argument("--lr-patience", type=int, default=2,
+                    help="epochs without gain before the learning rate is halved")
     ap.add_argument("--minutes", type=float, default=None, help="stop training after this")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--init", default=None, help="start from a best.pt state (fine-tuning)")
@@ -84,7 +86,8 @@ def main(argv=None):
     widths = tuple(int(w) for w in args.widths.split(","))
     settings = NucleusTrainingSettings(
         init=args.init, epochs=args.epochs, steps=args.steps, batch=args.batch, crop=args.crop,
-        lr=args.lr, patience=args.patience, val_fraction=args.val_fraction,
+        lr=args.lr, lr_patience=args.lr_patience, patience=args.patience,
+        val_fraction=args.val_fraction,
         class_weights=(1.0, 1.0, args.boundary_weight), diameter=args.diameter, widths=widths,
         minutes=args.minutes, seed=args.seed, threads=args.threads)
     data = load_sets(args.data, args.diameter, args.val_fraction, rng)

@@ -56,7 +56,10 @@ class NucleusTrainingSettings:
     crop : int
         Crop side (px, at model scale); a multiple of the network's stride.
     lr : float
-        Adam's learning rate, halved after 2 epochs without a better validation F1.
+        Adam's learning rate, halved after `lr_patience` epochs without a better
+        validation F1.
+    lr_patience : int
+        Epochs without a better validation F1 before the learning rate is halved.
     patience : int
         Stop after this many epochs without a better validation F1 (early stopping).
     val_fraction : float
@@ -81,6 +84,7 @@ class NucleusTrainingSettings:
     batch: int = 8
     crop: int = 128
     lr: float = 5e-4
+    lr_patience: int = 2
     patience: int = 5
     val_fraction: float = 0.15
     class_weights: tuple = (1.0, 1.0, 3.0)
@@ -95,6 +99,8 @@ class NucleusTrainingSettings:
         for name in ("epochs", "steps", "batch"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"`{name}` must be at least 1, got {getattr(self, name)}")
+        if int(self.lr_patience) < 1:
+            raise ValueError(f"`lr_patience` must be at least 1 epoch, got {self.lr_patience}")
         if int(self.patience) < 1:
             raise ValueError(f"`patience` must be at least 1 epoch, got {self.patience}")
         if not 0 < float(self.val_fraction) < 1:
@@ -475,7 +481,8 @@ def fit_nucleus_net(train_items, val_items, settings: NucleusTrainingSettings | 
     area = {k: np.array([it[3].size for it in v], float) for k, v in by_set.items()}
     weights = torch.tensor([float(w) for w in settings.class_weights])
     opt = torch.optim.Adam(net.parameters(), lr=float(settings.lr))
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=2)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5,
+                                                       patience=int(settings.lr_patience))
     log = {"settings": {k: (str(v) if isinstance(v, Path) else v)
                         for k, v in asdict(settings).items()},
            "epochs": [], "best": {"epoch": -1, "val_f1": -1.0}, "stopped": "epochs"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from _common import (NUMBER_JS, OVERLAY_CHART, PREDICTION_LAYER, SLOW, chromium_page,
+from _common import (NUMBER_JS, OVERLAY_CHART, PREDICTION_LAYER, SLOW, chromium_page, choose,
                      number_value, press_slider, start_optimisation, start_streamlit,
                      stop_streamlit, wait_idle)
 
@@ -45,23 +45,6 @@ def wait_zoom_settled(page, chart: str, quiet: float = 500) -> list:
       return x[1] - x[0] < 200 && now - w.since >= quiet;
     }""", arg=[chart, _ZOOM_JS, quiet], timeout=SLOW, polling=100)
     return page.evaluate(_ZOOM_JS, chart)
-
-
-def choose(page, label: str, option: str) -> None:
-    """Pick `option` in the selectbox labelled `label`, once no script runs, and wait
-    until the box shows it. A list that a rerun redrew under the click (on a busy
-    machine) is opened again, at most three times."""
-    field = page.locator('[data-testid="stSelectbox"]', has_text=label).first.locator(
-        'input, [role="combobox"]').first
-    for _ in range(3):
-        wait_idle(page)
-        field.click()
-        page.get_by_role("option", name=option, exact=True).click()
-        wait_idle(page)
-        if field.input_value() == option:
-            return
-        page.keyboard.press("Escape")
-    raise AssertionError(f"{label}: {option!r} not chosen; the box shows {field.input_value()!r}")
 
 
 def test_explore_in_chromium(chromium_path, server, tmp_path):

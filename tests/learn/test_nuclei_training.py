@@ -18,7 +18,7 @@ from cellseg_core.learn.nuclei import NucleusModel
 from cellseg_core.learn.nuclei_training import (BUILTIN_STATE, NucleusTrainingSettings,
                                                 augmentation_preview, load_items,
                                                 median_diameter, split_validation)
-from cellseg_core.methods import OTSU_BASELINE, load_method, nucleus_methods
+from cellseg_core.methods import OTSU_BASELINE, as_segmenter, load_method, nucleus_methods
 from cellseg_core.metrics import average_precision, match_instances
 from cellseg_core.params import Params
 
@@ -135,11 +135,16 @@ def test_compare_nuclei_gallery_includes_images_without_ground_truth():
     assert out.per_image.set_index("id").loc["001", "f1"] != out.per_image.loc[0, "f1"]
 
 
-def test_nucleus_methods_are_the_built_in_model_otsu_and_the_auto_presets():
+def test_nucleus_methods_are_the_built_in_model_the_textbook_baseline_and_the_auto_presets():
     methods = nucleus_methods()
     assert list(methods) == ["builtin:nuclei", OTSU_BASELINE, "auto-nuclei", "auto-fluorescence"]
-    otsu = methods[OTSU_BASELINE].params
-    assert otsu.threshold.method.value == "otsu" and otsu.auto.kind.value == "off"
+    # The Otsu baseline is the textbook one, with the polarity read from each image:
+    # it finds dark nuclei on a bright image, not only bright ones.
+    image = np.ones((48, 48), np.float32)
+    image[8:20, 8:20] = image[28:40, 26:38] = 0.2
+    assert methods[OTSU_BASELINE].segment(image).nuclei.max() == 2
+    assert methods[OTSU_BASELINE].params is None
+    assert as_segmenter(methods[OTSU_BASELINE]) is methods[OTSU_BASELINE]
 
 
 def test_compare_nuclei_needs_a_method():
