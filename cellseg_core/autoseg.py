@@ -61,7 +61,8 @@ from .scale import estimate_diameter
 
 __all__ = ["RELATIVE", "KIND_RELATIVE", "DEFAULT_DIAMETER", "AutoNuclei", "describe",
            "nucleus_signal", "relative", "derived_settings", "background_correct",
-           "valleys", "deep_maxima", "split_nuclei", "resplit_large", "refine_outlines", "drop_low_contrast",
+           "valleys", "deep_maxima", "split_nuclei", "resplit_large", "refine_outlines",
+           "drop_low_contrast", "signal_diameter", "estimate_nucleus_diameter",
            "segment_nuclei"]
 
 #: Every size of the method as a multiple of the nucleus diameter ``d``, and the two
@@ -217,6 +218,52 @@ def relative(kind: AutoKind | str) -> dict:
     (0.7, 0.5)
     """
     return {**RELATIVE, **KIND_RELATIVE.get(_concrete_kind(kind), {})}
+
+
+def signal_diameter(signal: np.ndarray, kind: AutoKind | str) -> float:
+    """Nucleus diameter (px) read off a nucleus channel of a kind of image; NaN if none.
+
+    :func:`cellseg_core.scale.estimate_diameter` with two Otsu levels for gray
+    bright-field (cells whose darker part is the nucleus), one otherwise.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rr, cc = np.indices((80, 80))
+    >>> disks = sum(((rr - r) ** 2 + (cc - c) ** 2 <= 8 ** 2).astype(np.float32)
+    ...             for r, c in [(20, 20), (20, 55), (55, 40)])
+    >>> round(signal_diameter(disks, "fluorescence"))
+    16
+    """
+    levels = 2 if _concrete_kind(kind) == AutoKind.BRIGHTFIELD else 1
+    return float(estimate_diameter(signal, levels=levels))
+
+
+def estimate_nucleus_diameter(image: np.ndarray,
+                              kind: AutoKind | str | KindResult | None = None) -> float:
+    """Typical nucleus diameter (px) of an image, as :func:`segment_nuclei` estimates it.
+
+    The kind of image is detected unless given (:func:`~cellseg_core.imagekind.resolve_kind`),
+    its :func:`nucleus_signal` computed and :func:`signal_diameter` read off it.
+
+    Returns
+    -------
+    float
+        NaN when the image holds no nucleus-like piece (a blank or constant image).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rr, cc = np.indices((60, 60))
+    >>> img = np.full((60, 60), 0.05, np.float32)
+    >>> for r, c in [(15, 15), (15, 42), (44, 30)]:
+    ...     img[(rr - r) ** 2 + (cc - c) ** 2 <= 36] = 0.8
+    >>> round(estimate_nucleus_diameter(img))
+    12
+    """
+    image = as_float_image(image, name="`image`")
+    kind_result = resolve_kind(image, kind)
+    return signal_diameter(nucleus_signal(image, kind_result.kind), kind_result.kind)
 
 
 def derived_settings(diameter: float) -> dict:
@@ -577,8 +624,7 @@ def segment_nuclei(image: np.ndarray, kind: AutoKind | str | KindResult | None =
     signal = nucleus_signal(image, kind_result.kind)
     estimated = not diameter
     if estimated:
-        levels = 2 if kind_result.kind == AutoKind.BRIGHTFIELD else 1
-        diameter = estimate_diameter(signal, levels=levels)
+        diameter = signal_diameter(signal, kind_result.kind)
         if not np.isfinite(diameter):
             diameter = DEFAULT_DIAMETER
     low, high = _DIAMETER_RANGE

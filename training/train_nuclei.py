@@ -121,7 +121,7 @@ def main(argv=None):
                                    checkpoint=out / "best.pt")
         log.update({k: fit[k] for k in ("epochs", "best", "stopped")})
         print(fit["stopped"], flush=True)
-    tuned = tune_thresholds(net, data["val"])
+    tuned = tune_thresholds(net, data["val"], settings.diameter)
     log["tuned"] = tuned
     print(f"thresholds on validation: {tuned}", flush=True)
     meta = onnx_metadata(settings, fit, tuned, ",".join(Path(d).name for d in args.data))

@@ -23,13 +23,16 @@ from scipy import ndimage as ndi
 from skimage.segmentation import relabel_sequential, watershed
 from skimage.transform import resize
 
+from ..autoseg import RELATIVE, estimate_nucleus_diameter, split_nuclei
 from ..instances import filter_by_size, label_objects
 from ..io import as_float_image
+from ..morphology import fill_holes
 from ..params import Mode, Params
 from ..pipeline import Segmentation
 
 __all__ = ["BUILTIN_MODEL", "NucleusModel", "predict_nuclei", "normalize_image",
-           "probabilities_to_instances", "estimate_diameter", "nucleus_targets"]
+           "probabilities_to_instances", "estimate_diameter", "nucleus_targets",
+           "LEGACY_DECODE", "DECODE", "TTA_PASSES"]
 
 #: The model file shipped inside the package.
 BUILTIN_MODEL = Path(__file__).resolve().parent.parent / "models" / "nuclei.onnx"
@@ -40,6 +43,18 @@ FORMAT_VERSION = "1"
 
 _SESSIONS: dict = {}
 _LOCK = threading.Lock()
+
+#: How a model file without decode keys in its metadata is decoded: the way every file
+#: was before the keys existed (markers = interior cores; size estimated by the model).
+LEGACY_DECODE = {"decode": "interior", "size_estimate": "model", "tta": "1"}
+#: The decode new files are written with (chosen on the train splits, issue 18):
+#: foreground parted by a distance-transform watershed, each part kept when it holds
+#: an interior core; the size read off the image as ``auto-nuclei`` does.
+DECODE = {"decode": "distance", "size_estimate": "classical", "tta": "1"}
+#: Test-time augmentation: passes over the dihedral transforms (rot90 k, then flipped).
+TTA_PASSES = (1, 2, 4, 8)
+_DECODES = ("interior", "distance")
+_SIZE_ESTIMATES = ("model", "classical")
 
 
 # --- pieces shared with the training script -------------------------------------------------
@@ -95,7 +110,8 @@ def nucleus_targets(labels: np.ndarray) -> np.ndarray:
 
 def probabilities_to_instances(probabilities: np.ndarray, *, marker_threshold: float = 0.5,
                                foreground_threshold: float = 0.5,
-                               min_size: int = 12) -> np.ndarray:
+                               min_size: int = 12, decode: str = "interior",
+                               diameter: float = 20.0) -> np.ndarray:
     """Nucleus instances from (M, N, 3) class probabilities by marker watershed.
 
     Parameters
@@ -103,11 +119,22 @@ def probabilities_to_instances(probabilities: np.ndarray, *, marker_threshold: f
     probabilities : (M, N, 3) ndarray
         Background, interior and boundary probabilities.
     marker_threshold : float
-        Interior probability above which a pixel seeds a nucleus.
+        Interior probability above which a pixel is part of a nucleus core.
     foreground_threshold : float
         Interior + boundary probability above which a pixel belongs to some nucleus.
     min_size : int
-        Smaller markers and smaller final objects (pixels) are dropped.
+        Smaller cores and smaller final objects (pixels) are dropped.
+    decode : {'interior', 'distance'}
+        ``interior``: each core (connected pixels above `marker_threshold`) is a
+        marker and floods the foreground downhill in interior probability.
+        ``distance``: the foreground (holes filled) is parted as ``auto-nuclei``
+        parts its mask (:func:`cellseg_core.autoseg.split_nuclei` on the distance to
+        the background, smoothed, markers at least ``RELATIVE['marker_depth']`` radii
+        above their saddle, compact watershed), and a part is kept when it holds at
+        least `min_size` core pixels.
+        It parts touching nuclei whose cores have merged.
+    diameter : float
+        Nucleus diameter (px) at this scale, for ``distance``: the model's diameter.
 
     Returns
     -------
@@ -120,16 +147,42 @@ def probabilities_to_instances(probabilities: np.ndarray, *, marker_threshold: f
     >>> p[0, 1:4] = [0, 1, 0]; p[0, 4:6] = [0, 0, 1]; p[0, 6:9] = [0, 1, 0]
     >>> probabilities_to_instances(p, min_size=1)
     array([[0, 1, 1, 1, 1, 2, 2, 2, 2, 0]], dtype=int32)
+
+    Two overlapping disks whose cores touch: one marker for ``interior``, two parts
+    for ``distance``.
+
+    >>> rr, cc = np.indices((30, 44))
+    >>> fg = ((rr - 15) ** 2 + (cc - 14) ** 2 < 100) | ((rr - 15) ** 2 + (cc - 29) ** 2 < 100)
+    >>> p = np.stack([~fg, fg, np.zeros_like(fg)], -1).astype(float)
+    >>> [int(probabilities_to_instances(p, decode=d, diameter=20).max())
+    ...  for d in ("interior", "distance")]
+    [1, 2]
     """
     probabilities = np.asarray(probabilities, np.float32)
     if probabilities.ndim != 3 or probabilities.shape[-1] != 3:
         raise ValueError(f"`probabilities` must be (M, N, 3), got shape {probabilities.shape}")
+    if decode not in _DECODES:
+        raise ValueError(f"`decode` must be one of {list(_DECODES)}, got {decode!r}")
     interior = probabilities[..., 1]
     foreground = (interior + probabilities[..., 2]) > foreground_threshold
-    markers = filter_by_size(label_objects(interior > marker_threshold), min_size)
-    if markers.max() == 0:
-        return np.zeros(interior.shape, np.int32)
-    labels = watershed(-interior, markers, mask=foreground | (markers > 0))
+    core = interior > marker_threshold
+    if decode == "distance":
+        if not (np.isfinite(diameter) and diameter > 0):
+            raise ValueError(f"`diameter` must be a positive number, got {diameter!r}")
+        foreground = fill_holes(foreground | core)
+        distance = ndi.distance_transform_edt(foreground) / (diameter / 2)
+        landscape = ndi.gaussian_filter(distance, RELATIVE["marker_smoothing"] * diameter,
+                                        mode="nearest")
+        labels = split_nuclei(foreground, landscape, RELATIVE["marker_depth"],
+                              RELATIVE["compactness"] * 2 / diameter)
+        cored = np.bincount(labels[core], minlength=int(labels.max()) + 1) >= min_size
+        cored[0] = False
+        labels = np.where(cored[labels], labels, 0)
+    else:
+        markers = filter_by_size(label_objects(core), min_size)
+        if markers.max() == 0:
+            return np.zeros(interior.shape, np.int32)
+        labels = watershed(-interior, markers, mask=foreground | (markers > 0))
     labels = filter_by_size(labels, min_size)
     return relabel_sequential(labels)[0].astype(np.int32, copy=False)
 
@@ -195,6 +248,17 @@ class NucleusModel:
         validation images at training time (stored in the file), else 0.5.
     min_size : int
         Smallest nucleus kept, in pixels at model scale.
+    decode : {'interior', 'distance'}, optional
+        How probabilities become instances (:func:`probabilities_to_instances`).
+    size_estimate : {'model', 'classical'}, optional
+        How the nucleus diameter is estimated when not given (:func:`estimate_diameter`).
+    tta : {1, 2, 4, 8}, optional
+        Test-time augmentation: probabilities averaged over this many flips/rotations
+        (each a network pass: 4 or 8 cost 4 or 8 times the time of one).
+
+    The last three default to the file's metadata keys ``decode``, ``size_estimate``
+    and ``tta``; a file without them (written before they existed) gets
+    :data:`LEGACY_DECODE`, so it decodes as it always did.
 
     Raises
     ------
@@ -203,7 +267,9 @@ class NucleusModel:
     """
 
     def __init__(self, path=None, *, marker_threshold: float | None = None,
-                 foreground_threshold: float | None = None, min_size: int = 12):
+                 foreground_threshold: float | None = None, min_size: int = 12,
+                 decode: str | None = None, size_estimate: str | None = None,
+                 tta: int | None = None):
         self.path = Path(path) if path is not None else BUILTIN_MODEL
         self._session, meta = _session(self.path)
         low, high = (float(v) for v in meta.get("normalize_percentiles", "1,99.8").split(","))
@@ -214,6 +280,23 @@ class NucleusModel:
         self.foreground_threshold = float(meta.get("foreground_threshold", 0.5)
                                           if foreground_threshold is None else foreground_threshold)
         self.min_size = min_size
+        self.decode = decode if decode is not None else meta.get("decode",
+                                                                 LEGACY_DECODE["decode"])
+        self.size_estimate = (size_estimate if size_estimate is not None else
+                              meta.get("size_estimate", LEGACY_DECODE["size_estimate"]))
+        self.tta = tta if tta is not None else meta.get("tta", LEGACY_DECODE["tta"])
+        if self.decode not in _DECODES:
+            raise ValueError(f"`decode` must be one of {list(_DECODES)}, got {self.decode!r}")
+        if self.size_estimate not in _SIZE_ESTIMATES:
+            raise ValueError(f"`size_estimate` must be one of {list(_SIZE_ESTIMATES)}, "
+                             f"got {self.size_estimate!r}")
+        given = self.tta
+        try:
+            self.tta = int(given)
+        except (TypeError, ValueError):
+            self.tta = None
+        if self.tta not in TTA_PASSES:
+            raise ValueError(f"`tta` must be one of {list(TTA_PASSES)}, got {given!r}")
 
     @property
     def diameter(self) -> float:
@@ -229,8 +312,13 @@ class NucleusModel:
         e = np.exp(logits)
         return np.moveaxis(e / e.sum(0, keepdims=True), 0, -1)
 
-    def probabilities(self, x: np.ndarray, *, tile: int = 512, overlap: int = 128) -> np.ndarray:
+    def probabilities(self, x: np.ndarray, *, tile: int = 512, overlap: int = 128,
+                      tta: int = 1) -> np.ndarray:
         """Class probabilities of a normalised (M, N, 3) image at model scale, in tiles.
+
+        With ``tta`` > 1, the mean of the probabilities of the first ``tta`` of the
+        image's eight flips/rotations (rot90 by 0-3 quarter turns, then the same
+        mirrored), each mapped back.
 
         Tiles of ``tile`` px overlapping by ``overlap`` px start on multiples of the
         network's stride; each tile contributes only its centre (the overlap is split
@@ -239,6 +327,19 @@ class NucleusModel:
         result equals the whole-image prediction (measured: identical to float
         precision on a 512² image; a 32-px margin differs by up to 0.6 near seams).
         """
+        if tta not in TTA_PASSES:
+            raise ValueError(f"`tta` must be one of {list(TTA_PASSES)}, got {tta!r}")
+        if tta > 1:
+            order = [(k, False) for k in range(4)] + [(k, True) for k in range(4)]
+            if tta == 2:
+                order = [(0, False), (0, True)]
+            total = np.zeros(x.shape[:2] + (3,), np.float32)
+            for k, mirror in order[:tta]:
+                y = np.rot90(x[:, ::-1] if mirror else x, k)
+                p = np.rot90(self.probabilities(np.ascontiguousarray(y), tile=tile,
+                                                overlap=overlap), -k)
+                total += p[:, ::-1] if mirror else p
+            return total / np.float32(tta)
         mult = self.settings.multiple
         if tile % mult or overlap % (2 * mult) or not 0 <= overlap < tile:
             raise ValueError(f"`tile` ({tile}) must be a multiple of {mult} and `overlap` "
@@ -284,10 +385,12 @@ class NucleusModel:
         instances : (M, N) ndarray of int32, nuclei numbered 1..n
         probabilities : (M, N, 3) ndarray of float32, background / interior / boundary
         """
+        if diameter is None and self.size_estimate == "classical":
+            diameter = estimate_diameter(image, model=self, tile=tile, overlap=overlap)
         x = normalize_image(image, low=self.settings.low, high=self.settings.high)
         if diameter is None:
             diameter = estimate_diameter(x, model=self, tile=tile, overlap=overlap,
-                                         _normalized=True)
+                                         _normalized=True, method="model")
         try:
             diameter = float(diameter)
         except (TypeError, ValueError):
@@ -297,17 +400,30 @@ class NucleusModel:
         return self._predict_normalized(x, diameter, tile, overlap)
 
     def _predict_normalized(self, x, diameter, tile, overlap):
-        shape = x.shape[:2]
+        prob = self.probabilities(self.to_model_scale(x, diameter), tile=tile,
+                                  overlap=overlap, tta=self.tta)
+        return self.decode_probabilities(prob, x.shape[:2])
+
+    def to_model_scale(self, x: np.ndarray, diameter: float) -> np.ndarray:
+        """Image `x` rescaled by ``model diameter / diameter`` (as is within 2 %)."""
         factor = self.diameter / diameter
-        if abs(factor - 1) > 0.02:
-            size = tuple(max(1, int(round(s * factor))) for s in shape)
-            x = resize(x, size, order=1, preserve_range=True,
-                       anti_aliasing=factor < 1).astype(np.float32)
-        prob = self.probabilities(x, tile=tile, overlap=overlap)
+        if abs(factor - 1) <= 0.02:
+            return x
+        size = tuple(max(1, int(round(s * factor))) for s in x.shape[:2])
+        return resize(x, size, order=1, preserve_range=True,
+                      anti_aliasing=factor < 1).astype(np.float32)
+
+    def decode_probabilities(self, prob: np.ndarray, shape) -> tuple[np.ndarray, np.ndarray]:
+        """Instances and probabilities, at image `shape`, of probabilities at model scale.
+
+        Decoded with this model's settings (:func:`probabilities_to_instances`), then
+        both resized to `shape` (nearest for the instances).
+        """
         instances = probabilities_to_instances(
             prob, marker_threshold=self.marker_threshold,
-            foreground_threshold=self.foreground_threshold, min_size=self.min_size)
-        if prob.shape[:2] != shape:
+            foreground_threshold=self.foreground_threshold, min_size=self.min_size,
+            decode=self.decode, diameter=self.diameter)
+        if prob.shape[:2] != tuple(shape):
             prob = resize(prob, shape, order=1, preserve_range=True,
                           anti_aliasing=False).astype(np.float32)
             instances = resize(instances, shape, order=0, preserve_range=True,
@@ -342,13 +458,24 @@ def _model(model) -> NucleusModel:
 
 
 def estimate_diameter(image, *, model=None, tile: int = 512, overlap: int = 128,
-                      _normalized: bool = False) -> float:
-    """Typical nucleus diameter (px) of an image, found with the model itself.
+                      method: str | None = None, _normalized: bool = False) -> float:
+    """Typical nucleus diameter (px) of an image.
 
-    The model is run at the image's own scale, then again after rescaling by the
-    median equivalent diameter of what it found (up to three passes, until the
-    estimate moves by less than 15 %); the median of the last pass is returned.
-    Nuclei smaller than ~8 px or larger than ~100 px are outside what this finds well.
+    Parameters
+    ----------
+    image : (M, N[, 3]) ndarray
+    model : NucleusModel or path, optional
+        Default: the built-in model.
+    method : {'model', 'classical'}, optional
+        Default: the model's ``size_estimate`` (its file's metadata).
+        ``classical``: read off the image as ``auto-nuclei`` does
+        (:func:`cellseg_core.autoseg.estimate_nucleus_diameter`: kind of image,
+        nucleus channel, Otsu pieces, no network pass); when that finds nothing, the
+        model's estimate. ``model``: the model is run at the image's own scale, then
+        again after rescaling by the median equivalent diameter of what it found (up
+        to three passes, until the estimate moves by less than 15 %); the median of
+        the last pass. Nuclei smaller than ~8 px or larger than ~100 px are outside
+        what ``model`` finds well (it can lock onto fragments of large nuclei).
 
     Returns
     -------
@@ -356,6 +483,13 @@ def estimate_diameter(image, *, model=None, tile: int = 512, overlap: int = 128,
         The estimate; the model's own diameter when nothing is found.
     """
     model = _model(model)
+    method = model.size_estimate if method is None else method
+    if method not in _SIZE_ESTIMATES:
+        raise ValueError(f"`method` must be one of {list(_SIZE_ESTIMATES)}, got {method!r}")
+    if method == "classical" and not _normalized:
+        found = estimate_nucleus_diameter(image)
+        if np.isfinite(found) and found > 0:
+            return float(np.clip(found, 4, 400))
     x = image if _normalized else normalize_image(image, low=model.settings.low,
                                                   high=model.settings.high)
     guess = model.diameter

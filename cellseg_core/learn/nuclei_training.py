@@ -28,7 +28,7 @@ from scipy import ndimage as ndi
 from skimage.transform import rescale, resize
 
 from ..metrics import match_instances
-from .nuclei import FORMAT, FORMAT_VERSION, normalize_image, nucleus_targets, \
+from .nuclei import DECODE, FORMAT, FORMAT_VERSION, normalize_image, nucleus_targets, \
     probabilities_to_instances
 
 __all__ = ["BUILTIN_STATE", "NucleusTrainingSettings", "network_class", "median_diameter",
@@ -354,23 +354,28 @@ def _predict_torch(torch, net, x, multiple: int):
     return np.moveaxis(prob, 0, -1)[:m, :n]
 
 
-def validate(net, items) -> tuple[float, dict]:
-    """Mean per-set validation F1 at IoU 0.5 (default thresholds), and per set."""
+def validate(net, items, diameter: float = 20.0) -> tuple[float, dict]:
+    """Mean per-set validation F1 at IoU 0.5 (default thresholds), and per set.
+
+    Decoded as new files are (:data:`~.nuclei.DECODE`); `diameter` is the model's.
+    """
     import torch
 
     multiple = 2 ** (len(net.widths) - 1)
     net.eval()
     per_set = {}
     for name, _, x, lab in items:
-        inst = probabilities_to_instances(_predict_torch(torch, net, x, multiple))
+        inst = probabilities_to_instances(_predict_torch(torch, net, x, multiple),
+                                          decode=DECODE["decode"], diameter=diameter)
         per_set.setdefault(name, []).append(match_instances(inst, lab)["f1"])
     net.train()
     scores = {k: float(np.mean(v)) for k, v in per_set.items()}
     return float(np.mean(list(scores.values()))), scores
 
 
-def tune_thresholds(net, items) -> dict:
-    """Marker and foreground thresholds with the best mean validation F1 (per-set means)."""
+def tune_thresholds(net, items, diameter: float = 20.0) -> dict:
+    """Marker and foreground thresholds with the best mean validation F1 (per-set means),
+    decoded as new files are (:data:`~.nuclei.DECODE`); `diameter` is the model's."""
     import torch
 
     multiple = 2 ** (len(net.widths) - 1)
@@ -382,7 +387,8 @@ def tune_thresholds(net, items) -> dict:
             per_set = {}
             for name, p, lab in probs:
                 inst = probabilities_to_instances(p, marker_threshold=marker,
-                                                  foreground_threshold=fg)
+                                                  foreground_threshold=fg,
+                                                  decode=DECODE["decode"], diameter=diameter)
                 per_set.setdefault(name, []).append(match_instances(inst, lab)["f1"])
             score = float(np.mean([np.mean(v) for v in per_set.values()]))
             best = max(best, (score, marker, fg))
@@ -503,7 +509,7 @@ def fit_nucleus_net(train_items, val_items, settings: NucleusTrainingSettings | 
                                                   "loss": losses[-1]}):
                 stop = True
                 break
-        score, per_set = validate(net, val_items)
+        score, per_set = validate(net, val_items, settings.diameter)
         sched.step(score)
         if score > best:
             best, best_epoch = score, epoch
@@ -546,7 +552,7 @@ def onnx_metadata(settings: NucleusTrainingSettings, log: dict, tuned: dict,
     """The metadata :class:`~.nuclei.NucleusModel` reads from an exported file."""
     return {"marker_threshold": tuned["marker_threshold"],
             "foreground_threshold": tuned["foreground_threshold"],
-            "cellseg_format": FORMAT, "cellseg_format_version": FORMAT_VERSION,
+            "cellseg_format": FORMAT, "cellseg_format_version": FORMAT_VERSION, **DECODE,
             "diameter": settings.diameter, "classes": "background,interior,boundary",
             "normalize_percentiles": "1,99.8", "multiple": 2 ** (len(settings.widths) - 1),
             "seed": settings.seed, "best_epoch": log["best"]["epoch"],
@@ -594,6 +600,6 @@ def train_nucleus_model(dataset, ids, out, settings: NucleusTrainingSettings | N
                                settings, progress=progress, checkpoint=checkpoint)
     if progress is not None:
         progress({"kind": "export"})
-    tuned = tune_thresholds(net, [items[i] for i in val_ids])
+    tuned = tune_thresholds(net, [items[i] for i in val_ids], settings.diameter)
     export_onnx(net, out, onnx_metadata(settings, log, tuned, dataset.name))
     return {**log, "tuned": tuned, "train_ids": train_ids, "val_ids": val_ids, "out": str(out)}

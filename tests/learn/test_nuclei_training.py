@@ -213,6 +213,7 @@ def test_fine_tuning_a_few_steps_changes_the_weights_and_writes_a_usable_model(t
     assert log["best"]["val_f1"] == max(e["val_f1"] for e in log["epochs"])
     model = NucleusModel(tmp_path / "toy.onnx")  # onnxruntime reads it, no torch
     assert model.metadata["init"] == "builtin" and model.metadata["trained_on"] == "toy"
+    assert (model.decode, model.size_estimate, model.tta) == ("distance", "classical", 1)
     nuclei, _ = model.predict(images[0], diameter=median_diameter(labels[0]))
     assert nuclei.max() >= 1
     method = load_method(model=str(tmp_path / "toy.onnx"))  # what --model FILE.onnx does
