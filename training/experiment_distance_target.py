@@ -1,0 +1,347 @@
+"""Experiment (issue 18, point 1): distance-map target against the 3-class target.
+
+Both networks are the package's U-Net (``network_class``), trained from scratch with
+the same seed, the same training / validation images (``train_nuclei.load_sets``: the
+TRAIN splits of the sets given, a seeded 15 % held out for validation), the same
+augmented crops (``sample_crop``: same rng, same sequence), the same steps per epoch,
+batch, learning rate, plateau decay, best-validation checkpoint and wall-time budget.
+Only the target, the loss and the decode differ:
+
+- ``classes`` (target A, the shipped design): background / interior / boundary,
+  weighted cross-entropy; exactly ``fit_nucleus_net`` with ``init=None``; thresholds
+  tuned on the validation images by ``tune_thresholds``; decoded by
+  ``probabilities_to_instances(decode="distance")`` (the shipped decode).
+- ``distance`` (target B): 2 output channels: channel 0 a foreground logit (BCE
+  against "inside a nucleus"), channel 1 the distance of each nucleus pixel to its own
+  nucleus's boundary in model-scale radii (diameter 20 -> radius 10), clipped to
+  [0, 1.5], 0 on background (MSE, weight 1 against the BCE). The distance is computed
+  per instance in one vectorised call: the Euclidean distance transform of the
+  3-class target's interior (each nucleus's 1-px boundary ring, including the double
+  ring between touching nuclei, counts as outside) plus 1 on every nucleus pixel, so
+  touching nuclei get separate peaks. Decode: foreground = sigmoid(logit) > t_fg
+  (holes filled); landscape = predicted distance smoothed by
+  ``RELATIVE["marker_smoothing"]`` diameters; instances =
+  ``autoseg.split_nuclei(foreground, landscape, depth, RELATIVE["compactness"] * 2 /
+  diameter)``, i.e. the same relative values as the 3-class ``distance`` decode (which
+  builds its landscape from the distance transform of its foreground, in radii);
+  objects under 12 px dropped. During training the validation F1 uses t_fg 0.5 and
+  depth ``RELATIVE["marker_depth"]``; afterwards t_fg and depth are tuned on the
+  validation images only.
+
+Both are then scored on the validation images (the held-out part of the train splits;
+test splits are never read) at the images' true scale (instances predicted at model
+scale, resized back with nearest neighbour): per set, mean per-image F1 at IoU 0.5
+and DSB AP (``cellseg_core.metrics``). Note: the thresholds are tuned on these same
+validation images for both targets (as the shipped model's are), so the figures are
+optimistic for both alike; bright-field has a single validation image.
+
+Command (one process per target, both at once, one thread each; the second one to
+finish prints the table, or ``--report`` prints it from the saved results)::
+
+    for t in classes distance; do
+      nice -n 10 python3 training/experiment_distance_target.py \
+        ../shared/data/dsb2018_fluo ../shared/data/dsb2018_histo \
+        ../shared/data/dsb2018_brightfield --target $t --minutes 10 --threads 1 \
+        --out training/runs/distance_experiment > training/runs/distance_experiment_$t.log 2>&1 &
+    done
+
+Wall time (2 shared CPU cores, both runs at once): see the ``minutes`` column of the
+table (training + tuning + scoring per run, loading excluded); about 12 min each.
+Writes ``<out>/<target>.json`` (settings, per-epoch log, tuned values, scores).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from scipy import ndimage as ndi
+from skimage.segmentation import relabel_sequential
+from skimage.transform import resize
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from cellseg_core.autoseg import RELATIVE, split_nuclei  # noqa: E402
+from cellseg_core.instances import filter_by_size  # noqa: E402
+from cellseg_core.learn.nuclei import probabilities_to_instances  # noqa: E402
+from cellseg_core.learn.nuclei_training import (  # noqa: E402
+    NucleusTrainingSettings, fit_nucleus_net, network_class, sample_crop, tune_thresholds)
+from cellseg_core.metrics import average_precision, match_instances  # noqa: E402
+from cellseg_core.morphology import fill_holes  # noqa: E402
+from train_nuclei import load_sets  # noqa: E402
+
+TARGETS = ("classes", "distance")
+MIN_SIZE = 12
+SET_NAMES = {"dsb2018_fluo": "fluo", "dsb2018_histo": "histo",
+             "dsb2018_brightfield": "bright-field"}
+
+
+# --- target B: distance to the nucleus's own boundary ---------------------------------------
+
+def distance_target(classes: np.ndarray, radius: float, cap: float = 1.5) -> np.ndarray:
+    """Per-instance distance to the own boundary, in radii, from a 3-class target.
+
+    Examples
+    --------
+    >>> t = np.zeros((1, 9), np.uint8); t[0, 1:8] = [2, 1, 1, 1, 1, 1, 2]
+    >>> distance_target(t, radius=2.0, cap=10)
+    array([[0. , 0.5, 1. , 1.5, 2. , 1.5, 1. , 0.5, 0. ]], dtype=float32)
+    """
+    inside = ndi.distance_transform_edt(classes == 1) + 1.0
+    out = np.where(classes > 0, inside, 0.0) / float(radius)
+    return np.clip(out, 0, cap).astype(np.float32)
+
+
+def _forward(torch, net, x, multiple: int) -> np.ndarray:
+    """(M, N, C) raw outputs of a whole (M, N, 3) image at model scale."""
+    m, n = x.shape[:2]
+    xp = np.pad(x, ((0, (-m) % multiple), (0, (-n) % multiple), (0, 0)), mode="symmetric")
+    with torch.no_grad():
+        out = net(torch.from_numpy(np.moveaxis(xp, -1, 0)[None].copy()))[0].numpy()
+    return np.moveaxis(out, 0, -1)[:m, :n]
+
+
+def decode_distance(out: np.ndarray, diameter: float, t_fg: float = 0.5,
+                    depth: float = RELATIVE["marker_depth"]) -> np.ndarray:
+    """Instances from (M, N, 2) outputs (foreground logit, distance in radii)."""
+    foreground = fill_holes(1 / (1 + np.exp(-out[..., 0])) > t_fg)
+    landscape = ndi.gaussian_filter(out[..., 1].astype(np.float64),
+                                    RELATIVE["marker_smoothing"] * diameter, mode="nearest")
+    labels = split_nuclei(foreground, landscape, depth, RELATIVE["compactness"] * 2 / diameter)
+    labels = filter_by_size(labels, MIN_SIZE)
+    return relabel_sequential(labels)[0].astype(np.int32, copy=False)
+
+
+def _mean_per_set(values: dict) -> float:
+    return float(np.mean([np.mean(v) for v in values.values()]))
+
+
+def validate_distance(torch, net, items, diameter, t_fg=0.5, depth=RELATIVE["marker_depth"],
+                      outputs=None) -> tuple[float, dict]:
+    """Mean per-set validation F1 at IoU 0.5 at model scale (as ``validate``)."""
+    multiple = 2 ** (len(net.widths) - 1)
+    net.eval()
+    per_set = {}
+    for k, (name, _, x, lab) in enumerate(items):
+        out = outputs[k] if outputs is not None else _forward(torch, net, x, multiple)
+        inst = decode_distance(out, diameter, t_fg, depth)
+        per_set.setdefault(name, []).append(match_instances(inst, lab)["f1"])
+    net.train()
+    return _mean_per_set(per_set), {k: float(np.mean(v)) for k, v in per_set.items()}
+
+
+def fit_distance_net(train_items, val_items, settings: NucleusTrainingSettings,
+                     progress=None):
+    """Target B, trained with ``fit_nucleus_net``'s loop (crops, schedule, checkpoint)."""
+    import torch
+
+    start = time.time()
+    torch.set_num_threads(int(settings.threads))
+    torch.manual_seed(int(settings.seed))
+    rng = np.random.default_rng(settings.seed)
+    net = network_class()(tuple(settings.widths), n_out=2)
+    radius = settings.diameter / 2
+    by_set = {}
+    for item in train_items:
+        by_set.setdefault(item[0], []).append(item)
+    names = sorted(by_set)
+    area = {k: np.array([it[3].size for it in v], float) for k, v in by_set.items()}
+    opt = torch.optim.Adam(net.parameters(), lr=float(settings.lr))
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5,
+                                                       patience=int(settings.lr_patience))
+    log = {"epochs": [], "best": {"epoch": -1, "val_f1": -1.0}, "stopped": "epochs"}
+    best_state, best, best_epoch = None, -1.0, -1
+    net.train()
+    for epoch in range(int(settings.epochs)):
+        losses = []
+        for _ in range(int(settings.steps)):
+            batch = []
+            for _ in range(int(settings.batch)):
+                name = names[rng.integers(len(names))]
+                k = rng.choice(len(by_set[name]), p=area[name] / area[name].sum())
+                batch.append(sample_crop(by_set[name][k], int(settings.crop),
+                                         settings.scale_range, rng))
+            xb = torch.from_numpy(np.stack([b[0] for b in batch]))
+            classes = np.stack([b[1] for b in batch])
+            fg = torch.from_numpy((classes > 0).astype(np.float32))
+            dist = torch.from_numpy(np.stack([distance_target(c, radius) for c in classes]))
+            out = net(xb)
+            loss = (torch.nn.functional.binary_cross_entropy_with_logits(out[:, 0], fg)
+                    + torch.nn.functional.mse_loss(out[:, 1], dist))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        score, per_set = validate_distance(torch, net, val_items, settings.diameter)
+        sched.step(score)
+        if score > best:
+            best, best_epoch = score, epoch
+            best_state = copy.deepcopy(net.state_dict())
+        record = {"epoch": epoch, "loss": float(np.mean(losses)), "val_f1": score,
+                  "val_f1_per_set": per_set, "lr": opt.param_groups[0]["lr"],
+                  "seconds": round(time.time() - start, 1), "best_epoch": best_epoch}
+        log["epochs"].append(record)
+        log["best"] = {"epoch": best_epoch, "val_f1": best}
+        if progress is not None:
+            progress({"kind": "epoch", **record})
+        if epoch - best_epoch >= int(settings.patience):
+            log["stopped"] = "early stop"
+            break
+        if settings.minutes and time.time() - start > settings.minutes * 60:
+            log["stopped"] = "time limit"
+            break
+    net.load_state_dict(best_state)
+    net.eval()
+    log["wall_seconds"] = round(time.time() - start, 1)
+    return net, log
+
+
+def tune_distance(torch, net, items, diameter) -> dict:
+    """t_fg and depth with the best mean validation F1 (model scale)."""
+    multiple = 2 ** (len(net.widths) - 1)
+    outputs = [_forward(torch, net, x, multiple) for _, _, x, _ in items]
+    best = (-1.0, 0.5, RELATIVE["marker_depth"])
+    for t_fg in (0.3, 0.4, 0.5, 0.6, 0.7):
+        for depth in (0.05, 0.1, 0.15, 0.2, 0.3):
+            score, _ = validate_distance(torch, net, items, diameter, t_fg, depth, outputs)
+            best = max(best, (score, t_fg, depth))
+    net.eval()
+    return {"val_f1_tuned": round(best[0], 4), "t_fg": best[1], "depth": best[2]}
+
+
+# --- scoring at true scale ------------------------------------------------------------------
+
+def score_true_scale(torch, net, target, val_items, folders, tuned, diameter) -> dict:
+    """Per set: mean per-image F1@0.5 and DSB AP against the labels at their own scale."""
+    multiple = 2 ** (len(net.widths) - 1)
+    where = {Path(f).name: Path(f) for f in folders}
+    per_set = {}
+    for name, ident, x, _ in val_items:
+        truth = tifffile.imread(where[name] / "labels" / f"{int(ident):03d}.tif").astype(np.int32)
+        out = _forward(torch, net, x, multiple)
+        if target == "classes":
+            e = np.exp(out - out.max(-1, keepdims=True))
+            inst = probabilities_to_instances(
+                e / e.sum(-1, keepdims=True), marker_threshold=tuned["marker_threshold"],
+                foreground_threshold=tuned["foreground_threshold"], min_size=MIN_SIZE,
+                decode="distance", diameter=diameter)
+        else:
+            inst = decode_distance(out, diameter, tuned["t_fg"], tuned["depth"])
+        if inst.shape != truth.shape:
+            inst = resize(inst, truth.shape, order=0, preserve_range=True,
+                          anti_aliasing=False).astype(np.int32)
+            inst = relabel_sequential(inst)[0]
+        per_set.setdefault(name, []).append((match_instances(inst, truth)["f1"],
+                                             average_precision(inst, truth)))
+    return {k: {"f1": float(np.mean([v[0] for v in vals])),
+                "ap": float(np.mean([v[1] for v in vals])), "n": len(vals)}
+            for k, vals in per_set.items()}
+
+
+def table(results: dict) -> str:
+    """The markdown table of the saved results (one row per target)."""
+    sets = list(SET_NAMES)
+    lines = ["| target | " + " | ".join(f"{SET_NAMES[s]} F1 / AP" for s in sets)
+             + " | mean F1 / AP | steps | minutes |",
+             "|---" * (len(sets) + 4) + "|"]
+    for target in TARGETS:
+        r = results.get(target)
+        if r is None:
+            continue
+        cells, f1s, aps = [], [], []
+        for s in sets:
+            if s in r["scores"]:
+                v = r["scores"][s]
+                cells.append(f"{v['f1']:.3f} / {v['ap']:.3f} (n={v['n']})")
+                f1s.append(v["f1"])
+                aps.append(v["ap"])
+            else:
+                cells.append("-")
+        lines.append(f"| {target} | " + " | ".join(cells)
+                     + f" | {np.mean(f1s):.3f} / {np.mean(aps):.3f} | {r['steps']} "
+                     f"| {r['minutes']:.1f} |")
+    return "\n".join(lines)
+
+
+def _load_results(out: Path) -> dict:
+    return {t: json.loads((out / f"{t}.json").read_text())
+            for t in TARGETS if (out / f"{t}.json").is_file()}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("data", nargs="*", help="dataset folders (images/, labels/, split.json)")
+    ap.add_argument("--target", choices=TARGETS)
+    ap.add_argument("--out", default="training/runs/distance_experiment")
+    ap.add_argument("--report", action="store_true", help="only print the saved table")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--epochs", type=int, default=200)
+    ap.add_argument("--steps", type=int, default=40, help="steps per epoch")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--crop", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--diameter", type=float, default=20.0)
+    ap.add_argument("--widths", default="16,32,64,128")
+    ap.add_argument("--val-fraction", type=float, default=0.15)
+    ap.add_argument("--patience", type=int, default=8)
+    ap.add_argument("--lr-patience", type=int, default=2)
+    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    if args.report:
+        print(table(_load_results(out)))
+        return
+    if not args.data or args.target is None:
+        ap.error("give the dataset folders and --target (or --report)")
+
+    import torch
+
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    data = load_sets(args.data, args.diameter, args.val_fraction,
+                     np.random.default_rng(args.seed))
+    print(f"[{args.target}] loaded {len(data['train'])} train / {len(data['val'])} val "
+          f"in {time.time() - t0:.0f} s", flush=True)
+    settings = NucleusTrainingSettings(
+        init=None, epochs=args.epochs, steps=args.steps, batch=args.batch, crop=args.crop,
+        lr=args.lr, lr_patience=args.lr_patience, patience=args.patience,
+        val_fraction=args.val_fraction, class_weights=(1.0, 1.0, 3.0),
+        diameter=args.diameter, widths=tuple(int(w) for w in args.widths.split(",")),
+        minutes=args.minutes, seed=args.seed, threads=args.threads)
+
+    def report(event):
+        if event["kind"] == "epoch":
+            print(f"[{args.target}] epoch {event['epoch']} loss {event['loss']:.4f} "
+                  f"val F1 {event['val_f1']:.3f} lr {event['lr']:.2g} "
+                  f"{event['seconds'] / 60:.1f} min", flush=True)
+
+    start = time.time()
+    if args.target == "classes":
+        net, log = fit_nucleus_net(data["train"], data["val"], settings, progress=report)
+        tuned = tune_thresholds(net, data["val"], settings.diameter)
+    else:
+        net, log = fit_distance_net(data["train"], data["val"], settings, progress=report)
+        tuned = tune_distance(torch, net, data["val"], settings.diameter)
+    print(f"[{args.target}] {log['stopped']}; tuned on validation: {tuned}", flush=True)
+    scores = score_true_scale(torch, net, args.target, data["val"], args.data, tuned,
+                              settings.diameter)
+    result = {"target": args.target, "settings": {**vars(args)}, "tuned": tuned,
+              "scores": scores, "epochs": log["epochs"], "best": log["best"],
+              "stopped": log["stopped"], "steps": len(log["epochs"]) * args.steps,
+              "train_minutes": log["wall_seconds"] / 60,
+              "minutes": (time.time() - start) / 60}
+    (out / f"{args.target}.json").write_text(json.dumps(result, indent=1))
+    print(f"[{args.target}] done: {result['minutes']:.1f} min", flush=True)
+    print(table(_load_results(out)))
+
+
+if __name__ == "__main__":
+    main()
