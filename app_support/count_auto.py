@@ -22,7 +22,7 @@ from . import cache, controls
 from .safe_text import md
 
 __all__ = ["PRESETS", "OVERRIDES", "KINDS", "picked", "params", "render_controls",
-           "count_result", "result_line"]
+           "count_result", "counted", "result_line"]
 
 #: The automatic presets Count offers, in the order of its Method box.
 PRESETS = NUCLEUS_PRESETS
@@ -94,6 +94,12 @@ def count_result(source, page: str):
     except ValueError as err:
         st.error(f"Invalid parameters: {md(err)}")
         return None
+    return counted(source, p)
+
+
+def counted(source, p: Params):
+    """``(p, segmentation, instance scores or None)`` of `source` under params `p`
+    (both cached), or None after an error (shown): the classic pipeline's path too."""
     try:
         seg = cache.segmentation(source.digest, source.image, p)
     except ValueError as err:

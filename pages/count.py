@@ -28,6 +28,7 @@ import streamlit as st
 from app_support import (cache, controls, count_auto, count_figures, live_plot, nuclei_models,
                          pathology, state, wording)
 from app_support.assets import read_asset
+from app_support.safe_text import md
 from app_support.sources import ImageSource
 from cellseg_core import experiments as E
 from cellseg_core.data import synthetic
@@ -224,16 +225,9 @@ def _result(source: ImageSource):
     try:
         params = _params(source)
     except ValueError as err:
-        st.error(f"Invalid parameters: {err}")
+        st.error(f"Invalid parameters: {md(err)}")
         return None
-    try:
-        seg = cache.segmentation(source.digest, source.image, params)
-    except ValueError as err:
-        st.error(f"Cannot segment with these parameters: {err}")
-        return None
-    truth = source.instances
-    scores = None if truth is None else cache.instance_scores(source.digest, params, seg, truth)
-    return params, seg, scores
+    return count_auto.counted(source, params)
 
 
 def _version(source, params) -> str:

@@ -173,6 +173,24 @@ def test_settings_refuse_bad_values_naming_them():
         NucleusTrainingSettings(crop=100)
     assert NucleusTrainingSettings().init_path == BUILTIN_STATE and BUILTIN_STATE.is_file()
     assert NucleusTrainingSettings(init=None).init_path is None
+    with pytest.raises(ValueError, match="`lr_patience`"):
+        NucleusTrainingSettings(lr_patience=0)
+
+
+def test_cli_options_spell_the_training_settings():
+    import argparse
+
+    from cellseg_core.cli.train_nuclei import add_arguments, settings_from_args
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    add_arguments(parser)
+    default = settings_from_args(parser.parse_args([]))
+    assert (default.lr_patience, default.patience, default.lr, default.init) == \
+        (2, 5, 5e-4, "builtin")
+    given = settings_from_args(parser.parse_args(["--lr-patience", "4", "--from-scratch"]))
+    assert (given.lr_patience, given.lr, given.init) == (4, 2e-3, None)
 
 
 def test_augmentation_preview_gives_crops_with_their_targets():
