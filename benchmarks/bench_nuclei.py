@@ -44,6 +44,7 @@ from _common import REPO
 
 from cellseg_core.io import read_image  # noqa: E402
 from cellseg_core.metrics import average_precision, match_instances  # noqa: E402
+from cellseg_core.scale import median_diameter  # noqa: E402
 from cellseg_core.learn.nuclei import NucleusModel, estimate_diameter  # noqa: E402
 from cellseg_core.textbook import textbook_nuclei  # noqa: E402
 
@@ -54,12 +55,6 @@ GOALS = {"dsb2018_fluo": 0.90, "dsb2018_histo": 0.80, "dsb2018_brightfield": 0.8
 def data_root() -> Path:
     env = os.environ.get("CELLSEG_DATA")
     return Path(env) if env else REPO.parent / "shared" / "data"
-
-
-def median_diameter(labels) -> float:
-    areas = np.bincount(np.asarray(labels).ravel())[1:]
-    areas = areas[areas > 0]
-    return float(np.median(2 * np.sqrt(areas / np.pi)))
 
 
 def score(pred, truth) -> dict:

@@ -66,7 +66,7 @@ from .imagekind import KindResult, resolve_kind
 from .io import as_float_image
 from .morphology import fill_holes, open_close
 from .params import AutoKind
-from .scale import estimate_diameter
+from .scale import estimate_diameter, median_diameter
 
 __all__ = ["RELATIVE", "KIND_RELATIVE", "DEFAULT_DIAMETER", "AutoNuclei", "describe",
            "nucleus_signal", "relative", "derived_settings", "background_correct",
@@ -559,7 +559,7 @@ def scale_score(labels: np.ndarray, diameter: float, penalty: float) -> float:
     area = np.asarray(props["area"], float)
     if area.size == 0:
         return float("-inf")
-    found = float(np.median(2 * np.sqrt(area / np.pi)))
+    found = median_diameter(labels)
     return float(np.average(props["solidity"], weights=area)
                  - penalty * abs(np.log(found / diameter)))
 

@@ -29,6 +29,7 @@ from ..io import as_float_image
 from ..morphology import fill_holes
 from ..params import Mode, Params
 from ..pipeline import Segmentation
+from ..scale import median_diameter
 
 __all__ = ["BUILTIN_MODEL", "NucleusModel", "predict_nuclei", "normalize_image",
            "probabilities_to_instances", "estimate_diameter", "nucleus_targets",
@@ -495,10 +496,10 @@ def estimate_diameter(image, *, model=None, tile: int = 512, overlap: int = 128,
     guess = model.diameter
     for _ in range(3):
         instances, _ = model._predict_normalized(x, guess, tile, overlap)
-        areas = np.bincount(instances.ravel())[1:]
-        if not areas.size:
+        found = median_diameter(instances)
+        if not np.isfinite(found):
             return float(model.diameter)
-        found = float(np.clip(np.median(2 * np.sqrt(areas / np.pi)), 4, 400))
+        found = float(np.clip(found, 4, 400))
         done = abs(np.log(found / guess)) < np.log(1.15)
         guess = found
         if done:

@@ -28,6 +28,7 @@ from scipy import ndimage as ndi
 from skimage.transform import rescale, resize
 
 from ..metrics import match_instances
+from ..scale import median_diameter
 from .nuclei import DECODE, FORMAT, FORMAT_VERSION, normalize_image, nucleus_targets, \
     probabilities_to_instances
 
@@ -176,20 +177,6 @@ def network_class():
 
 
 # --- data at model scale (numpy) ------------------------------------------------------------
-
-def median_diameter(labels: np.ndarray) -> float:
-    """Median equivalent diameter (px) of the instances of a label image (nan if none).
-
-    Examples
-    --------
-    >>> lab = np.zeros((20, 20), int); lab[2:6, 2:6] = 1; lab[10:14, 10:14] = 2
-    >>> round(median_diameter(lab), 2)
-    4.51
-    """
-    areas = np.bincount(np.asarray(labels).ravel())[1:]
-    areas = areas[areas > 0]
-    return float(np.median(2 * np.sqrt(areas / np.pi))) if areas.size else float("nan")
-
 
 def to_model_scale(image, labels, diameter: float, model_diameter: float):
     """Normalised RGB image and instances rescaled so nuclei are `model_diameter` across.
