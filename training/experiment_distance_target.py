@@ -1,8 +1,9 @@
 """Experiment (issue 18, point 1): distance-map target against the 3-class target.
 
-Both networks are the package's U-Net (``network_class``), trained from scratch with
-the same seed, the same training / validation images (``train_nuclei.load_sets``: the
-TRAIN splits of the sets given, a seeded 15 % held out for validation), the same
+Both networks are the package's U-Net, trained from scratch by the same loop
+(``fit_nucleus_net``; only its ``TrainingTarget`` differs) with the same seed, the
+same training / validation images (``train_nuclei.load_sets``: the TRAIN splits of
+the sets given, a seeded 15 % held out for validation), the same
 augmented crops (``sample_crop``: same rng, same sequence), the same steps per epoch,
 batch, learning rate, plateau decay, best-validation checkpoint and wall-time budget.
 Only the target, the loss and the decode differ:
@@ -63,7 +64,6 @@ Writes ``<out>/<target>.json`` (settings, per-epoch log, tuned values, scores).
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 import time
@@ -83,7 +83,7 @@ from cellseg_core.autoseg import RELATIVE, split_nuclei  # noqa: E402
 from cellseg_core.instances import filter_by_size  # noqa: E402
 from cellseg_core.learn.nuclei import probabilities_to_instances  # noqa: E402
 from cellseg_core.learn.nuclei_training import (  # noqa: E402
-    NucleusTrainingSettings, fit_nucleus_net, network_class, sample_crop, tune_thresholds)
+    NucleusTrainingSettings, TrainingTarget, fit_nucleus_net, tune_thresholds)
 from cellseg_core.metrics import average_precision, match_instances  # noqa: E402
 from cellseg_core.morphology import fill_holes  # noqa: E402
 from train_nuclei import load_sets  # noqa: E402
@@ -148,70 +148,25 @@ def validate_distance(torch, net, items, diameter, t_fg=0.5, depth=RELATIVE["mar
     return _mean_per_set(per_set), {k: float(np.mean(v)) for k, v in per_set.items()}
 
 
-def fit_distance_net(train_items, val_items, settings: NucleusTrainingSettings,
-                     progress=None):
-    """Target B, trained with ``fit_nucleus_net``'s loop (crops, schedule, checkpoint)."""
+def distance_loss(out, classes: np.ndarray, settings: NucleusTrainingSettings):
+    """Target B's loss: foreground BCE + MSE of the distance (in radii) to the own boundary."""
     import torch
 
-    start = time.time()
-    torch.set_num_threads(int(settings.threads))
-    torch.manual_seed(int(settings.seed))
-    rng = np.random.default_rng(settings.seed)
-    net = network_class()(tuple(settings.widths), n_out=2)
+    fg = torch.from_numpy((classes > 0).astype(np.float32))
     radius = settings.diameter / 2
-    by_set = {}
-    for item in train_items:
-        by_set.setdefault(item[0], []).append(item)
-    names = sorted(by_set)
-    area = {k: np.array([it[3].size for it in v], float) for k, v in by_set.items()}
-    opt = torch.optim.Adam(net.parameters(), lr=float(settings.lr))
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5,
-                                                       patience=int(settings.lr_patience))
-    log = {"epochs": [], "best": {"epoch": -1, "val_f1": -1.0}, "stopped": "epochs"}
-    best_state, best, best_epoch = None, -1.0, -1
-    net.train()
-    for epoch in range(int(settings.epochs)):
-        losses = []
-        for _ in range(int(settings.steps)):
-            batch = []
-            for _ in range(int(settings.batch)):
-                name = names[rng.integers(len(names))]
-                k = rng.choice(len(by_set[name]), p=area[name] / area[name].sum())
-                batch.append(sample_crop(by_set[name][k], int(settings.crop),
-                                         settings.scale_range, rng))
-            xb = torch.from_numpy(np.stack([b[0] for b in batch]))
-            classes = np.stack([b[1] for b in batch])
-            fg = torch.from_numpy((classes > 0).astype(np.float32))
-            dist = torch.from_numpy(np.stack([distance_target(c, radius) for c in classes]))
-            out = net(xb)
-            loss = (torch.nn.functional.binary_cross_entropy_with_logits(out[:, 0], fg)
-                    + torch.nn.functional.mse_loss(out[:, 1], dist))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-        score, per_set = validate_distance(torch, net, val_items, settings.diameter)
-        sched.step(score)
-        if score > best:
-            best, best_epoch = score, epoch
-            best_state = copy.deepcopy(net.state_dict())
-        record = {"epoch": epoch, "loss": float(np.mean(losses)), "val_f1": score,
-                  "val_f1_per_set": per_set, "lr": opt.param_groups[0]["lr"],
-                  "seconds": round(time.time() - start, 1), "best_epoch": best_epoch}
-        log["epochs"].append(record)
-        log["best"] = {"epoch": best_epoch, "val_f1": best}
-        if progress is not None:
-            progress({"kind": "epoch", **record})
-        if epoch - best_epoch >= int(settings.patience):
-            log["stopped"] = "early stop"
-            break
-        if settings.minutes and time.time() - start > settings.minutes * 60:
-            log["stopped"] = "time limit"
-            break
-    net.load_state_dict(best_state)
-    net.eval()
-    log["wall_seconds"] = round(time.time() - start, 1)
-    return net, log
+    dist = torch.from_numpy(np.stack([distance_target(c, radius) for c in classes]))
+    return (torch.nn.functional.binary_cross_entropy_with_logits(out[:, 0], fg)
+            + torch.nn.functional.mse_loss(out[:, 1], dist))
+
+
+def _validate_distance(net, items, diameter):
+    import torch
+
+    return validate_distance(torch, net, items, diameter)
+
+
+#: Target B, trained by ``fit_nucleus_net``'s own loop (crops, schedule, early stop).
+DISTANCE = TrainingTarget(n_out=2, loss=distance_loss, validate=_validate_distance)
 
 
 def tune_distance(torch, net, items, diameter) -> dict:
@@ -339,7 +294,8 @@ def main(argv=None):
         net, log = fit_nucleus_net(data["train"], data["val"], settings, progress=report)
         tuned = tune_thresholds(net, data["val"], settings.diameter)
     else:
-        net, log = fit_distance_net(data["train"], data["val"], settings, progress=report)
+        net, log = fit_nucleus_net(data["train"], data["val"], settings, progress=report,
+                                   target=DISTANCE)
         tuned = tune_distance(torch, net, data["val"], settings.diameter)
     print(f"[{args.target}] {log['stopped']}; tuned on validation: {tuned}", flush=True)
     scores = score_true_scale(torch, net, args.target, data["val"], args.data, tuned,

@@ -34,7 +34,8 @@ from .nuclei import DECODE, FORMAT, FORMAT_VERSION, normalize_image, nucleus_tar
 
 __all__ = ["BUILTIN_STATE", "NucleusTrainingSettings", "network_class", "median_diameter",
            "to_model_scale", "load_items", "split_validation", "sample_crop",
-           "augment_intensity", "augmentation_preview", "fit_nucleus_net", "validate",
+           "augment_intensity", "augmentation_preview", "TrainingTarget", "THREE_CLASSES",
+           "fit_nucleus_net", "validate",
            "tune_thresholds", "export_onnx", "initial_settings", "onnx_metadata",
            "train_nucleus_model"]
 
@@ -403,19 +404,19 @@ def export_onnx(net, path, meta: dict) -> Path:
     return path
 
 
-def _build(settings: NucleusTrainingSettings):
+def _build(settings: NucleusTrainingSettings, n_out: int = 3):
     """(net, settings with the init file's widths and diameter)."""
     import torch
 
     init = settings.init_path
     if init is None:
-        return network_class()(tuple(settings.widths)), settings
+        return network_class()(tuple(settings.widths), n_out=n_out), settings
     if not init.is_file():
         raise ValueError(f"`init`: no weights file at {init}")
     try:
         state = torch.load(init, map_location="cpu", weights_only=True)
         widths = tuple(int(w) for w in state["widths"])
-        net = network_class()(widths)
+        net = network_class()(widths, n_out=n_out)
         net.load_state_dict(state["state_dict"])
     except Exception as exc:  # torch raises many types for a bad file
         raise ValueError(f"`init`: {init.name} is not a nucleus network's weights "
@@ -423,8 +424,43 @@ def _build(settings: NucleusTrainingSettings):
     return net, replace(settings, widths=widths, diameter=float(state["diameter"]))
 
 
+def _three_class_loss(out, classes: np.ndarray, settings: NucleusTrainingSettings):
+    """Weighted cross-entropy of (B, 3, H, W) logits against the 3-class crops."""
+    import torch
+
+    weights = torch.tensor([float(w) for w in settings.class_weights])
+    return torch.nn.functional.cross_entropy(
+        out, torch.from_numpy(classes.astype(np.int64)), weight=weights)
+
+
+@dataclass(frozen=True)
+class TrainingTarget:
+    """What a nucleus network learns, for :func:`fit_nucleus_net`.
+
+    Attributes
+    ----------
+    n_out : int
+        Output channels of the network.
+    loss : callable
+        ``loss(out, classes, settings)``: a scalar torch tensor from the (B, n_out,
+        H, W) outputs and the (B, H, W) 3-class crops (0 background, 1 interior,
+        2 boundary: :func:`~.nuclei.nucleus_targets`) they were drawn with.
+    validate : callable
+        ``validate(net, val_items, diameter)``: (mean per-set F1, per-set F1).
+    """
+
+    n_out: int
+    loss: object
+    validate: object
+
+
+#: The built-in model's target: background / interior / boundary (class weights from
+#: the settings), validated by decoding as new model files do.
+THREE_CLASSES = TrainingTarget(n_out=3, loss=_three_class_loss, validate=validate)
+
+
 def fit_nucleus_net(train_items, val_items, settings: NucleusTrainingSettings | None = None,
-                    *, progress=None, checkpoint=None):
+                    *, progress=None, checkpoint=None, target: TrainingTarget = THREE_CLASSES):
     """Train the nucleus U-Net; returns the best-validation network and the log.
 
     Parameters
@@ -442,6 +478,9 @@ def fit_nucleus_net(train_items, val_items, settings: NucleusTrainingSettings | 
         return value stops training there (the best network so far is kept).
     checkpoint : path, optional
         Where to save the best network (``{"state_dict", "widths", "diameter"}``).
+    target : TrainingTarget
+        What the network learns and how it is validated; :data:`THREE_CLASSES` (the
+        built-in model's) unless an experiment gives another.
 
     Returns
     -------
@@ -460,13 +499,12 @@ def fit_nucleus_net(train_items, val_items, settings: NucleusTrainingSettings | 
     torch.set_num_threads(int(settings.threads))
     torch.manual_seed(int(settings.seed))
     rng = np.random.default_rng(settings.seed)
-    net, settings = _build(settings)
+    net, settings = _build(settings, target.n_out)
     by_set = {}
     for item in train_items:
         by_set.setdefault(item[0], []).append(item)
     names = sorted(by_set)
     area = {k: np.array([it[3].size for it in v], float) for k, v in by_set.items()}
-    weights = torch.tensor([float(w) for w in settings.class_weights])
     opt = torch.optim.Adam(net.parameters(), lr=float(settings.lr))
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5,
                                                        patience=int(settings.lr_patience))
@@ -485,8 +523,7 @@ def fit_nucleus_net(train_items, val_items, settings: NucleusTrainingSettings | 
                 batch.append(sample_crop(by_set[name][k], int(settings.crop),
                                          settings.scale_range, rng))
             xb = torch.from_numpy(np.stack([b[0] for b in batch]))
-            yb = torch.from_numpy(np.stack([b[1] for b in batch]).astype(np.int64))
-            loss = torch.nn.functional.cross_entropy(net(xb), yb, weight=weights)
+            loss = target.loss(net(xb), np.stack([b[1] for b in batch]), settings)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -496,7 +533,7 @@ def fit_nucleus_net(train_items, val_items, settings: NucleusTrainingSettings | 
                                                   "loss": losses[-1]}):
                 stop = True
                 break
-        score, per_set = validate(net, val_items, settings.diameter)
+        score, per_set = target.validate(net, val_items, settings.diameter)
         sched.step(score)
         if score > best:
             best, best_epoch = score, epoch

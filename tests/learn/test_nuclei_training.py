@@ -261,6 +261,36 @@ def test_stop_from_progress_keeps_the_best_network_so_far():
 
 @needs_torch
 @pytest.mark.slow
+def test_another_training_target_sets_the_outputs_loss_and_validation_score():
+    import torch
+    from cellseg_core.learn.nuclei_training import TrainingTarget, fit_nucleus_net
+
+    images, labels = _toy(2, 64)
+    ds = Dataset.from_arrays("toy", images, instances=labels, kind="fluorescence")
+    items = load_items(ds, ds.ids, 20.0)
+    seen, scores = [], iter([0.2, 0.7, 0.4])
+
+    def loss(out, classes, settings):   # foreground only, on the first of 2 outputs
+        seen.append((tuple(out.shape), classes.shape))
+        fg = torch.from_numpy((classes > 0).astype(np.float32))
+        return torch.nn.functional.binary_cross_entropy_with_logits(out[:, 0], fg)
+
+    def validate(net, val_items, diameter):
+        return next(scores), {"toy": 0.0}
+
+    settings = NucleusTrainingSettings(init=None, epochs=3, steps=2, batch=2, crop=32,
+                                       patience=9)
+    net, log = fit_nucleus_net(items[:1], items[1:], settings,
+                               target=TrainingTarget(n_out=2, loss=loss, validate=validate))
+    assert seen == [((2, 2, 32, 32), (2, 32, 32))] * 6
+    assert [e["val_f1"] for e in log["epochs"]] == [0.2, 0.7, 0.4]
+    assert log["best"] == {"epoch": 1, "val_f1": 0.7}
+    with torch.no_grad():
+        assert net(torch.zeros(1, 3, 32, 32)).shape == (1, 2, 32, 32)
+
+
+@needs_torch
+@pytest.mark.slow
 def test_cli_train_unet_nuclei_on_a_dsb_folder_writes_onnx_and_scores_the_test_split(tmp_path,
                                                                                      capsys):
     images, labels = _toy(5, 96)
