@@ -57,13 +57,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.filters import threshold_otsu
-from skimage.measure import regionprops_table
 from skimage.morphology import h_maxima
 from skimage.segmentation import expand_labels, watershed
 
 from .color import gray, hematoxylin_only, optical_density
 from .imagekind import KindResult, resolve_kind
 from .io import as_float_image
+from .measure import region_stats, solidity
 from .morphology import fill_holes, open_close
 from .params import AutoKind
 from .scale import estimate_diameter, median_diameter
@@ -71,7 +71,7 @@ from .scale import estimate_diameter, median_diameter
 __all__ = ["RELATIVE", "KIND_RELATIVE", "DEFAULT_DIAMETER", "AutoNuclei", "describe",
            "nucleus_signal", "relative", "derived_settings", "background_correct",
            "valleys", "deep_maxima", "split_nuclei", "resplit_large", "refine_outlines",
-           "drop_low_contrast", "scale_score", "signal_diameter", "estimate_nucleus_diameter",
+           "drop_low_contrast", "scale_score", "search_windows", "signal_diameter", "estimate_nucleus_diameter",
            "segment_nuclei"]
 
 #: Every size of the method as a multiple of the nucleus diameter ``d``, and the two
@@ -116,6 +116,10 @@ DEFAULT_DIAMETER = 12.0
 _DIAMETER_RANGE = (4.0, 1000.0)
 #: Above this diameter the image is reduced by an integer factor to about it.
 _WORK_DIAMETER = 24.0
+#: The scale search (step 8) looks at most at this many pixels of an image.
+_SEARCH_PIXELS = 512 * 512
+#: ...and measures the solidity of at most this many of the largest objects.
+_SCORE_HULLS = 500
 
 
 @dataclass(frozen=True, eq=False)
@@ -536,7 +540,7 @@ def scale_score(labels: np.ndarray, diameter: float, penalty: float) -> float:
 
     The area-weighted mean solidity of the objects (area over convex-hull area: 1
     for a whole, convex nucleus, less for fragments with ragged outlines and for
-    clumps of several nuclei), minus `penalty` times the absolute log ratio of
+    clumps of several nuclei; of the 500 largest, so that noise stays cheap), minus `penalty` times the absolute log ratio of
     their median equivalent diameter to `diameter`.
 
     Returns
@@ -555,13 +559,15 @@ def scale_score(labels: np.ndarray, diameter: float, penalty: float) -> float:
     >>> bool(scale_score(clump, 20, 0.0) < scale_score(disk, 20, 0.0))
     True
     """
-    props = regionprops_table(np.asarray(labels), properties=("area", "solidity"))
-    area = np.asarray(props["area"], float)
-    if area.size == 0:
+    labels = np.asarray(labels)
+    stats = region_stats(labels)
+    if len(stats) == 0:
         return float("-inf")
-    found = median_diameter(labels)
-    return float(np.average(props["solidity"], weights=area)
-                 - penalty * abs(np.log(found / diameter)))
+    solid, _ = solidity(labels, stats, limit=_SCORE_HULLS)
+    measured = np.isfinite(solid)
+    area = stats["area"].to_numpy(float)
+    return float(np.average(solid[measured], weights=area[measured])
+                 - penalty * abs(np.log(median_diameter(labels) / diameter)))
 
 
 def _smooth(channel: np.ndarray, sigma: float) -> np.ndarray:
@@ -676,29 +682,57 @@ def segment_nuclei(image: np.ndarray, kind: AutoKind | str | KindResult | None =
     low, high = _DIAMETER_RANGE
     top = min(high, max(low, min(image.shape[:2]) / 2))
     r = relative(kind_result.kind)
-    tried = {}
-    for scale in (r["scales"] if estimated else (1.0,)):
-        d = float(np.clip(diameter * scale, low, top))
-        if d not in tried:
-            tried[d] = _segment_at(signal, d, kind_result.kind, r["scale_penalty"])
-    d = max(tried, key=lambda d: tried[d][0])
-    _, nuclei, corrected, mask, settings = tried[d]
+    scales = r["scales"] if estimated else (1.0,)
+    candidates = sorted({float(np.clip(diameter * s, low, top)) for s in scales})
+    windows = search_windows(signal.shape, _SEARCH_PIXELS)
+    whole = len(windows) == 1      # then the search's results are the answer
+    found, scores = {}, []
+    for d in candidates if len(candidates) > 1 else []:
+        parts = [_nuclei_at(signal[w], d, kind_result.kind) for w in windows]
+        scores.append(np.mean([scale_score(p[0], d, r["scale_penalty"]) for p in parts]))
+        if whole:
+            found[d] = parts[0]
+    d = candidates[int(np.argmax(scores))] if scores else candidates[0]
+    nuclei, corrected, mask, settings = found.get(d) or _nuclei_at(signal, d, kind_result.kind)
     return AutoNuclei(instances=nuclei, kind=kind_result, diameter=d,
                       diameter_estimated=estimated, settings=settings, signal=signal,
                       corrected=corrected, mask=mask)
 
 
-def _segment_at(signal: np.ndarray, d: float, kind: AutoKind, penalty: float):
-    """Steps 2-7 at diameter `d` (reduced to the working scale and back) and its score.
+def search_windows(shape: tuple, pixels: int) -> list:
+    """Where the scale is chosen: the whole image, or four windows of `pixels` in all.
 
-    Returns ``(scale_score, instances, corrected, mask, settings)``, all full size.
+    An image of up to `pixels` pixels is one window; a larger one gives four square
+    windows, one about the centre of each quadrant, so that the search costs the
+    same on any image and sees more than one part of it.
+
+    Examples
+    --------
+    >>> search_windows((100, 200), 40_000)
+    [(slice(0, 100, None), slice(0, 200, None))]
+    >>> [(w[0].start, w[1].start) for w in search_windows((1000, 800), 40_000)]
+    [(200, 150), (200, 550), (700, 150), (700, 550)]
+    """
+    rows, cols = shape[:2]
+    if rows * cols <= pixels:
+        return [(slice(0, rows), slice(0, cols))]
+    side = int(np.sqrt(pixels / 4))
+    starts = [[int(np.clip(f * n - side / 2, 0, max(n - side, 0))) for f in (0.25, 0.75)]
+              for n in (rows, cols)]
+    return [(slice(r0, r0 + side), slice(c0, c0 + side))
+            for r0 in starts[0] for c0 in starts[1]]
+
+
+def _nuclei_at(signal: np.ndarray, d: float, kind: AutoKind):
+    """Steps 2-7 at diameter `d`, reduced to the working scale and back.
+
+    Returns ``(instances, corrected, mask, settings)``, all full size.
     """
     factor = max(1, int(d // _WORK_DIAMETER))
     nuclei, corrected, mask, t = _nuclei_at_scale(_reduce(signal, factor), d / factor, kind)
-    score = scale_score(nuclei, d / factor, penalty)
     settings = {k: (v * factor if k != "min_area" else v * factor * factor)
                 for k, v in derived_settings(d / factor).items()}
     settings.update(factor=factor, t_object=t)
-    return (score, _enlarge(nuclei, factor, signal.shape),
+    return (_enlarge(nuclei, factor, signal.shape),
             _enlarge(corrected, factor, signal.shape).astype(np.float32),
             _enlarge(mask, factor, signal.shape), settings)
