@@ -258,10 +258,11 @@ def signal_diameter(signal: np.ndarray, kind: AutoKind | str) -> float:
 
 def estimate_nucleus_diameter(image: np.ndarray,
                               kind: AutoKind | str | KindResult | None = None) -> float:
-    """Typical nucleus diameter (px) of an image, as :func:`segment_nuclei` estimates it.
+    """Typical nucleus diameter (px) of an image: the estimate :func:`segment_nuclei` starts from.
 
     The kind of image is detected unless given (:func:`~cellseg_core.imagekind.resolve_kind`),
-    its :func:`nucleus_signal` computed and :func:`signal_diameter` read off it.
+    its :func:`nucleus_signal` computed and :func:`signal_diameter` read off it. (On
+    stained tissue :func:`segment_nuclei` then tries scales around it: step 8.)
 
     Returns
     -------
