@@ -14,8 +14,9 @@ from scipy import ndimage as ndi
 
 from cellseg_core import Params, read_image, segment
 from cellseg_core.autoseg import (RELATIVE, background_correct, deep_maxima,
-                                  derived_settings, drop_low_contrast, nucleus_signal,
-                                  refine_outlines, relative, resplit_large, segment_nuclei,
+                                  derived_settings, drop_low_contrast,
+                                  estimate_nucleus_diameter, nucleus_signal, refine_outlines,
+                                  relative, resplit_large, scale_score, segment_nuclei,
                                   split_nuclei, valleys)
 from cellseg_core.color import hematoxylin_only, optical_density
 from cellseg_core.imagekind import KindResult, detect_kind, image_features, resolve_kind
@@ -293,6 +294,67 @@ def test_segment_nuclei_given_diameter_and_large_nuclei_at_reduced_scale():
     match = match_instances(found.instances, labels, 0.5)
     assert match["tp"] == 3 and match["fp"] == 0
     assert found.kind.confidence == 1.0                            # forced kind
+
+def _coarse_chromatin(seed=1):
+    """Six 40-px stained nuclei whose pale interior holds dark chromatin clumps."""
+    rng = np.random.default_rng(seed)
+    labels = _disks((200, 240), [(50, 50), (50, 130), (50, 200), (140, 40), (140, 120),
+                                 (145, 195)], 20)
+    clumps = ndi.gaussian_filter(rng.random(labels.shape), 1.5)
+    clumps = clumps > np.percentile(clumps, 70)
+    img = np.empty(labels.shape + (3,), np.float32)
+    img[:] = (0.92, 0.80, 0.88)
+    img[labels > 0] = (0.80, 0.68, 0.85)
+    img[(labels > 0) & clumps] = (0.35, 0.25, 0.60)
+    img += rng.normal(0, 0.01, img.shape).astype(np.float32)
+    return np.clip(ndi.gaussian_filter(img, (1, 1, 0)), 0, 1), labels
+
+def test_scale_search_on_stained_tissue_keeps_whole_nuclei_over_fragments():
+    image, labels = _coarse_chromatin()
+    start = estimate_nucleus_diameter(image, "stained")
+    at_estimate = segment_nuclei(image, "stained", start)
+    assert match_instances(at_estimate.instances, labels)["fp"] >= 3   # clumps as nuclei
+    found = segment_nuclei(image, "stained")
+    assert found.diameter_estimated and found.diameter != start
+    assert found.diameter in [start * s for s in relative("stained")["scales"]]
+    match = match_instances(found.instances, labels)
+    assert match["tp"] == 6 and match["fp"] == 0, match
+    assert scale_score(found.instances, found.diameter, RELATIVE["scale_penalty"]) > \
+        scale_score(at_estimate.instances, start, RELATIVE["scale_penalty"])
+
+def test_scale_search_only_where_the_size_is_estimated_on_stained_tissue(monkeypatch):
+    from cellseg_core import autoseg
+    tried = []
+    real = autoseg._nuclei_at
+    monkeypatch.setattr(autoseg, "_nuclei_at",
+                        lambda signal, d, kind: tried.append((kind.value, d)) or
+                        real(signal, d, kind))
+    image, _ = _coarse_chromatin()
+    segment_nuclei(image, "stained", 30)                           # given: used as it is
+    assert tried == [("stained", 30.0)]
+    tried.clear()
+    segment_nuclei(_fluorescence(_disks()))                         # other kinds: no search
+    assert len(tried) == 1 and tried[0][0] == "fluorescence"
+    tried.clear()
+    found = segment_nuclei(image, "stained")
+    assert len(tried) == len(relative("stained")["scales"])        # the search's own result
+    assert found.diameter in [d for _, d in tried]
+
+def test_scale_search_on_a_large_image_looks_at_four_windows(monkeypatch):
+    from cellseg_core import autoseg
+    shapes = []
+    real = autoseg._nuclei_at
+    monkeypatch.setattr(autoseg, "_nuclei_at",
+                        lambda signal, d, kind: shapes.append(signal.shape) or
+                        real(signal, d, kind))
+    monkeypatch.setattr(autoseg, "_SEARCH_PIXELS", 200 * 200)
+    image, labels = _coarse_chromatin()
+    big = np.concatenate([image, image], axis=1)                   # 200 x 480
+    found = segment_nuclei(big, "stained")
+    n = len(relative("stained")["scales"])
+    assert shapes[:-1] == [(100, 100)] * (4 * n) and shapes[-1] == (200, 480)
+    assert match_instances(found.instances, np.concatenate([labels, labels + 6 * (labels > 0)],
+                                                           axis=1))["f1"] == 1.0
 
 def test_segment_nuclei_on_a_blank_image():
     found = segment_nuclei(np.zeros((32, 32), np.float32))
