@@ -448,7 +448,7 @@ def test_detector_calls_voced_stained():
 #: textbook baseline's F1: 0.793, 0.566, 0.033). The floors sit a few points under.
 #: Issue 17 asks F1 >= 0.85 / 0.70 / 0.70 and diameters within ±25 % on 90 % of the
 #: images: F1 met on fluorescence and bright-field; the diameter on fluorescence only.
-MEASURED = {"dsb2018_fluo": (0.874, 0.98), "dsb2018_histo": (0.683, 0.72),
+MEASURED = {"dsb2018_fluo": (0.874, 0.98), "dsb2018_histo": (0.698, 0.72),
             "dsb2018_brightfield": (0.733, 0.75)}
 
 @pytest.mark.slow
