@@ -321,6 +321,9 @@ def test_scale_search_on_stained_tissue_keeps_whole_nuclei_over_fragments():
     assert match["tp"] == 6 and match["fp"] == 0, match
     assert scale_score(found.instances, found.diameter, RELATIVE["scale_penalty"]) > \
         scale_score(at_estimate.instances, start, RELATIVE["scale_penalty"])
+    # The diameter shown is the one used: typed back in, it gives the same nuclei.
+    again = segment_nuclei(image, "stained", found.diameter)
+    np.testing.assert_array_equal(again.instances, found.instances)
 
 def test_scale_search_only_where_the_size_is_estimated_on_stained_tissue(monkeypatch):
     from cellseg_core import autoseg
