@@ -36,6 +36,13 @@ def _toy(n=4, size=96):
     return images, labels
 
 
+def _toy_items():
+    """Two 64² fluorescence training items at model scale."""
+    images, labels = _toy(2, 64)
+    ds = Dataset.from_arrays("toy", images, instances=labels, kind="fluorescence")
+    return load_items(ds, ds.ids, 20.0)
+
+
 def _write_dsb(root: Path, images, labels, *, rgba=True) -> Path:
     """The DSB 2018 layout: <id>/images/<id>.png (RGBA, R=G=B) + one PNG per nucleus."""
     for k, (image, lab) in enumerate(zip(images, labels)):
@@ -249,9 +256,7 @@ def test_fine_tuning_a_few_steps_changes_the_weights_and_writes_a_usable_model(t
 def test_stop_from_progress_keeps_the_best_network_so_far():
     from cellseg_core.learn.nuclei_training import fit_nucleus_net
 
-    images, labels = _toy(2, 64)
-    ds = Dataset.from_arrays("toy", images, instances=labels, kind="fluorescence")
-    items = load_items(ds, ds.ids, 20.0)
+    items = _toy_items()
     settings = NucleusTrainingSettings(epochs=5, steps=3, batch=1, crop=32)
     net, log = fit_nucleus_net(items[:1], items[1:], settings,
                                progress=lambda e: e["kind"] == "step" and e["step"] == 2)
@@ -265,9 +270,7 @@ def test_another_training_target_sets_the_outputs_loss_and_validation_score():
     import torch
     from cellseg_core.learn.nuclei_training import TrainingTarget, fit_nucleus_net
 
-    images, labels = _toy(2, 64)
-    ds = Dataset.from_arrays("toy", images, instances=labels, kind="fluorescence")
-    items = load_items(ds, ds.ids, 20.0)
+    items = _toy_items()
     seen, scores = [], iter([0.2, 0.7, 0.4])
 
     def loss(out, classes, settings):   # foreground only, on the first of 2 outputs
