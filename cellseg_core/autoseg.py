@@ -138,7 +138,8 @@ class AutoNuclei:
         True when `diameter` was read off the image, False when given.
     settings : dict
         Every derived size in pixels (``blur_sigma``, ``background_size``, ...), the
-        reduction ``factor`` and the foreground threshold ``t_object`` (on `corrected`).
+        reduction ``factor``, the foreground threshold ``t_object`` (on `corrected`)
+        and ``sizes_tried`` (how many diameters the scale search compared; 1: none).
     signal : (M, N) ndarray of float32
         The nucleus channel (bright = nucleus), before smoothing.
     corrected : (M, N) ndarray of float32
@@ -168,11 +169,17 @@ def describe(auto: dict) -> str:
     >>> describe({"kind": "fluorescence", "confidence": 1.0, "diameter": 20,
     ...           "diameter_estimated": False})
     'fluorescence (1.00) · nuclei ≈ 20 px across (given)'
+    >>> describe({"kind": "stained", "confidence": 1.0, "diameter": 31.5,
+    ...           "diameter_estimated": True, "settings": {"sizes_tried": 5}})
+    'stained (1.00) · nuclei ≈ 32 px across (estimated, best of 5 sizes tried)'
     """
     kind = auto["kind"] + (", DAB" if auto.get("dab") else "")
     text = f"{kind} ({auto['confidence']:.2f})"
     if auto.get("diameter") is not None:
         source = "estimated" if auto.get("diameter_estimated") else "given"
+        tried = (auto.get("settings") or {}).get("sizes_tried", 1)
+        if tried > 1:
+            source += f", best of {tried} sizes tried"
         text += f" · nuclei ≈ {auto['diameter']:.0f} px across ({source})"
     return text
 
@@ -695,6 +702,7 @@ def segment_nuclei(image: np.ndarray, kind: AutoKind | str | KindResult | None =
             found[d] = parts[0]
     d = candidates[int(np.argmax(scores))] if scores else candidates[0]
     nuclei, corrected, mask, settings = found.get(d) or _nuclei_at(signal, d, kind_result.kind)
+    settings = {**settings, "sizes_tried": len(scores) or 1}
     return AutoNuclei(instances=nuclei, kind=kind_result, diameter=d,
                       diameter_estimated=estimated, settings=settings, signal=signal,
                       corrected=corrected, mask=mask)

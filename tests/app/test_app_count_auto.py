@@ -66,7 +66,7 @@ def test_auto_nuclei_on_a_stained_image_shows_the_cores_count_kind_and_diameter(
     f1 = match_instances(core.nuclei, truth)["f1"]
     assert metric(at, "F1 · mean AP (DSB)").startswith(f"{f1:.3f} · ")
     line = describe(core.auto)
-    assert "nuclei ≈" in line and "(estimated)" in line
+    assert "nuclei ≈" in line and "(estimated, best of 5 sizes tried)" in line
     assert f"auto-nuclei · automatic: {line}" in _captions(at)
     # Explore's override widgets, under the page's own keys; the steps are greyed.
     assert at.selectbox(key="count.auto.kind").value == "detect"

@@ -46,7 +46,8 @@ def test_count_with_auto_nuclei_in_chromium(chromium_path, histo_server, monkeyp
         choose(page, "Method", "auto-nuclei")
         # The overlay's line: what the automatic method read off the image.
         expect(page.get_by_text(re.compile(r"auto-nuclei · automatic: stained \(\d\.\d\d\) "
-                                           r"· nuclei ≈ \d+ px across \(estimated\)"))
+                                           r"· nuclei ≈ \d+ px across \(estimated, best of 5 sizes "
+                                           r"tried\)"))
                ).to_be_visible()
         expect(count).to_have_text(str(int(core.nuclei.max())))
         assert describe(core.auto).startswith("stained")
