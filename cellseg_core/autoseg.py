@@ -46,9 +46,10 @@ The relative constants were chosen on the training splits of dsb2018_fluo,
 dsb2018_histo and dsb2018_brightfield (the same for all three, except the
 contrast check on gray bright-field and, in stained tissue, the second split and
 the scale search: :data:`KIND_RELATIVE`; tried on all three, the search lowered
-bright-field and fluorescence F1 or made their reported size less accurate). On images whose
-nuclei are wider than about 24 pixels the work is done at a reduced scale (block
-mean, integer factor) and the labels are scaled back, for speed.
+bright-field and fluorescence F1 or made their reported size less accurate). On
+images whose nuclei are wider than about 24 pixels the work is done at a reduced
+scale (block mean, integer factor) and the labels are scaled back, for speed; the
+scale search of a large image looks at four 256-pixel windows of it.
 """
 from __future__ import annotations
 
@@ -71,8 +72,8 @@ from .scale import estimate_diameter, median_diameter
 __all__ = ["RELATIVE", "KIND_RELATIVE", "DEFAULT_DIAMETER", "AutoNuclei", "describe",
            "nucleus_signal", "relative", "derived_settings", "background_correct",
            "valleys", "deep_maxima", "split_nuclei", "resplit_large", "refine_outlines",
-           "drop_low_contrast", "scale_score", "search_windows", "signal_diameter", "estimate_nucleus_diameter",
-           "segment_nuclei"]
+           "drop_low_contrast", "scale_score", "search_windows", "signal_diameter",
+           "estimate_nucleus_diameter", "segment_nuclei"]
 
 #: Every size of the method as a multiple of the nucleus diameter ``d``, and the two
 #: fractions that are not sizes. Chosen on the training splits (see module docstring).
@@ -548,8 +549,9 @@ def scale_score(labels: np.ndarray, diameter: float, penalty: float) -> float:
 
     The area-weighted mean solidity of the objects (area over convex-hull area: 1
     for a whole, convex nucleus, less for fragments with ragged outlines and for
-    clumps of several nuclei; of the 500 largest, so that noise stays cheap), minus `penalty` times the absolute log ratio of
-    their median equivalent diameter to `diameter`.
+    clumps of several nuclei; of the 500 largest, so that noise stays cheap), minus
+    `penalty` times the absolute log ratio of their median equivalent diameter to
+    `diameter`.
 
     Returns
     -------
@@ -662,7 +664,9 @@ def segment_nuclei(image: np.ndarray, kind: AutoKind | str | KindResult | None =
         None or ``detect``: :func:`~cellseg_core.imagekind.detect_kind` decides
         (see :func:`~cellseg_core.imagekind.resolve_kind`).
     diameter : float, optional
-        Typical nucleus diameter in pixels; None or 0: estimated from the image.
+        Typical nucleus diameter in pixels, used as it is; None or 0: estimated from
+        the image (on stained tissue, the best of five sizes around the estimate:
+        step 8 of the module docstring).
 
     Returns
     -------
@@ -692,20 +696,27 @@ def segment_nuclei(image: np.ndarray, kind: AutoKind | str | KindResult | None =
     r = relative(kind_result.kind)
     scales = r["scales"] if estimated else (1.0,)
     candidates = sorted({float(np.clip(diameter * s, low, top)) for s in scales})
-    windows = search_windows(signal.shape, _SEARCH_PIXELS)
-    whole = len(windows) == 1      # then the search's results are the answer
-    found, scores = {}, []
-    for d in candidates if len(candidates) > 1 else []:
-        parts = [_nuclei_at(signal[w], d, kind_result.kind) for w in windows]
-        scores.append(np.mean([scale_score(p[0], d, r["scale_penalty"]) for p in parts]))
-        if whole:
-            found[d] = parts[0]
-    d = candidates[int(np.argmax(scores))] if scores else candidates[0]
-    nuclei, corrected, mask, settings = found.get(d) or _nuclei_at(signal, d, kind_result.kind)
-    settings = {**settings, "sizes_tried": len(scores) or 1}
+    d, result = candidates[0], None
+    if len(candidates) > 1:
+        d, result = _search_scale(signal, candidates, kind_result.kind, r["scale_penalty"])
+    nuclei, corrected, mask, settings = result or _nuclei_at(signal, d, kind_result.kind)
+    settings = {**settings, "sizes_tried": len(candidates)}
     return AutoNuclei(instances=nuclei, kind=kind_result, diameter=d,
                       diameter_estimated=estimated, settings=settings, signal=signal,
                       corrected=corrected, mask=mask)
+
+
+def _search_scale(signal: np.ndarray, candidates: list, kind: AutoKind, penalty: float):
+    """Step 8: the candidate diameter whose nuclei score best (:func:`scale_score`,
+    mean over :func:`search_windows`), and its result when the window is the whole
+    image (None otherwise: the caller segments the whole image at it)."""
+    windows = search_windows(signal.shape, _SEARCH_PIXELS)
+    for k, d in enumerate(candidates):
+        parts = [_nuclei_at(signal[w], d, kind) for w in windows]
+        score = float(np.mean([scale_score(p[0], d, penalty) for p in parts]))
+        if k == 0 or score > best_score:
+            best_score, best, result = score, d, parts[0] if len(windows) == 1 else None
+    return best, result
 
 
 def search_windows(shape: tuple, pixels: int) -> list:
