@@ -16,9 +16,9 @@ estimated by :func:`cellseg_core.scale.estimate_diameter` unless given):
    test keeps dim nuclei next to bright ones and opens the gaps between touching
    nuclei. Pixels on a valley of the channel (the pale line between two touching
    nuclei: scale-normalised Hessian curvature at ``0.1 d`` above 0.15 × Otsu's
-   threshold, or at ``0.2 d`` above 0.2 × it, :func:`valleys`) are cut out. Holes filled, opened by a disk of
-   ``0.15 d`` (thin rims and strands go), pieces under a tenth of a typical nucleus
-   area dropped.
+   threshold, or at ``0.2 d`` above 0.2 × it, :func:`valleys`) are cut out. Holes
+   filled, opened by a disk of ``0.15 d`` (thin rims and strands go), pieces under a
+   tenth of a typical nucleus area dropped.
 5. **Touching nuclei**: marker-controlled watershed. The landscape is the distance
    to the background (in radii; the valleys cut in step 4 are background here),
    smoothed by ``0.1 d``; markers are its maxima that rise at least 0.15 radius
@@ -711,12 +711,13 @@ def _search_scale(signal: np.ndarray, candidates: list, kind: AutoKind, penalty:
     mean over :func:`search_windows`), and its result when the window is the whole
     image (None otherwise: the caller segments the whole image at it)."""
     windows = search_windows(signal.shape, _SEARCH_PIXELS)
-    for k, d in enumerate(candidates):
+    best = None                                    # (score, diameter, result)
+    for d in candidates:
         parts = [_nuclei_at(signal[w], d, kind) for w in windows]
         score = float(np.mean([scale_score(p[0], d, penalty) for p in parts]))
-        if k == 0 or score > best_score:
-            best_score, best, result = score, d, parts[0] if len(windows) == 1 else None
-    return best, result
+        if best is None or score > best[0]:
+            best = (score, d, parts[0] if len(windows) == 1 else None)
+    return best[1], best[2]
 
 
 def search_windows(shape: tuple, pixels: int) -> list:
