@@ -86,7 +86,7 @@ from cellseg_core.learn.nuclei_training import (  # noqa: E402
     NucleusTrainingSettings, TrainingTarget, fit_nucleus_net, tune_thresholds)
 from cellseg_core.metrics import average_precision, match_instances  # noqa: E402
 from cellseg_core.morphology import fill_holes  # noqa: E402
-from train_nuclei import load_sets  # noqa: E402
+from train_nuclei import add_training_arguments, load_sets, settings_from  # noqa: E402
 
 TARGETS = ("classes", "distance")
 MIN_SIZE = 12
@@ -247,19 +247,7 @@ def main(argv=None):
     ap.add_argument("--target", choices=TARGETS)
     ap.add_argument("--out", default="training/runs/distance_experiment")
     ap.add_argument("--report", action="store_true", help="only print the saved table")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--epochs", type=int, default=200)
-    ap.add_argument("--steps", type=int, default=40, help="steps per epoch")
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--crop", type=int, default=128)
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--diameter", type=float, default=20.0)
-    ap.add_argument("--widths", default="16,32,64,128")
-    ap.add_argument("--val-fraction", type=float, default=0.15)
-    ap.add_argument("--patience", type=int, default=8)
-    ap.add_argument("--lr-patience", type=int, default=2)
-    ap.add_argument("--minutes", type=float, default=10.0)
-    ap.add_argument("--threads", type=int, default=1)
+    add_training_arguments(ap, minutes=10.0, threads=1)
     args = ap.parse_args(argv)
     out = Path(args.out)
     if args.report:
@@ -276,12 +264,7 @@ def main(argv=None):
                      np.random.default_rng(args.seed))
     print(f"[{args.target}] loaded {len(data['train'])} train / {len(data['val'])} val "
           f"in {time.time() - t0:.0f} s", flush=True)
-    settings = NucleusTrainingSettings(
-        init=None, epochs=args.epochs, steps=args.steps, batch=args.batch, crop=args.crop,
-        lr=args.lr, lr_patience=args.lr_patience, patience=args.patience,
-        val_fraction=args.val_fraction, class_weights=(1.0, 1.0, 3.0),
-        diameter=args.diameter, widths=tuple(int(w) for w in args.widths.split(",")),
-        minutes=args.minutes, seed=args.seed, threads=args.threads)
+    settings = settings_from(args)
 
     def report(event):
         if event["kind"] == "epoch":

@@ -53,10 +53,8 @@ def load_sets(folders, model_diameter, val_fraction, rng):
     return out
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("data", nargs="+", help="dataset folders (images/, labels/, split.json)")
-    ap.add_argument("--out", default="training/runs/nuclei")
+def add_training_arguments(ap, *, minutes: float | None = None, threads: int = 2):
+    """The training options of this script and of the experiments in this folder."""
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=200)
     ap.add_argument("--steps", type=int, default=40, help="steps per epoch")
@@ -70,8 +68,26 @@ def main(argv=None):
     ap.add_argument("--patience", type=int, default=8, help="epochs without gain before stop")
     ap.add_argument("--lr-patience", type=int, default=2,
                     help="epochs without gain before the learning rate is halved")
-    ap.add_argument("--minutes", type=float, default=None, help="stop training after this")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--minutes", type=float, default=minutes, help="stop training after this")
+    ap.add_argument("--threads", type=int, default=threads)
+    return ap
+
+
+def settings_from(args, init=None) -> NucleusTrainingSettings:
+    """:class:`NucleusTrainingSettings` from :func:`add_training_arguments`' options."""
+    return NucleusTrainingSettings(
+        init=init, epochs=args.epochs, steps=args.steps, batch=args.batch, crop=args.crop,
+        lr=args.lr, lr_patience=args.lr_patience, patience=args.patience,
+        val_fraction=args.val_fraction, class_weights=(1.0, 1.0, args.boundary_weight),
+        diameter=args.diameter, widths=tuple(int(w) for w in args.widths.split(",")),
+        minutes=args.minutes, seed=args.seed, threads=args.threads)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("data", nargs="+", help="dataset folders (images/, labels/, split.json)")
+    ap.add_argument("--out", default="training/runs/nuclei")
+    add_training_arguments(ap)
     ap.add_argument("--init", default=None, help="start from a best.pt state (fine-tuning)")
     ap.add_argument("--export-only", action="store_true",
                     help="no training: tune thresholds for --init on validation and export")
@@ -83,13 +99,8 @@ def main(argv=None):
     rng = np.random.default_rng(args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    widths = tuple(int(w) for w in args.widths.split(","))
-    settings = NucleusTrainingSettings(
-        init=args.init, epochs=args.epochs, steps=args.steps, batch=args.batch, crop=args.crop,
-        lr=args.lr, lr_patience=args.lr_patience, patience=args.patience,
-        val_fraction=args.val_fraction,
-        class_weights=(1.0, 1.0, args.boundary_weight), diameter=args.diameter, widths=widths,
-        minutes=args.minutes, seed=args.seed, threads=args.threads)
+    settings = settings_from(args, init=args.init)
+    widths = settings.widths
     data = load_sets(args.data, args.diameter, args.val_fraction, rng)
     print(f"loaded {len(data['train'])} train / {len(data['val'])} val images "
           f"in {time.time() - start:.0f} s", flush=True)
