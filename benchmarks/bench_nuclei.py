@@ -57,6 +57,16 @@ def data_root() -> Path:
     return Path(env) if env else REPO.parent / "shared" / "data"
 
 
+def set_folders(names):
+    """(name, folder) of each set found under :func:`data_root`; says which are missing."""
+    for name in names:
+        folder = data_root() / name
+        if folder.is_dir():
+            yield name, folder
+        else:
+            print(f"{name}: not found at {folder}, skipped")
+
+
 def score(pred, truth) -> dict:
     m = match_instances(pred, truth)
     return {"f1": m["f1"], "ap": average_precision(pred, truth), "precision": m["precision"],
@@ -125,11 +135,7 @@ def main(argv=None):
     rows = args.rows or ["model (estimated size)", "model (true size)", "model (no rescale)",
                          "Otsu + distance watershed"]
     results = {}
-    for name in args.sets:
-        folder = data_root() / name
-        if not folder.is_dir():
-            print(f"{name}: not found at {folder}, skipped")
-            continue
+    for name, folder in set_folders(args.sets):
         table = run_set(folder, args.split, model, rows)
         results[name] = table
         goal = GOALS.get(name)

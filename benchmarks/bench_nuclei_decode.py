@@ -34,11 +34,12 @@ import tifffile
 
 from _common import REPO  # noqa: F401  (puts the repo on sys.path)
 
-from bench_nuclei import SETS, data_root, median_diameter  # noqa: E402
+from bench_nuclei import SETS, set_folders  # noqa: E402
 from cellseg_core.io import read_image  # noqa: E402
 from cellseg_core.learn.nuclei import (NucleusModel, estimate_diameter,  # noqa: E402
                                         normalize_image, probabilities_to_instances)
 from cellseg_core.metrics import average_precision, match_instances  # noqa: E402
+from cellseg_core.scale import median_diameter  # noqa: E402
 
 DECODES = ("interior", "distance")
 SIZES = ("true", "model", "classical")
@@ -96,11 +97,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     models = {d: NucleusModel(args.model, decode=d, tta=1) for d in DECODES}
     results = {}
-    for name in args.sets:
-        folder = data_root() / name
-        if not folder.is_dir():
-            print(f"{name}: not found at {folder}, skipped")
-            continue
+    for name, folder in set_folders(args.sets):
         results[name] = run_set(folder, args.split, models, args.tta, args.limit)
         print(f"{name} done", flush=True)
     names = list(results)
