@@ -32,8 +32,9 @@ sys.path.insert(0, str(REPO))
 
 from cellseg_core.io import read_image  # noqa: E402
 from cellseg_core.learn.nuclei_training import (  # noqa: E402
-    NucleusTrainingSettings, export_onnx, fit_nucleus_net, median_diameter, network_class,
-    onnx_metadata, to_model_scale, tune_thresholds)
+    NucleusTrainingSettings, export_onnx, fit_nucleus_net, network_class, onnx_metadata,
+    to_model_scale, tune_thresholds)
+from cellseg_core.scale import median_diameter  # noqa: E402
 
 
 def load_sets(folders, model_diameter, val_fraction, rng):

@@ -32,8 +32,7 @@ from ..scale import median_diameter
 from .nuclei import DECODE, FORMAT, FORMAT_VERSION, normalize_image, nucleus_targets, \
     probabilities_to_instances
 
-__all__ = ["BUILTIN_STATE", "NucleusTrainingSettings", "network_class", "median_diameter",
-           "to_model_scale", "load_items", "split_validation", "sample_crop",
+__all__ = ["BUILTIN_STATE", "NucleusTrainingSettings", "network_class", "to_model_scale", "load_items", "split_validation", "sample_crop",
            "augment_intensity", "augmentation_preview", "TrainingTarget", "THREE_CLASSES",
            "fit_nucleus_net", "validate",
            "tune_thresholds", "export_onnx", "initial_settings", "onnx_metadata",

@@ -17,10 +17,11 @@ from cellseg_core.learn import torch_available
 from cellseg_core.learn.nuclei import NucleusModel
 from cellseg_core.learn.nuclei_training import (BUILTIN_STATE, NucleusTrainingSettings,
                                                 augmentation_preview, load_items,
-                                                median_diameter, split_validation)
+                                                split_validation)
 from cellseg_core.methods import OTSU_BASELINE, as_segmenter, load_method, nucleus_methods
 from cellseg_core.metrics import average_precision, match_instances
 from cellseg_core.params import Params
+from cellseg_core.scale import median_diameter
 
 REPO = Path(__file__).resolve().parents[2]
 needs_torch = pytest.mark.skipif(not torch_available(),
